@@ -1,0 +1,743 @@
+//! Settings as an operator writes them (TOML file, then `PROOF_BFF__*` environment variables), and
+//! their validation into the typed values the service runs on.
+//!
+//! Every problem is reported as one line naming the key, before anything is bound or called.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::checkout_request::CheckoutPolicy;
+use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
+use crate::origin::{AllowedOrigins, normalise_origin};
+use crate::session::{JwtAlgorithm, JwtVerifier, JwtVerifierSettings};
+
+/// Prefix of every environment override: `PROOF_BFF__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "PROOF_BFF";
+const ENV_SEPARATOR: &str = "__";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "browser.allowed_origins",
+    "client_ip.trusted_proxies",
+    "checkout.networks",
+    "checkout.currencies",
+    "checkout.types",
+    "checkout.redirect_url_origins",
+];
+
+/// A configuration problem: one line, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn key(key: &str, problem: impl std::fmt::Display) -> Self {
+        Self(format!("{key}: {problem}"))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub proof: ProofSettings,
+    pub browser: BrowserSettings,
+    pub session: SessionSettings,
+    pub client_ip: ClientIpSettings,
+    pub checkout: CheckoutSettings,
+    pub rate_limit: RateLimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub workers: usize,
+    pub shutdown_timeout_s: u64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            workers: 0,
+            shutdown_timeout_s: 30,
+            max_body_bytes: 16384,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProofSettings {
+    pub base_url: String,
+    pub client_token: SecretString,
+    pub client_token_file: String,
+    pub origin: String,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub deadline_ms: u64,
+    pub max_attempts: u32,
+    pub address: String,
+}
+
+impl Default for ProofSettings {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            client_token: SecretString::from(""),
+            client_token_file: String::new(),
+            origin: String::new(),
+            connect_timeout_ms: 1000,
+            request_timeout_ms: 10000,
+            deadline_ms: 15000,
+            max_attempts: 3,
+            address: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserSettings {
+    pub allowed_origins: Vec<String>,
+    pub require_csrf_header: bool,
+    pub allow_missing_origin: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    pub source: String,
+    pub jwt: JwtSettings,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            source: "jwt".into(),
+            jwt: JwtSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtSettings {
+    pub cookie: String,
+    pub bearer: bool,
+    pub algorithm: String,
+    pub secret: SecretString,
+    pub secret_file: String,
+    pub public_key_pem_file: String,
+    pub issuer: String,
+    pub audience: String,
+    pub user_id_claim: String,
+    pub email_claim: String,
+    pub leeway_s: u64,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            cookie: "session".into(),
+            bearer: false,
+            algorithm: "HS256".into(),
+            secret: SecretString::from(""),
+            secret_file: String::new(),
+            public_key_pem_file: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            user_id_claim: "sub".into(),
+            email_claim: "email".into(),
+            leeway_s: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientIpSettings {
+    pub trusted_proxies: Vec<String>,
+    pub source: String,
+}
+
+impl Default for ClientIpSettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            source: "x-forwarded-for".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckoutSettings {
+    pub networks: Vec<String>,
+    pub currencies: Vec<String>,
+    pub types: Vec<String>,
+    pub redirect_url_origins: Vec<String>,
+    pub max_amount: String,
+}
+
+impl Default for CheckoutSettings {
+    fn default() -> Self {
+        Self {
+            networks: Vec::new(),
+            currencies: Vec::new(),
+            types: vec!["buy".into()],
+            redirect_url_origins: Vec::new(),
+            max_amount: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub backend: String,
+    pub redis_url: SecretString,
+    pub redis_url_file: String,
+    pub per_user_burst: u32,
+    pub per_user_per_minute: u32,
+    pub per_ip_burst: u32,
+    pub per_ip_per_minute: u32,
+    pub on_backend_error: String,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            redis_url: SecretString::from(""),
+            redis_url_file: String::new(),
+            per_user_burst: 5,
+            per_user_per_minute: 10,
+            per_ip_burst: 20,
+            per_ip_per_minute: 60,
+            on_backend_error: "deny".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Where settings come from, lowest precedence first.
+#[derive(Debug, Default)]
+pub struct SettingsSources {
+    /// Key/value pairs applied over the defaults and under the file (the sandbox preset).
+    pub preset: Vec<(String, PresetValue)>,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PresetValue {
+    Str(String),
+    List(Vec<String>),
+}
+
+impl Settings {
+    /// Reads the file (when given) and the process environment.
+    pub fn load(sources: &SettingsSources) -> Result<Self, ConfigError> {
+        Self::load_with_env(sources, std::env::vars_os())
+    }
+
+    /// Like [`Settings::load`], with the environment passed in so tests need not mutate the process's.
+    pub fn load_with_env(
+        sources: &SettingsSources,
+        env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in &sources.preset {
+            builder = match value {
+                PresetValue::Str(s) => builder.set_default(key.as_str(), s.as_str()),
+                PresetValue::List(items) => builder.set_default(key.as_str(), items.clone()),
+            }
+            .map_err(|e| ConfigError::key(key, e))?;
+        }
+        if let Some(path) = &sources.file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {}: not found or not a file",
+                    path.display()
+                )));
+            }
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        // The environment is read by hand rather than with `config::Environment`: its list parsing
+        // needs `try_parsing`, which would turn a token like "0042" into the number 42.
+        for (key, value) in environment_overrides(env)? {
+            builder = match value {
+                PresetValue::Str(s) => builder.set_override(key.as_str(), s),
+                PresetValue::List(items) => builder.set_override(key.as_str(), items),
+            }
+            .map_err(|e| ConfigError::key(&key, e))?;
+        }
+        let config = builder
+            .build()
+            .map_err(|e| ConfigError(format!("config: {e}")))?;
+        config
+            .try_deserialize::<Settings>()
+            .map_err(|e| ConfigError(format!("config: {e}")))
+    }
+}
+
+fn environment_overrides(
+    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, PresetValue)>, ConfigError> {
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
+    let mut overrides = Vec::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace(ENV_SEPARATOR, ".");
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError(format!("{name}: not valid UTF-8")))?;
+        let value = if LIST_KEYS.contains(&key.as_str()) {
+            PresetValue::List(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        } else {
+            PresetValue::Str(value)
+        };
+        overrides.push((key, value));
+    }
+    Ok(overrides)
+}
+
+/// Everything the service runs on, checked.
+#[derive(Debug)]
+pub struct AppConfig {
+    pub server: ServerConfig,
+    pub proof: ProofConfig,
+    pub browser: BrowserConfig,
+    pub session: SessionConfig,
+    pub client_ip: ClientIpResolver,
+    pub checkout: CheckoutPolicy,
+    pub rate_limit: RateLimitConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub workers: usize,
+    pub shutdown_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProofConfig {
+    /// The full URL of `POST /widget/session` under the configured base URL.
+    pub widget_session_url: String,
+    pub client_token: SecretString,
+    pub origin: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub deadline: Duration,
+    pub max_attempts: u32,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowserConfig {
+    pub allowed_origins: AllowedOrigins,
+    pub require_csrf_header: bool,
+    pub allow_missing_origin: bool,
+}
+
+#[derive(Debug)]
+pub struct SessionConfig {
+    pub cookie: String,
+    pub bearer: bool,
+    pub verifier: JwtVerifier,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub per_user_burst: u32,
+    pub per_user_per_minute: u32,
+    pub per_ip_burst: u32,
+    pub per_ip_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+const MAX_ATTEMPTS_LIMIT: u32 = 10;
+
+impl Settings {
+    /// Checks every key and builds the values the service runs on.
+    pub fn validate(self) -> Result<AppConfig, ConfigError> {
+        Ok(AppConfig {
+            server: validate_server(self.server)?,
+            proof: validate_proof(self.proof)?,
+            browser: validate_browser(self.browser)?,
+            session: validate_session(self.session)?,
+            client_ip: validate_client_ip(self.client_ip)?,
+            checkout: CheckoutPolicy::from_config(
+                &self.checkout.networks,
+                &self.checkout.currencies,
+                &self.checkout.types,
+                &self.checkout.redirect_url_origins,
+                self.checkout.max_amount.trim(),
+            )
+            .map_err(ConfigError)?,
+            rate_limit: validate_rate_limit(self.rate_limit)?,
+            log: validate_log(self.log)?,
+        })
+    }
+}
+
+fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
+    validate_listen(&s.listen)?;
+    if s.max_body_bytes == 0 {
+        return Err(ConfigError::key(
+            "server.max_body_bytes",
+            "must be at least 1",
+        ));
+    }
+    Ok(ServerConfig {
+        listen: s.listen,
+        workers: s.workers,
+        shutdown_timeout: Duration::from_secs(s.shutdown_timeout_s),
+        max_body_bytes: s.max_body_bytes,
+    })
+}
+
+fn validate_listen(listen: &str) -> Result<(), ConfigError> {
+    if listen.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    // A host name is allowed ("localhost:8080"); it is resolved when the socket is bound.
+    let valid_host_port = listen.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && port.parse::<u16>().is_ok()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    });
+    if valid_host_port {
+        Ok(())
+    } else {
+        Err(ConfigError::key(
+            "server.listen",
+            format!("{listen:?} is not host:port (e.g. \"127.0.0.1:8080\" or \"[::]:8080\")"),
+        ))
+    }
+}
+
+fn validate_proof(s: ProofSettings) -> Result<ProofConfig, ConfigError> {
+    let widget_session_url = widget_session_url(&s.base_url)?;
+    let client_token = read_secret(
+        "proof.client_token",
+        s.client_token,
+        "proof.client_token_file",
+        &s.client_token_file,
+    )?
+    .ok_or_else(|| {
+        ConfigError::key(
+            "proof.client_token",
+            "is required (or proof.client_token_file, or PROOF_BFF__PROOF__CLIENT_TOKEN)",
+        )
+    })?;
+    if client_token
+        .expose_secret()
+        .bytes()
+        .any(|b| !(0x21..=0x7e).contains(&b))
+    {
+        return Err(ConfigError::key(
+            "proof.client_token",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    let origin = normalise_origin(&s.origin).map_err(|e| ConfigError::key("proof.origin", e))?;
+    let positive = |key: &str, ms: u64| {
+        if ms == 0 {
+            Err(ConfigError::key(key, "must be greater than 0"))
+        } else {
+            Ok(Duration::from_millis(ms))
+        }
+    };
+    let connect_timeout = positive("proof.connect_timeout_ms", s.connect_timeout_ms)?;
+    let request_timeout = positive("proof.request_timeout_ms", s.request_timeout_ms)?;
+    let deadline = positive("proof.deadline_ms", s.deadline_ms)?;
+    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&s.max_attempts) {
+        return Err(ConfigError::key(
+            "proof.max_attempts",
+            format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+        ));
+    }
+    let address = s.address.trim();
+    if address.len() > 256 || address.chars().any(char::is_control) {
+        return Err(ConfigError::key(
+            "proof.address",
+            "must be at most 256 printable characters",
+        ));
+    }
+    Ok(ProofConfig {
+        widget_session_url,
+        client_token,
+        origin,
+        connect_timeout,
+        request_timeout,
+        deadline,
+        max_attempts: s.max_attempts,
+        address: (!address.is_empty()).then(|| address.to_owned()),
+    })
+}
+
+fn widget_session_url(base_url: &str) -> Result<String, ConfigError> {
+    const KEY: &str = "proof.base_url";
+    if base_url.trim().is_empty() {
+        return Err(ConfigError::key(
+            KEY,
+            "is required: the base URL Proof gave you at onboarding",
+        ));
+    }
+    let url = url::Url::parse(base_url.trim())
+        .map_err(|e| ConfigError::key(KEY, format!("{base_url:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::key(KEY, "must be an http:// or https:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::key(
+            KEY,
+            "must not carry a query, fragment or user name",
+        ));
+    }
+    let base = url.as_str().trim_end_matches('/');
+    Ok(format!("{base}/widget/session"))
+}
+
+/// A secret given inline or as a file: exactly one of the two, never both.
+fn read_secret(
+    key: &str,
+    inline: SecretString,
+    file_key: &str,
+    file: &str,
+) -> Result<Option<SecretString>, ConfigError> {
+    let has_inline = !inline.expose_secret().is_empty();
+    match (has_inline, file.trim().is_empty()) {
+        (true, false) => Err(ConfigError::key(
+            key,
+            format!("set either {key} or {file_key}, not both"),
+        )),
+        (true, true) => Ok(Some(inline)),
+        (false, true) => Ok(None),
+        (false, false) => {
+            let contents = std::fs::read_to_string(Path::new(file.trim()))
+                .map_err(|e| ConfigError::key(file_key, format!("cannot read {file:?}: {e}")))?;
+            // Files written by editors and secret managers usually end in a newline.
+            let secret = contents.trim_end_matches(['\n', '\r']);
+            if secret.is_empty() {
+                return Err(ConfigError::key(file_key, format!("{file:?} is empty")));
+            }
+            Ok(Some(SecretString::from(secret)))
+        }
+    }
+}
+
+fn validate_browser(s: BrowserSettings) -> Result<BrowserConfig, ConfigError> {
+    let allowed_origins = AllowedOrigins::parse(&s.allowed_origins)
+        .map_err(|e| ConfigError::key("browser.allowed_origins", e))?;
+    Ok(BrowserConfig {
+        allowed_origins,
+        require_csrf_header: s.require_csrf_header,
+        allow_missing_origin: s.allow_missing_origin,
+    })
+}
+
+fn validate_session(s: SessionSettings) -> Result<SessionConfig, ConfigError> {
+    match s.source.as_str() {
+        "jwt" => {}
+        "jwks" | "introspect" | "headers" => {
+            return Err(ConfigError::key(
+                "session.source",
+                format!("{:?} is not supported yet; use \"jwt\"", s.source),
+            ));
+        }
+        other => {
+            return Err(ConfigError::key(
+                "session.source",
+                format!("{other:?} is not one of jwt"),
+            ));
+        }
+    }
+    let jwt = s.jwt;
+    if !is_cookie_name(&jwt.cookie) {
+        return Err(ConfigError::key(
+            "session.jwt.cookie",
+            format!("{:?} is not a valid cookie name", jwt.cookie),
+        ));
+    }
+    let algorithm = match jwt.algorithm.as_str() {
+        "HS256" => JwtAlgorithm::HS256,
+        "RS256" => JwtAlgorithm::RS256,
+        "ES256" => JwtAlgorithm::ES256,
+        other => {
+            return Err(ConfigError::key(
+                "session.jwt.algorithm",
+                format!("{other:?} is not one of HS256, RS256, ES256"),
+            ));
+        }
+    };
+    let hs256_secret = read_secret(
+        "session.jwt.secret",
+        jwt.secret,
+        "session.jwt.secret_file",
+        &jwt.secret_file,
+    )?;
+    let public_key_pem = match jwt.public_key_pem_file.trim() {
+        "" => None,
+        path => Some(std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::key(
+                "session.jwt.public_key_pem_file",
+                format!("cannot read {path:?}: {e}"),
+            )
+        })?),
+    };
+    let non_empty = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+    for (key, claim) in [
+        ("session.jwt.user_id_claim", &jwt.user_id_claim),
+        ("session.jwt.email_claim", &jwt.email_claim),
+    ] {
+        if claim.trim().is_empty() {
+            return Err(ConfigError::key(key, "must not be empty"));
+        }
+    }
+    let verifier = JwtVerifier::new(JwtVerifierSettings {
+        algorithm,
+        hs256_secret,
+        public_key_pem,
+        issuer: non_empty(jwt.issuer),
+        audience: non_empty(jwt.audience),
+        user_id_claim: jwt.user_id_claim,
+        email_claim: jwt.email_claim,
+        leeway_s: jwt.leeway_s,
+    })
+    .map_err(|e| ConfigError(e.to_string()))?;
+    Ok(SessionConfig {
+        cookie: jwt.cookie,
+        bearer: jwt.bearer,
+        verifier,
+    })
+}
+
+/// RFC 6265 cookie-name: a token.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn validate_client_ip(s: ClientIpSettings) -> Result<ClientIpResolver, ConfigError> {
+    let trusted = TrustedProxies::parse(&s.trusted_proxies)
+        .map_err(|e| ConfigError::key("client_ip.trusted_proxies", e))?;
+    let source =
+        ClientIpSource::parse(&s.source).map_err(|e| ConfigError::key("client_ip.source", e))?;
+    Ok(ClientIpResolver::new(trusted, source))
+}
+
+fn validate_rate_limit(s: RateLimitSettings) -> Result<RateLimitConfig, ConfigError> {
+    match s.backend.as_str() {
+        "memory" => {}
+        "redis" => {
+            return Err(ConfigError::key(
+                "rate_limit.backend",
+                "\"redis\" is not supported yet; use \"memory\"",
+            ));
+        }
+        other => {
+            return Err(ConfigError::key(
+                "rate_limit.backend",
+                format!("{other:?} is not one of memory, redis"),
+            ));
+        }
+    }
+    if !matches!(s.on_backend_error.as_str(), "deny" | "allow") {
+        return Err(ConfigError::key(
+            "rate_limit.on_backend_error",
+            format!("{:?} is not one of deny, allow", s.on_backend_error),
+        ));
+    }
+    for (key, value) in [
+        ("rate_limit.per_user_burst", s.per_user_burst),
+        ("rate_limit.per_user_per_minute", s.per_user_per_minute),
+        ("rate_limit.per_ip_burst", s.per_ip_burst),
+        ("rate_limit.per_ip_per_minute", s.per_ip_per_minute),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::key(key, "must be at least 1"));
+        }
+    }
+    Ok(RateLimitConfig {
+        per_user_burst: s.per_user_burst,
+        per_user_per_minute: s.per_user_per_minute,
+        per_ip_burst: s.per_ip_burst,
+        per_ip_per_minute: s.per_ip_per_minute,
+    })
+}
+
+fn validate_log(s: LogSettings) -> Result<LogConfig, ConfigError> {
+    let format = match s.format.as_str() {
+        "json" => LogFormat::Json,
+        "pretty" => LogFormat::Pretty,
+        other => {
+            return Err(ConfigError::key(
+                "log.format",
+                format!("{other:?} is not one of json, pretty"),
+            ));
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&s.level).is_err() {
+        return Err(ConfigError::key(
+            "log.level",
+            format!("{:?} is not a level or filter (e.g. \"info\")", s.level),
+        ));
+    }
+    Ok(LogConfig {
+        format,
+        level: s.level,
+    })
+}

@@ -1,0 +1,209 @@
+//! The JSON error envelope the service answers with: Proof's own shape,
+//! `{"error": "...", "code": "...", "message": "..."}`, so a frontend handles one shape.
+
+use std::borrow::Cow;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::checkout_request::ValidationError;
+use crate::session::SessionError;
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: &'a str,
+    code: &'a str,
+    message: &'a str,
+}
+
+/// Builds an error response in the envelope.
+pub fn envelope_response(
+    status: StatusCode,
+    error: &str,
+    code: &str,
+    message: &str,
+) -> HttpResponse {
+    let body = serde_json::to_vec(&Envelope {
+        error,
+        code,
+        message,
+    })
+    .unwrap_or_else(|_| {
+        br#"{"error":"internal_error","code":"internal_error","message":"internal error"}"#.to_vec()
+    });
+    HttpResponse::build(status)
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(body)
+}
+
+/// Why the service itself refused or failed a checkout.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("origin not allowed")]
+    ForbiddenOrigin,
+    #[error("X-CSRF header missing")]
+    CsrfHeaderMissing,
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    Validation(#[from] ValidationError),
+    #[error("rate limited ({code})")]
+    RateLimited {
+        code: &'static str,
+        retry_after_s: u64,
+    },
+    #[error("service is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Why the call to Proof gave no usable answer. Proof's own 4xx answers are not errors: they are
+/// passed through.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("Proof refused our credentials or origin (HTTP {status})")]
+    Misconfigured { status: u16 },
+    #[error("Proof answered HTTP {status} after {attempts} attempt(s)")]
+    ProviderError { status: u16, attempts: u32 },
+    #[error("Proof unreachable after {attempts} attempt(s): {cause}")]
+    Unavailable { attempts: u32, cause: String },
+    #[error("Proof answered HTTP {status} with an unusable body: {cause}")]
+    InvalidResponse { status: u16, cause: &'static str },
+    #[error("no answer from Proof in time ({cause})")]
+    Timeout { cause: &'static str },
+}
+
+impl CheckoutError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, Cow<'static, str>) {
+        use CheckoutError as E;
+        match self {
+            E::ForbiddenOrigin => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "forbidden_origin",
+                "the request's Origin is not allowed to call this service".into(),
+            ),
+            E::CsrfHeaderMissing => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "csrf",
+                "the X-CSRF: 1 header is required".into(),
+            ),
+            E::Session(e) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorised",
+                e.code(),
+                match e {
+                    SessionError::Missing => "no session: sign in first",
+                    SessionError::Invalid => "the session is not valid: sign in again",
+                    SessionError::Expired => "the session has expired: sign in again",
+                }
+                .into(),
+            ),
+            E::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "unsupported_media_type",
+                "the request body must be JSON with Content-Type: application/json".into(),
+            ),
+            E::BodyTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "body_too_large",
+                format!("the request body must be at most {limit} bytes").into(),
+            ),
+            E::Validation(e) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "validation_error",
+                e.message.clone().into(),
+            ),
+            E::RateLimited { code, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                code,
+                "too many checkout attempts: try again later".into(),
+            ),
+            E::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "shutting_down",
+                "the service is restarting: try again".into(),
+            ),
+            E::Upstream(e) => match e {
+                UpstreamError::Misconfigured { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "upstream_misconfigured",
+                    "the payment provider refused this service's credentials".into(),
+                ),
+                UpstreamError::ProviderError { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "provider_error",
+                    "the payment provider failed: try again".into(),
+                ),
+                UpstreamError::Unavailable { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "upstream_unavailable",
+                    "the payment provider is unreachable: try again".into(),
+                ),
+                UpstreamError::InvalidResponse { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "invalid_upstream_response",
+                    "the payment provider sent an unusable answer".into(),
+                ),
+                UpstreamError::Timeout { .. } => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "upstream_timeout",
+                    "the payment provider did not answer in time: try again".into(),
+                ),
+            },
+        }
+    }
+
+    /// The public error slug and code, for logs and metrics.
+    pub fn error_code(&self) -> (&'static str, &'static str) {
+        let (_, error, code, _) = self.parts();
+        (error, code)
+    }
+}
+
+impl ResponseError for CheckoutError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, error, code, message) = self.parts();
+        let mut response = envelope_response(status, error, code, &message);
+        match self {
+            CheckoutError::RateLimited { retry_after_s, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            CheckoutError::ShuttingDown => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,15 @@
+//! proof-bff: a backend-for-frontend that creates Proof widget sessions server-side.
+
+pub mod checkout_request;
+pub mod cli;
+pub mod client_ip;
+pub mod configuration;
+pub mod cors;
+pub mod error;
+pub mod origin;
+pub mod proof_client;
+pub mod readiness;
+pub mod routes;
+pub mod session;
+pub mod startup;
+pub mod telemetry;

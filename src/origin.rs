@@ -1,0 +1,103 @@
+//! Browser origins: the partner's allow-list and the `Origin` we present to Proof.
+
+/// Turns a configured origin into the exact form a browser sends in `Origin`
+/// (`scheme://host[:port]`, lower-case host, default port left out), so a plain byte comparison
+/// on the request path is enough.
+pub fn normalise_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is required: an origin such as \"https://app.example.com\"".into());
+    }
+    if value == "*" || value == "null" {
+        return Err(format!("{value:?} is not allowed: list exact origins"));
+    }
+    let url = url::Url::parse(value).map_err(|e| format!("{value:?} is not an origin: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{value:?} must be an http:// or https:// origin"));
+    }
+    let has_path = url.path() != "/" || value.ends_with('/');
+    if has_path || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{value:?} must be an origin (scheme://host[:port]) without a path"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// The exact origins whose pages may call the service with the user's cookie.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl AllowedOrigins {
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        let mut origins = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let origin = normalise_origin(entry.as_ref())?;
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        Ok(Self(origins))
+    }
+
+    /// Exact match against the request's `Origin` bytes.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.0.iter().any(|allowed| allowed.as_bytes() == origin)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_to_what_browsers_send() {
+        assert_eq!(
+            normalise_origin("HTTPS://App.Example.com:443").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            normalise_origin("http://localhost:3000").unwrap(),
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            normalise_origin("http://[::1]:8080").unwrap(),
+            "http://[::1]:8080"
+        );
+    }
+
+    #[test]
+    fn wildcards_paths_and_other_schemes_are_refused() {
+        for bad in [
+            "*",
+            "null",
+            "",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://app.example.com?x=1",
+            "https://user@app.example.com",
+            "ftp://app.example.com",
+            "app.example.com",
+        ] {
+            assert!(normalise_origin(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn allows_is_an_exact_match() {
+        let allowed = AllowedOrigins::parse(&["https://app.example.com"]).unwrap();
+        assert!(allowed.allows(b"https://app.example.com"));
+        assert!(!allowed.allows(b"https://app.example.com.evil.test"));
+        assert!(!allowed.allows(b"http://app.example.com"));
+        assert!(!allowed.allows(b"https://app.example.com:8443"));
+        assert!(!allowed.allows(b"null"));
+    }
+}

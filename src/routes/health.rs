@@ -1,0 +1,37 @@
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+
+use crate::error::envelope_response;
+use crate::readiness::Readiness;
+
+/// Liveness: the process is serving.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(r#"{"status":"ok"}"#)
+}
+
+/// Readiness: stops answering 200 as soon as draining starts, so a load balancer takes the
+/// instance out before it goes away.
+pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    if readiness.is_draining() {
+        return envelope_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "shutting_down",
+            "the service is draining",
+        );
+    }
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(r#"{"status":"ready"}"#)
+}

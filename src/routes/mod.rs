@@ -1,0 +1,29 @@
+mod health;
+mod start_checkout;
+
+pub use health::{healthz, readyz};
+pub use start_checkout::start_checkout;
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+
+use crate::error::envelope_response;
+
+/// Unknown paths get the same envelope as every other error.
+pub async fn not_found() -> HttpResponse {
+    envelope_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "not_found",
+        "no such route",
+    )
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    envelope_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}

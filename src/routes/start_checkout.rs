@@ -1,0 +1,196 @@
+//! `POST /start-checkout`, as named phases in the order they run: refuse a foreign caller, know who
+//! and where the user is, read and check what they asked for, then ask Proof and relay its answer.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use crate::checkout_request::{CheckoutRequest, WidgetSessionRequest, parse_checkout_request};
+use crate::client_ip::ClientIp;
+use crate::error::CheckoutError;
+use crate::proof_client::{ProofClient, UpstreamAnswer};
+use crate::session::{
+    SessionError, SessionUser, token_from_authorization, token_from_cookie_header,
+};
+use crate::startup::CheckoutContext;
+use crate::telemetry::RequestId;
+
+pub async fn start_checkout(
+    req: HttpRequest,
+    request_id: RequestId,
+    payload: web::Payload,
+    context: web::Data<CheckoutContext>,
+    proof: web::Data<ProofClient>,
+) -> Result<HttpResponse, CheckoutError> {
+    if context.readiness.is_draining() {
+        return Err(CheckoutError::ShuttingDown);
+    }
+    check_caller(&req, &context)?;
+    let client_ip = resolve_client_ip(&req, &context);
+    let user = authenticate(&req, &context)?;
+    require_json(&req)?;
+    let body = read_body(&req, payload, context.max_body_bytes).await?;
+    let checkout = parse_checkout_request(&body, &context.checkout)?;
+    let upstream_body = widget_session_body(&checkout, &user, client_ip, &context);
+    let answer = proof
+        .create_widget_session(upstream_body, &request_id)
+        .await?;
+    Ok(relay(answer))
+}
+
+/// CSRF defence: a cookie-carrying POST must come from one of the partner's own pages.
+fn check_caller(req: &HttpRequest, context: &CheckoutContext) -> Result<(), CheckoutError> {
+    let browser = &context.browser;
+    let mut origins = req.headers().get_all(header::ORIGIN);
+    match (origins.next(), origins.next()) {
+        (Some(origin), None) if browser.allowed_origins.allows(origin.as_bytes()) => {}
+        (None, _) if browser.allow_missing_origin => {}
+        _ => return Err(CheckoutError::ForbiddenOrigin),
+    }
+    if browser.require_csrf_header
+        && req
+            .headers()
+            .get("x-csrf")
+            .is_none_or(|v| v.as_bytes() != b"1")
+    {
+        return Err(CheckoutError::CsrfHeaderMissing);
+    }
+    Ok(())
+}
+
+fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
+    let resolver = &context.client_ip;
+    let client_ip = match req.peer_addr() {
+        Some(peer) => resolver.resolve(
+            peer.ip(),
+            req.headers()
+                .get_all(resolver.header_name())
+                .map(HeaderValue::as_bytes),
+        ),
+        None => ClientIp::Unknown {
+            peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        },
+    };
+    let span = tracing::Span::current();
+    match client_ip {
+        ClientIp::Trusted(ip) => {
+            span.record("client_ip", tracing::field::display(ip));
+        }
+        ClientIp::Unknown { peer } => {
+            tracing::warn!(
+                %peer,
+                header = resolver.header_name(),
+                "no trustworthy client address from a trusted proxy: client_ip left out"
+            );
+        }
+    }
+    client_ip
+}
+
+/// Identity comes only from the verified session, never from the request body.
+fn authenticate(
+    req: &HttpRequest,
+    context: &CheckoutContext,
+) -> Result<SessionUser, CheckoutError> {
+    let session = &context.session;
+    let headers = req.headers();
+    let token = token_from_cookie_header(
+        headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
+        &session.cookie,
+    )
+    .or_else(|| {
+        if !session.bearer {
+            return None;
+        }
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| token_from_authorization(v.as_bytes()))
+    });
+    let user = match token {
+        Some(token) => session.verifier.verify(token),
+        None => Err(SessionError::Missing),
+    }
+    .inspect_err(|e| tracing::info!(reason = e.code(), "session refused"))?;
+    tracing::Span::current().record("user_id", user.user_id.as_str());
+    Ok(user)
+}
+
+fn require_json(req: &HttpRequest) -> Result<(), CheckoutError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(CheckoutError::UnsupportedMediaType)
+    }
+}
+
+/// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, CheckoutError> {
+    let too_large = CheckoutError::BodyTooLarge { limit };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large);
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| CheckoutError::BodyTooLarge { limit })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn widget_session_body(
+    checkout: &CheckoutRequest,
+    user: &SessionUser,
+    client_ip: ClientIp,
+    context: &CheckoutContext,
+) -> Bytes {
+    let request = WidgetSessionRequest {
+        partner_user_id: &user.user_id,
+        user_email: user.email.expose(),
+        network: &checkout.network,
+        currency: &checkout.currency,
+        amount: checkout.amount.as_str(),
+        checkout_type: checkout.checkout_type,
+        redirect_url: checkout.redirect_url.as_deref(),
+        client_ip: client_ip.for_upstream(),
+        address: context.address.as_deref(),
+    };
+    // Serialising borrowed strings and an IpAddr into a Vec cannot fail.
+    Bytes::from(serde_json::to_vec(&request).unwrap_or_default())
+}
+
+/// Proof's answer, byte for byte.
+fn relay(answer: UpstreamAnswer) -> HttpResponse {
+    let mut response = HttpResponse::build(answer.status);
+    response.insert_header((
+        header::CONTENT_TYPE,
+        answer
+            .content_type
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    ));
+    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    if let Some(retry_after) = answer.retry_after {
+        response.insert_header((header::RETRY_AFTER, retry_after));
+    }
+    response.body(answer.body)
+}

@@ -1,0 +1,158 @@
+//! Assembles the service: binds the socket, builds the shared state once and the per-worker
+//! upstream client, and runs until a signal or a handle asks it to drain.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::Method;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use tracing_actix_web::TracingLogger;
+
+use crate::checkout_request::CheckoutPolicy;
+use crate::client_ip::ClientIpResolver;
+use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
+use crate::cors;
+use crate::proof_client::{ProofClient, ProofEndpoint};
+use crate::readiness::Readiness;
+use crate::routes;
+use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
+
+/// What every worker shares for `/start-checkout`, built once.
+#[derive(Debug)]
+pub struct CheckoutContext {
+    pub browser: BrowserConfig,
+    pub session: SessionConfig,
+    pub client_ip: ClientIpResolver,
+    pub checkout: CheckoutPolicy,
+    pub max_body_bytes: usize,
+    pub address: Option<String>,
+    pub readiness: Arc<Readiness>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: ApplicationHandle,
+}
+
+/// Starts a graceful drain from outside the server: a signal in production, the test itself in tests.
+#[derive(Clone)]
+pub struct ApplicationHandle {
+    readiness: Arc<Readiness>,
+    server: ServerHandle,
+}
+
+impl ApplicationHandle {
+    /// Marks the instance not ready, stops accepting, and waits for requests in flight (up to the
+    /// configured shutdown timeout).
+    pub async fn drain(&self) {
+        self.readiness.start_draining();
+        self.server.stop(true).await;
+    }
+}
+
+impl Application {
+    pub fn build(config: AppConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(&config.server.listen)?;
+        Self::build_with_listener(config, listener)
+    }
+
+    pub fn build_with_listener(config: AppConfig, listener: TcpListener) -> std::io::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let endpoint = Arc::new(
+            ProofEndpoint::new(&config.proof)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        );
+        let readiness = Arc::new(Readiness::default());
+        let context = web::Data::new(CheckoutContext {
+            browser: config.browser,
+            session: config.session,
+            client_ip: config.client_ip,
+            checkout: config.checkout,
+            max_body_bytes: config.server.max_body_bytes,
+            address: config.proof.address,
+            readiness: readiness.clone(),
+        });
+        let readiness_data = web::Data::from(readiness.clone());
+        let mut server = HttpServer::new(move || {
+            let proof = web::Data::new(ProofClient::new(endpoint.clone()));
+            App::new()
+                .wrap(from_fn(cors::browser_headers))
+                .wrap(TracingLogger::<BffRootSpan>::new())
+                .wrap(RequestIdMiddleware)
+                .app_data(context.clone())
+                .app_data(readiness_data.clone())
+                .app_data(proof)
+                .service(
+                    web::resource("/start-checkout")
+                        .route(web::post().to(routes::start_checkout))
+                        .route(web::method(Method::OPTIONS).to(cors::preflight))
+                        .default_service(web::to(routes::method_not_allowed)),
+                )
+                .route("/healthz", web::get().to(routes::healthz))
+                .route("/readyz", web::get().to(routes::readyz))
+                .default_service(web::to(routes::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs());
+        if config.server.workers > 0 {
+            server = server.workers(config.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+        let handle = ApplicationHandle {
+            readiness,
+            server: server.handle(),
+        };
+        Ok(Self {
+            port,
+            server,
+            handle,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ApplicationHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received: draining");
+            handle.drain().await;
+        });
+        self.server.await
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

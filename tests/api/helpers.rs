@@ -1,0 +1,165 @@
+//! Starts the real `Application` on a random loopback port in front of a wiremock stand-in for
+//! Proof, and captures every log line it writes (at TRACE) so tests can check what never appears.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use proof_bff::configuration::{AppConfig, LogConfig, LogFormat, Settings};
+use proof_bff::session::sign_hs256;
+use proof_bff::startup::{Application, ApplicationHandle};
+use secrecy::SecretString;
+use wiremock::MockServer;
+
+pub const CLIENT_TOKEN: &str = "pk_test_7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4";
+pub const JWT_SECRET: &str = "hs256-test-secret-that-is-long-enough-0123456789";
+pub const APP_ORIGIN: &str = "https://app.example.com";
+pub const PROOF_ORIGIN: &str = "https://partner.example.com";
+pub const USER_ID: &str = "user-42";
+pub const USER_EMAIL: &str = "alice.secret@example.org";
+
+/// Every log line written by any app in this test process.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let config = LogConfig {
+            format: LogFormat::Json,
+            level: "trace".into(),
+        };
+        let subscriber =
+            proof_bff::telemetry::subscriber_with_filter(&config, "trace", move || writer.clone());
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per process");
+        logs
+    })
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub proof: MockServer,
+    pub client: reqwest::Client,
+    pub handle: ApplicationHandle,
+}
+
+/// Settings every test starts from: a complete, valid configuration pointing at `proof`.
+pub fn base_settings(proof: &MockServer) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.workers = 1;
+    settings.server.shutdown_timeout_s = 5;
+    settings.proof.base_url = proof.uri();
+    settings.proof.client_token = SecretString::from(CLIENT_TOKEN);
+    settings.proof.origin = PROOF_ORIGIN.into();
+    settings.proof.connect_timeout_ms = 500;
+    settings.proof.request_timeout_ms = 2000;
+    settings.proof.deadline_ms = 5000;
+    settings.browser.allowed_origins = vec![APP_ORIGIN.into()];
+    settings.session.jwt.secret = SecretString::from(JWT_SECRET);
+    settings.checkout.types = vec!["buy".into(), "sell".into()];
+    settings.checkout.redirect_url_origins = vec![APP_ORIGIN.into()];
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let proof = MockServer::start().await;
+    let mut settings = base_settings(&proof);
+    customise(&mut settings);
+    let config = settings.validate().expect("test settings are valid");
+    spawn_with_config(config, proof).await
+}
+
+pub async fn spawn_with_config(config: AppConfig, proof: MockServer) -> TestApp {
+    logs();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let application =
+        Application::build_with_listener(config, listener).expect("application builds");
+    let port = application.port();
+    let handle = application.handle();
+    tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        proof,
+        client,
+        handle,
+    }
+}
+
+pub fn session_token() -> String {
+    session_token_for(USER_ID, USER_EMAIL)
+}
+
+pub fn session_token_for(user_id: &str, email: &str) -> String {
+    sign_hs256(JWT_SECRET.as_bytes(), user_id, email, 600).unwrap()
+}
+
+/// A valid checkout body.
+pub fn checkout_body() -> serde_json::Value {
+    serde_json::json!({"network": "TRC20", "currency": "USDT", "amount": "100"})
+}
+
+impl TestApp {
+    /// A browser-like POST from the partner's page with a valid session.
+    pub fn checkout(&self) -> reqwest::RequestBuilder {
+        self.checkout_as(&session_token())
+    }
+
+    pub fn checkout_as(&self, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}/start-checkout", self.address))
+            .header("Origin", APP_ORIGIN)
+            .header("Cookie", format!("session={token}"))
+    }
+
+    /// A POST from the partner's page without any session cookie.
+    pub fn anonymous_checkout(&self) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}/start-checkout", self.address))
+            .header("Origin", APP_ORIGIN)
+    }
+
+    pub async fn proof_requests(&self) -> Vec<wiremock::Request> {
+        self.proof.received_requests().await.unwrap_or_default()
+    }
+}
+
+/// A realistic widget-session answer with odd spacing, key order, a unicode escape and a float,
+/// so any re-serialisation would show.
+pub const WIDGET_SESSION_BODY: &str = "{ \"widget_id\":\"fb359d09-fff6-4b1f-906c-b9062b135065\",  \"merchant_transaction_id\" : \"550e8400-e29b-41d4-a716-446655440000\",\n \"address\":\"TRx1a2b3c4d5e6f\", \"signature\":\"v2:a1b2\", \"init_token\":\"eyJhbGciOi.x.y\",\"init_token_type\":\"sdk_partner_authorization\", \"currency\":\"USDT\",\"network\":\"TRC20\",\"amount\":\"100\", \"fix_amount\":true, \"lang\":\"\\u00e9n\", \"rate\": 1.10, \"big\": 1e400 }";
+
+/// Proof's error envelope.
+pub fn proof_error(error: &str, code: &str) -> serde_json::Value {
+    serde_json::json!({"error": error, "code": code, "message": "from the stand-in"})
+}

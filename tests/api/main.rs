@@ -1,0 +1,2 @@
+mod checkout;
+mod helpers;
