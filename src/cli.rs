@@ -28,4 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Validate the configuration and exit 0, or print what is wrong and exit non-zero.
     CheckConfig,
+    /// Probe a running instance's /healthz and exit 0 when it answers 200 (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
 }

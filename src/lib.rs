@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod configuration;
 pub mod cors;
 pub mod error;
+pub mod healthcheck;
 pub mod origin;
 pub mod proof_client;
 pub mod readiness;

@@ -4,10 +4,19 @@ use clap::Parser;
 use proof_bff::cli::{Cli, Command};
 use proof_bff::configuration::{Settings, SettingsSources};
 use proof_bff::startup::Application;
-use proof_bff::telemetry;
+use proof_bff::{healthcheck, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return match healthcheck::probe(url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("proof-bff: healthcheck: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.sandbox {
         eprintln!("proof-bff: --sandbox is not available in this build");
         return ExitCode::from(2);
