@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::checkout_request::ValidationError;
+use crate::rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::SessionError;
 
 #[derive(Serialize)]
@@ -57,11 +58,8 @@ pub enum CheckoutError {
     BodyTooLarge { limit: usize },
     #[error("{0}")]
     Validation(#[from] ValidationError),
-    #[error("rate limited ({code})")]
-    RateLimited {
-        code: &'static str,
-        retry_after_s: u64,
-    },
+    #[error("rate limited ({})", .0.kind.code())]
+    RateLimited(Refusal, HeaderValue),
     #[error("service is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -129,10 +127,10 @@ impl CheckoutError {
                 "validation_error",
                 e.message.clone().into(),
             ),
-            E::RateLimited { code, .. } => (
+            E::RateLimited(refusal, _) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                code,
+                refusal.kind.code(),
                 "too many checkout attempts: try again later".into(),
             ),
             E::ShuttingDown => (
@@ -192,10 +190,14 @@ impl ResponseError for CheckoutError {
         let (status, error, code, message) = self.parts();
         let mut response = envelope_response(status, error, code, &message);
         match self {
-            CheckoutError::RateLimited { retry_after_s, .. } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            CheckoutError::RateLimited(refusal, policy) => {
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(refusal.retry_after_s),
+                );
+                headers.insert(RATE_LIMIT_POLICY, policy.clone());
+                headers.insert(RATE_LIMIT, refusal.rate_limit.clone());
             }
             CheckoutError::ShuttingDown => {
                 response

@@ -9,6 +9,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod origin;
 pub mod proof_client;
+pub mod rate_limit;
 pub mod readiness;
 pub mod routes;
 pub mod session;

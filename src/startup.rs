@@ -15,6 +15,7 @@ use crate::client_ip::ClientIpResolver;
 use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
 use crate::cors;
 use crate::proof_client::{ProofClient, ProofEndpoint};
+use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
 use crate::readiness::Readiness;
 use crate::routes;
 use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
@@ -29,12 +30,14 @@ pub struct CheckoutContext {
     pub max_body_bytes: usize,
     pub address: Option<String>,
     pub readiness: Arc<Readiness>,
+    pub rate_limiter: Arc<RateLimiter>,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     handle: ApplicationHandle,
+    rate_limiter: Arc<RateLimiter>,
 }
 
 /// Starts a graceful drain from outside the server: a signal in production, the test itself in tests.
@@ -66,6 +69,7 @@ impl Application {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         );
         let readiness = Arc::new(Readiness::default());
+        let rate_limiter = Arc::new(RateLimiter::new(&config.rate_limit));
         let context = web::Data::new(CheckoutContext {
             browser: config.browser,
             session: config.session,
@@ -74,6 +78,7 @@ impl Application {
             max_body_bytes: config.server.max_body_bytes,
             address: config.proof.address,
             readiness: readiness.clone(),
+            rate_limiter: rate_limiter.clone(),
         });
         let readiness_data = web::Data::from(readiness.clone());
         let mut server = HttpServer::new(move || {
@@ -109,6 +114,7 @@ impl Application {
             port,
             server,
             handle,
+            rate_limiter,
         })
     }
 
@@ -123,12 +129,24 @@ impl Application {
     /// Serves until SIGTERM or SIGINT, then drains.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.handle.clone();
-        tokio::spawn(async move {
+        let signals = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutdown signal received: draining");
             handle.drain().await;
         });
-        self.server.await
+        let rate_limiter = self.rate_limiter.clone();
+        let cleanup = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(CLEANUP_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                rate_limiter.retain_recent();
+            }
+        });
+        let served = self.server.await;
+        signals.abort();
+        cleanup.abort();
+        served
     }
 }
 

@@ -12,6 +12,7 @@ use crate::checkout_request::{CheckoutRequest, WidgetSessionRequest, parse_check
 use crate::client_ip::ClientIp;
 use crate::error::CheckoutError;
 use crate::proof_client::{ProofClient, UpstreamAnswer};
+use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::{
     SessionError, SessionUser, token_from_authorization, token_from_cookie_header,
 };
@@ -30,7 +31,9 @@ pub async fn start_checkout(
     }
     check_caller(&req, &context)?;
     let client_ip = resolve_client_ip(&req, &context);
+    limit_client_ip(client_ip, &context)?;
     let user = authenticate(&req, &context)?;
+    let allowance = limit_user(&user, &context)?;
     require_json(&req)?;
     let body = read_body(&req, payload, context.max_body_bytes).await?;
     let checkout = parse_checkout_request(&body, &context.checkout)?;
@@ -38,7 +41,11 @@ pub async fn start_checkout(
     let answer = proof
         .create_widget_session(upstream_body, &request_id)
         .await?;
-    Ok(relay(answer))
+    let mut response = relay(answer);
+    let headers = response.headers_mut();
+    headers.insert(RATE_LIMIT_POLICY, context.rate_limiter.policy().clone());
+    headers.insert(RATE_LIMIT, allowance.rate_limit);
+    Ok(response)
 }
 
 /// CSRF defence: a cookie-carrying POST must come from one of the partner's own pages.
@@ -88,6 +95,32 @@ fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
         }
     }
     client_ip
+}
+
+/// Cut floods before any signature is checked. The key is the resolved client, or the socket
+/// peer when there is no trustworthy client address, so rotating X-Forwarded-For from an untrusted
+/// peer changes nothing.
+fn limit_client_ip(client_ip: ClientIp, context: &CheckoutContext) -> Result<(), CheckoutError> {
+    context
+        .rate_limiter
+        .check_ip(client_ip.rate_limit_key())
+        .map_err(|refusal| rate_limited(refusal, context))
+}
+
+fn limit_user(user: &SessionUser, context: &CheckoutContext) -> Result<Allowance, CheckoutError> {
+    context
+        .rate_limiter
+        .check_user(&user.user_id)
+        .map_err(|refusal| rate_limited(refusal, context))
+}
+
+fn rate_limited(refusal: Refusal, context: &CheckoutContext) -> CheckoutError {
+    tracing::info!(
+        limit = refusal.kind.code(),
+        retry_after_s = refusal.retry_after_s,
+        "checkout rate limited"
+    );
+    CheckoutError::RateLimited(refusal, context.rate_limiter.policy().clone())
 }
 
 /// Identity comes only from the verified session, never from the request body.

@@ -80,6 +80,12 @@ pub fn base_settings(proof: &MockServer) -> Settings {
     settings.session.jwt.secret = SecretString::from(JWT_SECRET);
     settings.checkout.types = vec!["buy".into(), "sell".into()];
     settings.checkout.redirect_url_origins = vec![APP_ORIGIN.into()];
+    // Generous limits so tests that send many requests are not refused; the rate-limit tests set
+    // their own.
+    settings.rate_limit.per_user_burst = 1000;
+    settings.rate_limit.per_user_per_minute = 1000;
+    settings.rate_limit.per_ip_burst = 1000;
+    settings.rate_limit.per_ip_per_minute = 1000;
     settings
 }
 

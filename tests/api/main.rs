@@ -1,2 +1,3 @@
 mod checkout;
 mod helpers;
+mod rate_limit;
