@@ -238,9 +238,19 @@ struct ProofErrorSlug<'a> {
 }
 
 fn error_slug(body: &[u8]) -> Option<Cow<'_, str>> {
+    // serde would also read a JSON array as the struct's fields in order: only an object counts.
+    if !starts_like_object(body) {
+        return None;
+    }
     serde_json::from_slice::<ProofErrorSlug>(body)
         .ok()
         .and_then(|b| b.error)
+}
+
+fn starts_like_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
 }
 
 fn classify(
@@ -341,10 +351,7 @@ fn classify(
 /// The widget needs an object; checking the whole document parses keeps a truncated or HTML
 /// answer from reaching the browser, without rebuilding the bytes.
 fn is_json_object(body: &[u8]) -> bool {
-    body.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    starts_like_object(body) && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// Exponential backoff with jitter: half fixed, half random, so retries from many requests spread.

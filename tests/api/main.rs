@@ -1,3 +1,5 @@
 mod checkout;
+mod client_ip;
 mod helpers;
 mod rate_limit;
+mod retries;

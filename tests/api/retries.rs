@@ -1,0 +1,699 @@
+//! The retry rules of the contract, observed from outside: how many times the Proof stand-in was
+//! called, with what, how long the client waited, and what it was finally told.
+//!
+//! Proof's guidance: 502 `upstream_error`/`upstream_unavailable` up to `max_attempts` with
+//! exponential backoff and jitter, 500 `internal_error` once, a refused connection up to
+//! `max_attempts`, all within `deadline_ms`, always with the same body; a timeout after the request
+//! was sent is not retried, and nothing else is.
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
+
+use crate::helpers::*;
+
+/// Backoff before retry `n` (1-based) is drawn from [50·2^(n-1), 100·2^(n-1)] ms, capped at 2 s.
+fn backoff_range_ms(retry: u32) -> (u64, u64) {
+    let ceiling = (100u64 << (retry - 1)).min(2000);
+    (ceiling / 2, ceiling)
+}
+
+/// The least total time `retries` backoffs can take.
+fn min_backoff_sum(retries: u32) -> Duration {
+    Duration::from_millis((1..=retries).map(|n| backoff_range_ms(n).0).sum())
+}
+
+/// The most total time `retries` backoffs can take.
+fn max_backoff_sum(retries: u32) -> Duration {
+    Duration::from_millis((1..=retries).map(|n| backoff_range_ms(n).1).sum())
+}
+
+/// Generous room for scheduling and loopback round trips on a busy machine.
+const SLACK: Duration = Duration::from_millis(400);
+
+/// The JSON log events written while serving the request with this `X-Request-Id`.
+///
+/// Every app in the test process writes to the same capture, so events are told apart by the
+/// request id the root span carries.
+pub(crate) fn log_events_for(request_id: &str) -> Vec<serde_json::Value> {
+    logs()
+        .text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["span"]["request_id"] == request_id)
+        .collect()
+}
+
+/// The log events for one request whose message is exactly `message`.
+pub(crate) fn log_events_with_message(request_id: &str, message: &str) -> Vec<serde_json::Value> {
+    log_events_for(request_id)
+        .into_iter()
+        .filter(|event| event["fields"]["message"] == message)
+        .collect()
+}
+
+const RETRYING: &str = "retrying Proof /widget/session";
+
+fn widget_session() -> wiremock::MockBuilder {
+    Mock::given(method("POST")).and(path("/widget/session"))
+}
+
+/// Proof's answer with a raw body, so nothing is re-serialised on the way.
+fn proof_answer(status: u16, body: &str, content_type: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header("x-request-id", "proof-req-7")
+        .set_body_raw(body.as_bytes().to_vec(), content_type)
+}
+
+fn proof_json(status: u16, body: &str) -> ResponseTemplate {
+    proof_answer(status, body, "application/json")
+}
+
+fn proof_error_answer(status: u16, error: &str, code: &str) -> ResponseTemplate {
+    proof_json(status, &proof_error(error, code).to_string())
+}
+
+fn widget_session_ok() -> ResponseTemplate {
+    proof_json(200, WIDGET_SESSION_BODY)
+}
+
+/// Mounts `template` for every call.
+async fn answer_always(app: &TestApp, template: ResponseTemplate) {
+    widget_session()
+        .respond_with(template)
+        .with_priority(10)
+        .mount(&app.proof)
+        .await;
+}
+
+/// Mounts `template` for the first `n` calls, ahead of anything mounted with `answer_always`.
+async fn answer_first(app: &TestApp, n: u64, template: ResponseTemplate) {
+    widget_session()
+        .respond_with(template)
+        .up_to_n_times(n)
+        .with_priority(1)
+        .mount(&app.proof)
+        .await;
+}
+
+/// Answers calls in order from a script; the last entry repeats.
+struct Script(Mutex<VecDeque<ResponseTemplate>>);
+
+impl Script {
+    fn new(templates: impl IntoIterator<Item = ResponseTemplate>) -> Self {
+        let templates: VecDeque<_> = templates.into_iter().collect();
+        assert!(!templates.is_empty());
+        Self(Mutex::new(templates))
+    }
+}
+
+impl Respond for Script {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut templates = self.0.lock().unwrap();
+        if templates.len() > 1 {
+            templates.pop_front().unwrap()
+        } else {
+            templates[0].clone()
+        }
+    }
+}
+
+/// What the client saw.
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    elapsed: Duration,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    #[track_caller]
+    fn assert_envelope(&self, status: u16, error: &str, code: &str) {
+        let body = self.json();
+        assert_eq!(
+            (self.status, body["error"].as_str(), body["code"].as_str()),
+            (status, Some(error), Some(code)),
+            "{body}"
+        );
+        assert!(body["message"].is_string(), "{body}");
+    }
+}
+
+/// A checkout with a valid session; `request_id` (when given) follows the request into the logs
+/// and upstream.
+async fn checkout(app: &TestApp, request_id: Option<&str>) -> Answer {
+    let mut request = app.checkout().json(&checkout_body());
+    if let Some(id) = request_id {
+        request = request.header("X-Request-Id", id);
+    }
+    let started = Instant::now();
+    let response = request.send().await.expect("the service answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("a complete body");
+    Answer {
+        status,
+        headers,
+        body,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A call's headers without `Date`, which the HTTP client stamps on each call.
+fn headers_but_date(request: &Request) -> Vec<(String, Vec<u8>)> {
+    let mut headers: Vec<_> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    headers
+}
+
+/// Every call carried the same method, URL, headers (but `Date`) and body bytes as the first.
+#[track_caller]
+fn assert_identical(requests: &[Request]) {
+    let first = requests.first().expect("at least one call");
+    for (i, other) in requests.iter().enumerate().skip(1) {
+        assert_eq!(other.method, first.method, "call {}", i + 1);
+        assert_eq!(other.url, first.url, "call {}", i + 1);
+        assert_eq!(
+            headers_but_date(other),
+            headers_but_date(first),
+            "call {}",
+            i + 1
+        );
+        assert_eq!(
+            other.body,
+            first.body,
+            "call {} sent a different body: {:?} vs {:?}",
+            i + 1,
+            String::from_utf8_lossy(&other.body),
+            String::from_utf8_lossy(&first.body)
+        );
+    }
+}
+
+/// A port on 127.0.0.1 with nothing listening on it.
+fn refused_base_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn a_502_upstream_error_then_200_returns_the_200_after_exactly_two_identical_calls() {
+    let app = spawn_app_with(|_| {}).await;
+    answer_first(
+        &app,
+        1,
+        proof_error_answer(502, "upstream_error", "provider_error"),
+    )
+    .await;
+    answer_always(&app, widget_session_ok()).await;
+
+    let answer = checkout(&app, None).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(&answer.body[..], WIDGET_SESSION_BODY.as_bytes());
+    let requests = app.proof_requests().await;
+    assert_eq!(requests.len(), 2);
+    assert_identical(&requests);
+    // The generated request id is fixed once per request: every attempt and the answer carry it.
+    let request_id = answer.headers["x-request-id"].to_str().unwrap();
+    assert!(!request_id.is_empty());
+    for upstream in &requests {
+        assert_eq!(upstream.headers["x-request-id"], request_id);
+    }
+}
+
+#[tokio::test]
+async fn a_502_upstream_unavailable_then_200_returns_the_200() {
+    let app = spawn_app_with(|_| {}).await;
+    answer_first(
+        &app,
+        2,
+        proof_error_answer(502, "upstream_unavailable", "upstream_unavailable"),
+    )
+    .await;
+    answer_always(&app, widget_session_ok()).await;
+
+    let answer = checkout(&app, Some("rt-unavailable-then-ok")).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(&answer.body[..], WIDGET_SESSION_BODY.as_bytes());
+    let requests = app.proof_requests().await;
+    assert_eq!(requests.len(), 3);
+    assert_identical(&requests);
+    assert_eq!(
+        requests[0].headers["x-request-id"],
+        "rt-unavailable-then-ok"
+    );
+}
+
+#[tokio::test]
+async fn a_persistent_502_upstream_unavailable_is_tried_exactly_max_attempts_times() {
+    for max_attempts in [3, 4] {
+        let app = spawn_app_with(|s| s.proof.max_attempts = max_attempts).await;
+        answer_always(
+            &app,
+            proof_error_answer(502, "upstream_unavailable", "upstream_invalid_response"),
+        )
+        .await;
+
+        let answer = checkout(&app, None).await;
+
+        answer.assert_envelope(502, "upstream_error", "provider_error");
+        let requests = app.proof_requests().await;
+        assert_eq!(
+            requests.len(),
+            max_attempts as usize,
+            "max_attempts = {max_attempts}"
+        );
+        assert_identical(&requests);
+        assert!(
+            answer.elapsed >= min_backoff_sum(max_attempts - 1),
+            "max_attempts = {max_attempts}: {:?}",
+            answer.elapsed
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_persistent_502_upstream_error_is_tried_exactly_max_attempts_times() {
+    let app = spawn_app_with(|s| s.proof.max_attempts = 2).await;
+    answer_always(
+        &app,
+        proof_error_answer(502, "upstream_error", "provider_error"),
+    )
+    .await;
+
+    let answer = checkout(&app, None).await;
+
+    answer.assert_envelope(502, "upstream_error", "provider_error");
+    let requests = app.proof_requests().await;
+    assert_eq!(requests.len(), 2);
+    assert_identical(&requests);
+}
+
+#[tokio::test]
+async fn a_500_internal_error_is_retried_once_and_no_more() {
+    // max_attempts would allow more: the once-only rule is what stops the retries.
+    let app = spawn_app_with(|s| s.proof.max_attempts = 5).await;
+    answer_always(&app, proof_error_answer(500, "internal_error", "db_error")).await;
+
+    let answer = checkout(&app, None).await;
+
+    answer.assert_envelope(502, "upstream_error", "provider_error");
+    let requests = app.proof_requests().await;
+    assert_eq!(requests.len(), 2);
+    assert_identical(&requests);
+}
+
+#[tokio::test]
+async fn a_500_internal_error_once_then_200_returns_the_200() {
+    let app = spawn_app_with(|_| {}).await;
+    answer_first(
+        &app,
+        1,
+        proof_error_answer(500, "internal_error", "token_error"),
+    )
+    .await;
+    answer_always(&app, widget_session_ok()).await;
+
+    let answer = checkout(&app, None).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(&answer.body[..], WIDGET_SESSION_BODY.as_bytes());
+    let requests = app.proof_requests().await;
+    assert_eq!(requests.len(), 2);
+    assert_identical(&requests);
+}
+
+#[tokio::test]
+async fn the_500_internal_error_retry_is_spent_once_per_checkout_even_between_502s() {
+    let app = spawn_app_with(|s| s.proof.max_attempts = 5).await;
+    widget_session()
+        .respond_with(Script::new([
+            proof_error_answer(500, "internal_error", "db_error"),
+            proof_error_answer(502, "upstream_error", "provider_error"),
+            proof_error_answer(500, "internal_error", "db_error"),
+            widget_session_ok(),
+        ]))
+        .mount(&app.proof)
+        .await;
+
+    let answer = checkout(&app, None).await;
+
+    answer.assert_envelope(502, "upstream_error", "provider_error");
+    let requests = app.proof_requests().await;
+    assert_eq!(
+        requests.len(),
+        3,
+        "the second 500 internal_error was retried"
+    );
+    assert_identical(&requests);
+}
+
+#[tokio::test]
+async fn other_5xx_answers_are_not_retried() {
+    let app = spawn_app_with(|s| s.proof.max_attempts = 4).await;
+    let html = "<html><body>502 Bad Gateway</body></html>";
+    let cases: Vec<(&str, ResponseTemplate)> = vec![
+        (
+            "500 with another slug",
+            proof_error_answer(500, "upstream_error", "provider_error"),
+        ),
+        (
+            "500 with an HTML body",
+            proof_answer(500, html, "text/html"),
+        ),
+        ("500 with an empty body", ResponseTemplate::new(500)),
+        (
+            "500 with the slug only in code",
+            proof_json(500, r#"{"code":"internal_error","message":"x"}"#),
+        ),
+        (
+            "503 with a retryable-looking slug",
+            proof_error_answer(503, "upstream_unavailable", "upstream_unavailable"),
+        ),
+        (
+            "504 with a retryable-looking slug",
+            proof_error_answer(504, "upstream_error", "provider_error"),
+        ),
+        (
+            "502 with an HTML body",
+            proof_answer(502, html, "text/html"),
+        ),
+        (
+            "502 with another slug",
+            proof_error_answer(502, "provider_error", "upstream_error"),
+        ),
+        (
+            "502 with the slug only in code",
+            proof_json(502, r#"{"code":"upstream_error","message":"x"}"#),
+        ),
+        (
+            "502 with a slug in another case",
+            proof_error_answer(502, "UPSTREAM_ERROR", "provider_error"),
+        ),
+    ];
+    for (case, template) in cases {
+        app.proof.reset().await;
+        answer_always(&app, template).await;
+
+        let answer = checkout(&app, None).await;
+
+        assert_eq!(app.proof_requests().await.len(), 1, "{case}");
+        let body = answer.json();
+        assert_eq!(
+            (answer.status, body["error"].as_str(), body["code"].as_str()),
+            (502, Some("upstream_error"), Some("provider_error")),
+            "{case}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_5xx_body_that_is_not_an_error_object_is_not_retried() {
+    // Only an object's "error" member is Proof's slug; the same word elsewhere is not.
+    let app = spawn_app_with(|s| s.proof.max_attempts = 4).await;
+    for body in [
+        r#"["upstream_error"]"#,
+        r#"["internal_error"]"#,
+        r#""upstream_error""#,
+    ] {
+        for status in [500, 502] {
+            app.proof.reset().await;
+            answer_always(&app, proof_json(status, body)).await;
+
+            let answer = checkout(&app, None).await;
+
+            assert_eq!(app.proof_requests().await.len(), 1, "HTTP {status} {body}");
+            answer.assert_envelope(502, "upstream_error", "provider_error");
+        }
+    }
+}
+
+#[tokio::test]
+async fn proofs_4xx_answers_are_not_retried_and_pass_through_verbatim() {
+    let app = spawn_app_with(|s| s.proof.max_attempts = 4).await;
+    let cases = [
+        (
+            400,
+            r#"{"error":"invalid_request","code":"currency_not_allowed","message":"USDT"}"#,
+        ),
+        (
+            404,
+            r#"{"error":"not_found", "code":"not_found","message":"no"}"#,
+        ),
+        (
+            409,
+            r#"{"error":"session_already_used","message":"x","request_id":"r1"}"#,
+        ),
+        (
+            429,
+            r#"{"error":"rate_limit_exceeded","code":"rate_limit_exceeded","message":"slow down"}"#,
+        ),
+    ];
+    for (status, body) in cases {
+        app.proof.reset().await;
+        answer_always(
+            &app,
+            proof_json(status, body).insert_header("retry-after", "7"),
+        )
+        .await;
+
+        let answer = checkout(&app, None).await;
+
+        assert_eq!(app.proof_requests().await.len(), 1, "HTTP {status}");
+        assert_eq!(answer.status, status);
+        assert_eq!(&answer.body[..], body.as_bytes(), "HTTP {status}");
+        if status == 429 {
+            assert_eq!(answer.headers["retry-after"], "7");
+        }
+    }
+}
+
+#[tokio::test]
+async fn proofs_401_and_403_are_not_retried() {
+    let app = spawn_app_with(|s| s.proof.max_attempts = 4).await;
+    for (status, error, code) in [
+        (401, "unauthorised", "invalid_token"),
+        (403, "forbidden", "forbidden_origin"),
+    ] {
+        app.proof.reset().await;
+        answer_always(&app, proof_error_answer(status, error, code)).await;
+
+        let answer = checkout(&app, None).await;
+
+        assert_eq!(app.proof_requests().await.len(), 1, "HTTP {status}");
+        answer.assert_envelope(502, "upstream_error", "upstream_misconfigured");
+    }
+}
+
+#[tokio::test]
+async fn with_max_attempts_1_nothing_is_retried() {
+    let app = spawn_app_with(|s| s.proof.max_attempts = 1).await;
+    for template in [
+        proof_error_answer(502, "upstream_error", "provider_error"),
+        proof_error_answer(502, "upstream_unavailable", "upstream_unavailable"),
+        proof_error_answer(500, "internal_error", "db_error"),
+    ] {
+        app.proof.reset().await;
+        answer_always(&app, template).await;
+
+        let answer = checkout(&app, None).await;
+
+        assert_eq!(app.proof_requests().await.len(), 1);
+        answer.assert_envelope(502, "upstream_error", "provider_error");
+    }
+
+    let request_id = "rt-refused-max-1";
+    let app = spawn_app_with(|s| {
+        s.proof.max_attempts = 1;
+        s.proof.base_url = refused_base_url();
+    })
+    .await;
+    let answer = checkout(&app, Some(request_id)).await;
+    answer.assert_envelope(502, "upstream_error", "upstream_unavailable");
+    assert!(log_events_with_message(request_id, RETRYING).is_empty());
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_next_backoff_would_pass_the_deadline() {
+    // Each call takes 50 ms. After the first (t ≈ 50 ms) the first backoff (50–100 ms) fits, and
+    // the second call starts with 100–150 ms of the 250 ms left, enough for it. After it
+    // (t ≈ 150–200 ms) at most 100 ms are left and the second backoff is at least 100 ms, so the
+    // retries stop there with Proof's last answer: 502 provider_error, after 2 of the 10 allowed
+    // calls, and before the deadline.
+    let deadline = Duration::from_millis(250);
+    let app = spawn_app_with(|s| {
+        s.proof.max_attempts = 10;
+        s.proof.deadline_ms = deadline.as_millis() as u64;
+    })
+    .await;
+    answer_always(
+        &app,
+        proof_error_answer(502, "upstream_error", "provider_error")
+            .set_delay(Duration::from_millis(50)),
+    )
+    .await;
+
+    let answer = checkout(&app, None).await;
+
+    answer.assert_envelope(502, "upstream_error", "provider_error");
+    let requests = app.proof_requests().await;
+    assert_eq!(requests.len(), 2);
+    assert_identical(&requests);
+    assert!(
+        answer.elapsed < deadline + Duration::from_millis(150),
+        "{:?}",
+        answer.elapsed
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_bounds_a_single_attempt_too() {
+    // The attempt timeout (2 s) is longer than the whole deadline: the deadline wins.
+    let deadline = Duration::from_millis(200);
+    let app = spawn_app_with(|s| {
+        s.proof.max_attempts = 3;
+        s.proof.request_timeout_ms = 2000;
+        s.proof.deadline_ms = deadline.as_millis() as u64;
+    })
+    .await;
+    answer_always(
+        &app,
+        widget_session_ok().set_delay(Duration::from_millis(1500)),
+    )
+    .await;
+
+    let answer = checkout(&app, None).await;
+
+    answer.assert_envelope(504, "upstream_timeout", "upstream_timeout");
+    assert_eq!(app.proof_requests().await.len(), 1);
+    assert!(answer.elapsed >= deadline, "{:?}", answer.elapsed);
+    assert!(answer.elapsed < deadline + SLACK, "{:?}", answer.elapsed);
+}
+
+#[tokio::test]
+async fn a_timeout_after_the_request_was_sent_is_not_retried() {
+    let request_timeout = Duration::from_millis(250);
+    let app = spawn_app_with(|s| {
+        s.proof.max_attempts = 4;
+        s.proof.request_timeout_ms = request_timeout.as_millis() as u64;
+        s.proof.deadline_ms = 5000;
+    })
+    .await;
+    answer_always(
+        &app,
+        widget_session_ok().set_delay(Duration::from_millis(1500)),
+    )
+    .await;
+
+    let answer = checkout(&app, Some("rt-timeout-after-send")).await;
+
+    answer.assert_envelope(504, "upstream_timeout", "upstream_timeout");
+    assert_eq!(app.proof_requests().await.len(), 1);
+    assert!(answer.elapsed >= request_timeout, "{:?}", answer.elapsed);
+    // One attempt's worth of waiting, not two.
+    assert!(answer.elapsed < request_timeout * 2, "{:?}", answer.elapsed);
+    assert!(log_events_with_message("rt-timeout-after-send", RETRYING).is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_up_to_max_attempts_with_backoff() {
+    for max_attempts in [3u32, 4] {
+        let request_id = format!("rt-refused-max-{max_attempts}");
+        let app = spawn_app_with(|s| {
+            s.proof.max_attempts = max_attempts;
+            s.proof.base_url = refused_base_url();
+        })
+        .await;
+
+        let answer = checkout(&app, Some(&request_id)).await;
+
+        answer.assert_envelope(502, "upstream_error", "upstream_unavailable");
+        let retries = max_attempts - 1;
+        assert!(
+            answer.elapsed >= min_backoff_sum(retries),
+            "max_attempts = {max_attempts}: {:?}",
+            answer.elapsed
+        );
+        assert!(
+            answer.elapsed < max_backoff_sum(retries) + SLACK,
+            "max_attempts = {max_attempts}: {:?}",
+            answer.elapsed
+        );
+        let warnings = log_events_with_message(&request_id, RETRYING);
+        let attempts: Vec<_> = warnings
+            .iter()
+            .map(|w| w["fields"]["attempt"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            attempts,
+            (1..=u64::from(retries)).collect::<Vec<_>>(),
+            "{warnings:?}"
+        );
+        for warning in &warnings {
+            let reason = warning["fields"]["reason"].as_str().unwrap();
+            assert!(reason.starts_with("unreachable"), "{warning}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn retries_wait_an_exponential_jittered_backoff_between_calls() {
+    let request_id = "rt-backoff-4";
+    let app = spawn_app_with(|s| s.proof.max_attempts = 4).await;
+    answer_always(
+        &app,
+        proof_error_answer(502, "upstream_error", "provider_error"),
+    )
+    .await;
+
+    let answer = checkout(&app, Some(request_id)).await;
+
+    answer.assert_envelope(502, "upstream_error", "provider_error");
+    assert_eq!(app.proof_requests().await.len(), 4);
+    // 50–100 + 100–200 + 200–400 ms.
+    assert!(answer.elapsed >= min_backoff_sum(3), "{:?}", answer.elapsed);
+    assert!(
+        answer.elapsed < max_backoff_sum(3) + SLACK,
+        "{:?}",
+        answer.elapsed
+    );
+    let warnings = log_events_with_message(request_id, RETRYING);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    let mut waited = Duration::ZERO;
+    for (warning, retry) in warnings.iter().zip(1u32..) {
+        let fields = &warning["fields"];
+        assert_eq!(fields["attempt"], retry, "{warning}");
+        assert_eq!(fields["reason"], "HTTP 502", "{warning}");
+        let backoff_ms = fields["backoff_ms"].as_u64().unwrap();
+        let (low, high) = backoff_range_ms(retry);
+        assert!(
+            (low..=high).contains(&backoff_ms),
+            "retry {retry}: {backoff_ms} ms not in {low}..={high}"
+        );
+        waited += Duration::from_millis(backoff_ms);
+    }
+    assert!(
+        answer.elapsed >= waited,
+        "{:?} < {waited:?}",
+        answer.elapsed
+    );
+}
