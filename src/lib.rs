@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod configuration;
 pub mod cors;
+pub mod csrf;
 pub mod error;
 pub mod healthcheck;
 pub mod origin;

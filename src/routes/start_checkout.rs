@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 
 use crate::checkout_request::{CheckoutRequest, WidgetSessionRequest, parse_checkout_request};
 use crate::client_ip::ClientIp;
+use crate::csrf::check_caller;
 use crate::error::CheckoutError;
 use crate::proof_client::{ProofClient, UpstreamAnswer};
 use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
@@ -29,7 +30,7 @@ pub async fn start_checkout(
     if context.readiness.is_draining() {
         return Err(CheckoutError::ShuttingDown);
     }
-    check_caller(&req, &context)?;
+    check_caller(&req, &context.browser)?;
     let client_ip = resolve_client_ip(&req, &context);
     limit_client_ip(client_ip, &context)?;
     let user = authenticate(&req, &context)?;
@@ -46,26 +47,6 @@ pub async fn start_checkout(
     headers.insert(RATE_LIMIT_POLICY, context.rate_limiter.policy().clone());
     headers.insert(RATE_LIMIT, allowance.rate_limit);
     Ok(response)
-}
-
-/// CSRF defence: a cookie-carrying POST must come from one of the partner's own pages.
-fn check_caller(req: &HttpRequest, context: &CheckoutContext) -> Result<(), CheckoutError> {
-    let browser = &context.browser;
-    let mut origins = req.headers().get_all(header::ORIGIN);
-    match (origins.next(), origins.next()) {
-        (Some(origin), None) if browser.allowed_origins.allows(origin.as_bytes()) => {}
-        (None, _) if browser.allow_missing_origin => {}
-        _ => return Err(CheckoutError::ForbiddenOrigin),
-    }
-    if browser.require_csrf_header
-        && req
-            .headers()
-            .get("x-csrf")
-            .is_none_or(|v| v.as_bytes() != b"1")
-    {
-        return Err(CheckoutError::CsrfHeaderMissing);
-    }
-    Ok(())
 }
 
 fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
