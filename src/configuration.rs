@@ -295,13 +295,22 @@ impl Settings {
             }
             .map_err(|e| ConfigError::key(&key, e))?;
         }
-        let config = builder
-            .build()
-            .map_err(|e| ConfigError(format!("config: {e}")))?;
-        config
-            .try_deserialize::<Settings>()
-            .map_err(|e| ConfigError(format!("config: {e}")))
+        let config = builder.build().map_err(one_line_error)?;
+        config.try_deserialize::<Settings>().map_err(one_line_error)
     }
+}
+
+/// The TOML parser's messages carry a multi-line excerpt of the file; one line is kept per problem
+/// so a start-up failure is a single log line.
+fn one_line_error(error: config::ConfigError) -> ConfigError {
+    let text = error.to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('|') && !line.contains(" | "))
+        .collect::<Vec<_>>()
+        .join(": ");
+    ConfigError(line)
 }
 
 fn environment_overrides(

@@ -1,0 +1,1071 @@
+//! Drives the compiled `proof-bff` binary: `check-config`, environment overrides, secrets read from
+//! files, and the running service (logs, graceful shutdown) in front of a small stand-in for Proof.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use proof_bff::session::sign_hs256;
+
+const CLIENT_TOKEN: &str = "pk_test_cli_5e1b7d3a9f2c4e6081a3c5e7f9b1d3a5";
+const JWT_SECRET: &str = "cli-hs256-secret-that-is-long-enough-0123456789";
+const APP_ORIGIN: &str = "https://app.example.com";
+const PROOF_ORIGIN: &str = "https://partner.example.com";
+const USER_ID: &str = "user-cli-7";
+const USER_EMAIL: &str = "carol.private@example.org";
+const CHECKOUT_BODY: &str = r#"{"network":"TRC20","currency":"USDT","amount":"100"}"#;
+/// A widget answer with deliberate formatting (spacing, key order, a number with a trailing zero) so
+/// that only a byte-for-byte relay matches it.
+const WIDGET_BODY: &str = r#"{"merchant_transaction_id": "mtx_cli_1", "widget_id":"w_1","signature":"v2:00","amount":"100","fee":1.50}"#;
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Scaffolding: temp dirs, config files, the binary.
+// ---------------------------------------------------------------------------------------------
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "proof-bff-cli-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write temp file");
+        path
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A TOML config as ordered sections of `key = raw TOML value` lines, so a test can change one
+/// key and keep everything else valid.
+#[derive(Clone)]
+struct Config {
+    sections: Vec<(&'static str, Vec<(String, String)>)>,
+}
+
+fn quoted(value: &str) -> String {
+    format!("{value:?}")
+}
+
+fn path_value(path: &Path) -> String {
+    quoted(path.to_str().expect("UTF-8 temp path"))
+}
+
+impl Config {
+    /// Every key INTERFACE.md documents, with values that pass validation.
+    fn valid() -> Self {
+        let s = |v: &str| quoted(v);
+        let raw = |v: &str| v.to_owned();
+        let sections: Vec<(&'static str, Vec<(&str, String)>)> = vec![
+            (
+                "server",
+                vec![
+                    ("listen", s("127.0.0.1:8080")),
+                    ("workers", raw("1")),
+                    ("shutdown_timeout_s", raw("5")),
+                    ("max_body_bytes", raw("16384")),
+                ],
+            ),
+            (
+                "proof",
+                vec![
+                    ("base_url", s("http://127.0.0.1:9")),
+                    ("client_token", s(CLIENT_TOKEN)),
+                    ("client_token_file", s("")),
+                    ("origin", s(PROOF_ORIGIN)),
+                    ("connect_timeout_ms", raw("1000")),
+                    ("request_timeout_ms", raw("5000")),
+                    ("deadline_ms", raw("8000")),
+                    ("max_attempts", raw("3")),
+                    ("address", s("")),
+                ],
+            ),
+            (
+                "browser",
+                vec![
+                    ("allowed_origins", format!("[{}]", s(APP_ORIGIN))),
+                    ("require_csrf_header", raw("false")),
+                    ("allow_missing_origin", raw("false")),
+                ],
+            ),
+            ("session", vec![("source", s("jwt"))]),
+            (
+                "session.jwt",
+                vec![
+                    ("cookie", s("session")),
+                    ("bearer", raw("false")),
+                    ("algorithm", s("HS256")),
+                    ("secret", s(JWT_SECRET)),
+                    ("secret_file", s("")),
+                    ("public_key_pem_file", s("")),
+                    ("issuer", s("")),
+                    ("audience", s("")),
+                    ("user_id_claim", s("sub")),
+                    ("email_claim", s("email")),
+                    ("leeway_s", raw("30")),
+                ],
+            ),
+            (
+                "client_ip",
+                vec![
+                    ("trusted_proxies", raw("[]")),
+                    ("source", s("x-forwarded-for")),
+                ],
+            ),
+            (
+                "checkout",
+                vec![
+                    ("networks", raw("[]")),
+                    ("currencies", raw("[]")),
+                    ("types", format!("[{}]", s("buy"))),
+                    ("redirect_url_origins", raw("[]")),
+                    ("max_amount", s("")),
+                ],
+            ),
+            (
+                "rate_limit",
+                vec![
+                    ("backend", s("memory")),
+                    ("redis_url", s("")),
+                    ("per_user_burst", raw("5")),
+                    ("per_user_per_minute", raw("10")),
+                    ("per_ip_burst", raw("20")),
+                    ("per_ip_per_minute", raw("60")),
+                    ("on_backend_error", s("deny")),
+                ],
+            ),
+            ("log", vec![("format", s("json")), ("level", s("info"))]),
+        ];
+        Self {
+            sections: sections
+                .into_iter()
+                .map(|(name, keys)| {
+                    let keys = keys.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                    (name, keys)
+                })
+                .collect(),
+        }
+    }
+
+    fn section(&mut self, section: &str) -> &mut Vec<(String, String)> {
+        self.sections
+            .iter_mut()
+            .find(|(name, _)| *name == section)
+            .map(|(_, keys)| keys)
+            .unwrap_or_else(|| panic!("no section [{section}]"))
+    }
+
+    /// Sets `key` to a raw TOML value (quote strings with [`quoted`]), adding it when absent.
+    fn set(mut self, section: &str, key: &str, raw_value: impl Into<String>) -> Self {
+        let raw_value = raw_value.into();
+        let keys = self.section(section);
+        match keys.iter_mut().find(|(k, _)| k == key) {
+            Some((_, value)) => *value = raw_value,
+            None => keys.push((key.to_owned(), raw_value)),
+        }
+        self
+    }
+
+    fn set_str(self, section: &str, key: &str, value: &str) -> Self {
+        self.set(section, key, quoted(value))
+    }
+
+    fn remove(mut self, section: &str, key: &str) -> Self {
+        let keys = self.section(section);
+        let before = keys.len();
+        keys.retain(|(k, _)| k != key);
+        assert_ne!(before, keys.len(), "[{section}] has no key {key}");
+        self
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, keys) in &self.sections {
+            out.push_str(&format!("[{name}]\n"));
+            for (key, value) in keys {
+                out.push_str(&format!("{key} = {value}\n"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn write_to(&self, dir: &TempDir) -> PathBuf {
+        dir.write("proof-bff.toml", &self.render())
+    }
+}
+
+/// The binary with an empty environment apart from `PATH`: nothing inherited (`PROOF_BFF*`,
+/// `RUST_LOG`) can change what a test sees.
+fn bff() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_proof-bff"));
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = bff();
+    command.arg("check-config").arg("--config").arg(config);
+    command.envs(env.iter().copied());
+    command.output().expect("run proof-bff check-config")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_passes(output: &Output) {
+    assert!(
+        output.status.success(),
+        "expected exit 0, got {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// Non-zero exit and exactly one non-empty line on stderr that contains every one of `needles`.
+#[track_caller]
+fn assert_fails_naming(output: &Output, needles: &[&str]) {
+    let stderr = text(&output.stderr);
+    assert!(
+        !output.status.success() && output.status.code().is_some(),
+        "expected a non-zero exit, got {:?}\nstderr: {stderr}",
+        output.status
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && !lines[0].trim().is_empty(),
+        "expected exactly one line on stderr, got {}:\n{stderr}",
+        lines.len()
+    );
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "stderr does not name {needle:?}: {stderr}"
+        );
+    }
+}
+
+fn check_config_with(config: &Config, env: &[(&str, &str)]) -> Output {
+    let dir = TempDir::new();
+    let path = config.write_to(&dir);
+    check_config(&path, env)
+}
+
+// ---------------------------------------------------------------------------------------------
+// check-config
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn check_config_accepts_a_complete_valid_file() {
+    let output = check_config_with(&Config::valid(), &[]);
+    assert_passes(&output);
+    assert!(output.stderr.is_empty(), "stderr: {}", text(&output.stderr));
+}
+
+#[test]
+fn check_config_names_the_key_for_each_invalid_setting() {
+    let dir = TempDir::new();
+    let token_file = dir.write("token", "from-a-file\n");
+    let missing_file = dir.path("does-not-exist");
+    let cases: Vec<(&str, Config, Vec<&str>)> = vec![
+        (
+            "missing base_url",
+            Config::valid().remove("proof", "base_url"),
+            vec!["proof.base_url"],
+        ),
+        (
+            "bad base_url",
+            Config::valid().set_str("proof", "base_url", "not a url"),
+            vec!["proof.base_url"],
+        ),
+        (
+            "missing client_token",
+            Config::valid().remove("proof", "client_token"),
+            vec!["proof.client_token"],
+        ),
+        (
+            "client_token and client_token_file both set",
+            Config::valid().set("proof", "client_token_file", path_value(&token_file)),
+            vec!["proof.client_token", "proof.client_token_file"],
+        ),
+        (
+            "unreadable client_token_file",
+            Config::valid().remove("proof", "client_token").set(
+                "proof",
+                "client_token_file",
+                path_value(&missing_file),
+            ),
+            vec!["proof.client_token_file"],
+        ),
+        (
+            "short jwt secret",
+            Config::valid().set_str("session.jwt", "secret", "too-short"),
+            vec!["session.jwt.secret"],
+        ),
+        (
+            "algorithm none",
+            Config::valid().set_str("session.jwt", "algorithm", "none"),
+            vec!["session.jwt.algorithm"],
+        ),
+        (
+            "RS256 without a public key",
+            Config::valid()
+                .set_str("session.jwt", "algorithm", "RS256")
+                .remove("session.jwt", "secret"),
+            vec!["session.jwt.public_key_pem_file"],
+        ),
+        (
+            "wildcard allowed origin",
+            Config::valid().set("browser", "allowed_origins", r#"["*"]"#),
+            vec!["browser.allowed_origins"],
+        ),
+        (
+            "bad trusted proxy",
+            Config::valid().set(
+                "client_ip",
+                "trusted_proxies",
+                r#"["10.0.0.0/8", "proxy-1"]"#,
+            ),
+            vec!["client_ip.trusted_proxies"],
+        ),
+        (
+            "unknown key (typo) in a section",
+            Config::valid().set_str("proof", "client_tokn", "x"),
+            vec!["client_tokn"],
+        ),
+        (
+            "wrong type",
+            Config::valid().set_str("server", "workers", "many"),
+            vec!["workers"],
+        ),
+        (
+            "redis backend reserved",
+            Config::valid().set_str("rate_limit", "backend", "redis"),
+            vec!["rate_limit.backend", "not supported yet"],
+        ),
+        (
+            "unknown log format",
+            Config::valid().set_str("log", "format", "xml"),
+            vec!["log.format"],
+        ),
+        (
+            "max_attempts zero",
+            Config::valid().set("proof", "max_attempts", "0"),
+            vec!["proof.max_attempts"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, config, needles) in cases {
+        let output = check_config_with(&config, &[]);
+        let outcome = std::panic::catch_unwind(|| assert_fails_naming(&output, &needles));
+        if outcome.is_err() {
+            failures.push(name);
+        }
+    }
+    assert!(failures.is_empty(), "cases that failed: {failures:?}");
+}
+
+#[test]
+fn check_config_names_a_missing_config_file() {
+    let dir = TempDir::new();
+    let missing = dir.path("nowhere.toml");
+    let output = check_config(&missing, &[]);
+    assert_fails_naming(&output, &[missing.to_str().unwrap()]);
+}
+
+#[test]
+fn check_config_reports_malformed_toml_on_one_line() {
+    let dir = TempDir::new();
+    let broken = format!("{}[server\nworkers = 1\n", Config::valid().render());
+    let path = dir.write("broken.toml", &broken);
+    assert_fails_naming(&check_config(&path, &[]), &["broken.toml"]);
+}
+
+#[test]
+fn proof_bff_config_env_var_stands_in_for_the_flag() {
+    let dir = TempDir::new();
+    let good = Config::valid().write_to(&dir);
+    let output = bff()
+        .arg("check-config")
+        .env("PROOF_BFF_CONFIG", &good)
+        .output()
+        .unwrap();
+    assert_passes(&output);
+
+    let bad = dir.write(
+        "bad.toml",
+        &Config::valid().set_str("log", "format", "xml").render(),
+    );
+    let output = bff()
+        .arg("check-config")
+        .env("PROOF_BFF_CONFIG", &bad)
+        .output()
+        .unwrap();
+    assert_fails_naming(&output, &["log.format"]);
+}
+
+#[test]
+fn help_exits_zero_and_lists_check_config() {
+    let output = bff().arg("--help").output().unwrap();
+    assert_passes(&output);
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("check-config"), "{stdout}");
+    assert!(stdout.contains("--config"), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment overrides
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn env_supplies_a_missing_client_token() {
+    let config = Config::valid().remove("proof", "client_token");
+    assert_fails_naming(&check_config_with(&config, &[]), &["proof.client_token"]);
+    assert_passes(&check_config_with(
+        &config,
+        &[("PROOF_BFF__PROOF__CLIENT_TOKEN", CLIENT_TOKEN)],
+    ));
+}
+
+#[test]
+fn env_supplies_a_missing_jwt_secret() {
+    let config = Config::valid().remove("session.jwt", "secret");
+    assert_fails_naming(&check_config_with(&config, &[]), &["session.jwt.secret"]);
+    assert_passes(&check_config_with(
+        &config,
+        &[("PROOF_BFF__SESSION__JWT__SECRET", JWT_SECRET)],
+    ));
+}
+
+#[test]
+fn env_overrides_a_value_from_the_file() {
+    let config = Config::valid().set_str("log", "format", "xml");
+    assert_passes(&check_config_with(
+        &config,
+        &[("PROOF_BFF__LOG__FORMAT", "pretty")],
+    ));
+    assert_fails_naming(
+        &check_config_with(&Config::valid(), &[("PROOF_BFF__PROOF__MAX_ATTEMPTS", "0")]),
+        &["proof.max_attempts"],
+    );
+}
+
+#[test]
+fn env_allowed_origins_is_a_comma_separated_list() {
+    let config = Config::valid().remove("browser", "allowed_origins");
+    assert_passes(&check_config_with(
+        &config,
+        &[(
+            "PROOF_BFF__BROWSER__ALLOWED_ORIGINS",
+            "https://a.example,https://b.example",
+        )],
+    ));
+    assert_fails_naming(
+        &check_config_with(
+            &config,
+            &[("PROOF_BFF__BROWSER__ALLOWED_ORIGINS", "https://a.example,*")],
+        ),
+        &["browser.allowed_origins"],
+    );
+    // The file's valid list is replaced, not merged.
+    assert_fails_naming(
+        &check_config_with(
+            &Config::valid(),
+            &[("PROOF_BFF__BROWSER__ALLOWED_ORIGINS", "*")],
+        ),
+        &["browser.allowed_origins"],
+    );
+}
+
+#[test]
+fn env_workers_that_is_not_a_number_is_refused() {
+    assert_fails_naming(
+        &check_config_with(
+            &Config::valid(),
+            &[("PROOF_BFF__SERVER__WORKERS", "notanumber")],
+        ),
+        &["workers"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets from files
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn secrets_are_read_from_files() {
+    let dir = TempDir::new();
+    let token_file = dir.write("client_token", &format!("{CLIENT_TOKEN}\n"));
+    let secret_file = dir.write("jwt_secret", &format!("{JWT_SECRET}\n"));
+    let config = Config::valid()
+        .remove("proof", "client_token")
+        .set("proof", "client_token_file", path_value(&token_file))
+        .remove("session.jwt", "secret")
+        .set("session.jwt", "secret_file", path_value(&secret_file));
+    assert_passes(&check_config(&config.write_to(&dir), &[]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The running service
+// ---------------------------------------------------------------------------------------------
+
+/// One request as the stand-in for Proof received it.
+#[derive(Debug)]
+struct UpstreamRequest {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl UpstreamRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A stand-in for Proof on a loopback port: answers every request with `WIDGET_BODY` after
+/// `delay`, and reports each request it read. Stops on drop.
+struct Upstream {
+    port: u16,
+    requests: Receiver<UpstreamRequest>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start(delay: Duration) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (sender, requests) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let sender = sender.clone();
+                thread::spawn(move || serve_upstream(stream, delay, sender));
+            }
+        });
+        Self {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn next_request(&self, timeout: Duration) -> UpstreamRequest {
+        self.requests
+            .recv_timeout(timeout)
+            .expect("the stand-in for Proof received no request")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve_upstream(stream: TcpStream, delay: Duration, sender: Sender<UpstreamRequest>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let _ = sender.send(UpstreamRequest {
+        request_line: request_line.trim_end().to_owned(),
+        headers,
+        body: text(&body),
+    });
+    thread::sleep(delay);
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{WIDGET_BODY}",
+        WIDGET_BODY.len()
+    );
+    let mut stream = stream;
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
+}
+
+/// A response read by [`http`].
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request over a fresh connection with `Connection: close`, read to the end.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Response> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    if raw.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed without a response",
+        ));
+    }
+    let raw = text(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no head: {raw:?}"))
+    })?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("status: {head:?}"))
+        })?;
+    Ok(Response {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+fn session_jwt(secret: &str) -> String {
+    sign_hs256(secret.as_bytes(), USER_ID, USER_EMAIL, 600).expect("sign a session token")
+}
+
+fn start_checkout(port: u16, origin: &str, jwt: &str) -> std::io::Result<Response> {
+    let cookie = format!("session={jwt}");
+    http(
+        port,
+        "POST",
+        "/start-checkout",
+        &[
+            ("Origin", origin),
+            ("Cookie", &cookie),
+            ("Content-Type", "application/json"),
+        ],
+        CHECKOUT_BODY,
+    )
+}
+
+/// A loopback port that was free a moment ago: the service binds the configured address itself.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// What a reader thread has collected so far, even if a panicking test poisoned the lock.
+fn captured(buffer: &Mutex<Vec<u8>>) -> String {
+    text(
+        &buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+}
+
+/// Everything a child wrote to one of its pipes, collected by a reader thread.
+fn collect(pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    let thread = thread::spawn(move || {
+        let mut pipe = pipe;
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buffer, thread)
+}
+
+/// The service as a child process; killed on drop whatever happened in the test.
+struct Service {
+    child: Child,
+    port: u16,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// Starts the binary with `config` (its listen address set to a free port) and waits for
+    /// `GET /healthz` to answer 200.
+    fn start(config: Config, dir: TempDir, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let config = config.set_str("server", "listen", &format!("127.0.0.1:{port}"));
+        let path = config.write_to(&dir);
+        let mut command = bff();
+        command
+            .arg("--config")
+            .arg(&path)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn proof-bff");
+        let (stdout, out_reader) = collect(child.stdout.take().unwrap());
+        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
+        let mut service = Self {
+            child,
+            port,
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+            _dir: dir,
+        };
+        service.wait_until_healthy();
+        service
+    }
+
+    fn wait_until_healthy(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "proof-bff exited during start-up with {status:?}\nstderr: {}",
+                    captured(&self.stderr)
+                );
+            }
+            if http(self.port, "GET", "/healthz", &[], "").is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            assert!(
+                started.elapsed() < STARTUP_TIMEOUT,
+                "GET /healthz did not answer 200 within {STARTUP_TIMEOUT:?}\nstderr: {}",
+                captured(&self.stderr)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed: {status:?}");
+    }
+
+    /// Waits for the process to exit on its own; `None` when it is still running after `timeout`.
+    fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return Some(status);
+            }
+            if started.elapsed() > timeout {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the service with SIGTERM and returns what it wrote (stdout, stderr), all of it.
+    fn stop(mut self) -> (String, String) {
+        self.signal("-TERM");
+        let status = self.wait_for_exit(Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "proof-bff did not exit 0 after SIGTERM: {status:?}"
+        );
+        let stdout = captured(&self.stdout);
+        let stderr = captured(&self.stderr);
+        (stdout, stderr)
+    }
+}
+
+fn service_config(upstream: &Upstream) -> Config {
+    Config::valid()
+        .set_str("proof", "base_url", &upstream.base_url())
+        .set("proof", "max_attempts", "1")
+}
+
+#[test]
+fn env_token_and_origin_list_reach_the_running_service() {
+    let upstream = Upstream::start(Duration::ZERO);
+    let config = service_config(&upstream)
+        .remove("proof", "client_token")
+        .remove("browser", "allowed_origins");
+    let env = [
+        ("PROOF_BFF__PROOF__CLIENT_TOKEN", "0042"),
+        (
+            "PROOF_BFF__BROWSER__ALLOWED_ORIGINS",
+            "https://a.example,https://b.example",
+        ),
+    ];
+    assert_passes(&check_config_with(&config, &env));
+    let service = Service::start(config, TempDir::new(), &env);
+
+    let response = start_checkout(service.port, "https://b.example", &session_jwt(JWT_SECRET))
+        .expect("POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.body, WIDGET_BODY);
+
+    let request = upstream.next_request(Duration::from_secs(5));
+    assert_eq!(request.request_line, "POST /widget/session HTTP/1.1");
+    assert_eq!(request.header("authorization"), Some("Bearer 0042"));
+    assert_eq!(request.header("origin"), Some(PROOF_ORIGIN));
+    let body: serde_json::Value = serde_json::from_str(&request.body).expect("JSON body");
+    assert_eq!(body["partner_user_id"], USER_ID);
+    assert_eq!(body["user_email"], USER_EMAIL);
+    assert_eq!(body["network"], "TRC20");
+    assert_eq!(body["amount"], "100");
+
+    // The first entry of the list is allowed too; an origin outside it is not.
+    let response = start_checkout(service.port, "https://a.example", &session_jwt(JWT_SECRET))
+        .expect("POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+    let response = start_checkout(service.port, APP_ORIGIN, &session_jwt(JWT_SECRET))
+        .expect("POST /start-checkout");
+    assert_eq!(response.status, 403, "{response:?}");
+}
+
+#[test]
+fn secrets_from_files_reach_the_running_service_without_the_newline() {
+    let upstream = Upstream::start(Duration::ZERO);
+    let dir = TempDir::new();
+    let token_file = dir.write("client_token", "pk_from_file_9d8c7b6a\n");
+    let secret_file = dir.write("jwt_secret", &format!("{JWT_SECRET}\n"));
+    let config = service_config(&upstream)
+        .remove("proof", "client_token")
+        .set("proof", "client_token_file", path_value(&token_file))
+        .remove("session.jwt", "secret")
+        .set("session.jwt", "secret_file", path_value(&secret_file));
+    let service = Service::start(config, dir, &[]);
+
+    // Signed with the secret without its newline: the file's trailing newline is not key material.
+    let response = start_checkout(service.port, APP_ORIGIN, &session_jwt(JWT_SECRET))
+        .expect("POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+    let request = upstream.next_request(Duration::from_secs(5));
+    assert_eq!(
+        request.header("authorization"),
+        Some("Bearer pk_from_file_9d8c7b6a")
+    );
+}
+
+#[test]
+fn logs_are_json_lines_and_never_carry_secrets_even_at_trace() {
+    let upstream = Upstream::start(Duration::ZERO);
+    let config = service_config(&upstream).set_str("log", "format", "json");
+    let service = Service::start(config, TempDir::new(), &[("RUST_LOG", "trace")]);
+    let jwt = session_jwt(JWT_SECRET);
+
+    let response = start_checkout(service.port, APP_ORIGIN, &jwt).expect("POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(
+        response.head.to_ascii_lowercase().contains("x-request-id:"),
+        "{}",
+        response.head
+    );
+    let request = upstream.next_request(Duration::from_secs(5));
+    assert_eq!(
+        request.header("authorization"),
+        Some(format!("Bearer {CLIENT_TOKEN}").as_str())
+    );
+    // A refused session and a refused origin are logged too.
+    let forged = session_jwt("another-secret-that-is-long-enough-for-hs256!!");
+    let response = start_checkout(service.port, APP_ORIGIN, &forged).unwrap();
+    assert_eq!(response.status, 401, "{response:?}");
+    let response = start_checkout(service.port, "https://evil.example", &jwt).unwrap();
+    assert_eq!(response.status, 403, "{response:?}");
+
+    let (stdout, stderr) = service.stop();
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() >= 3,
+        "expected log lines at trace, got:\n{stdout}"
+    );
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(
+        stdout.contains(r#""level":"TRACE""#),
+        "RUST_LOG=trace did not win over log.level:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("request completed"),
+        "no request log:\n{stdout}"
+    );
+    for (what, secret) in [
+        ("client token", CLIENT_TOKEN),
+        ("jwt secret", JWT_SECRET),
+        ("user email", USER_EMAIL),
+        ("session cookie", jwt.as_str()),
+    ] {
+        for (stream, output) in [("stdout", &stdout), ("stderr", &stderr)] {
+            let leaked: Vec<&str> = output.lines().filter(|l| l.contains(secret)).collect();
+            assert!(leaked.is_empty(), "the {what} is in {stream}: {leaked:?}");
+        }
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
+    let upstream = Upstream::start(Duration::from_millis(1000));
+    let config = service_config(&upstream).set("server", "shutdown_timeout_s", "5");
+    let mut service = Service::start(config, TempDir::new(), &[]);
+    let port = service.port;
+    let jwt = session_jwt(JWT_SECRET);
+
+    let in_flight = thread::spawn(move || start_checkout(port, APP_ORIGIN, &jwt));
+    // Proof has the request: it is in flight inside the service.
+    upstream.next_request(Duration::from_secs(5));
+    let signalled = Instant::now();
+    service.signal("-TERM");
+
+    // While the answer is still pending, new connections stop being accepted.
+    let refused = loop {
+        match TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            Duration::from_millis(200),
+        ) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break true,
+            _ if signalled.elapsed() > Duration::from_millis(800) => break false,
+            _ => thread::sleep(Duration::from_millis(20)),
+        }
+    };
+
+    let response = in_flight
+        .join()
+        .expect("client thread")
+        .expect("in-flight POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.body, WIDGET_BODY);
+    assert!(
+        refused,
+        "a new connection was still accepted 800 ms after SIGTERM"
+    );
+
+    // shutdown_timeout_s plus a margin, counted from the signal.
+    let status =
+        service.wait_for_exit(Duration::from_secs(5 + 3).saturating_sub(signalled.elapsed()));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGTERM: {status:?}\nstderr: {}",
+        captured(&service.stderr)
+    );
+}
+
+#[test]
+fn sigint_exits_zero() {
+    let mut service = Service::start(Config::valid(), TempDir::new(), &[]);
+    service.signal("-INT");
+    let status = service.wait_for_exit(Duration::from_secs(5 + 3));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGINT: {status:?}\nstderr: {}",
+        captured(&service.stderr)
+    );
+}
