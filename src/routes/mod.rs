@@ -20,10 +20,15 @@ pub async fn not_found() -> HttpResponse {
 }
 
 pub async fn method_not_allowed() -> HttpResponse {
-    envelope_response(
+    let mut response = envelope_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
         "method_not_allowed",
         "this route does not accept that method",
-    )
+    );
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("POST, OPTIONS"),
+    );
+    response
 }

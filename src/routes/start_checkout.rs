@@ -3,12 +3,15 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::checkout_request::{CheckoutRequest, WidgetSessionRequest, parse_checkout_request};
+use crate::checkout_request::{
+    CheckoutRequest, ValidationError, WidgetSessionRequest, parse_checkout_request,
+};
 use crate::client_ip::ClientIp;
 use crate::csrf::check_caller;
 use crate::error::CheckoutError;
@@ -163,7 +166,14 @@ async fn read_body(
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| CheckoutError::BodyTooLarge { limit })?;
+        let chunk = chunk.map_err(|error| match error {
+            PayloadError::Overflow => CheckoutError::BodyTooLarge { limit },
+            // A broken chunked encoding or a body cut short is the client's fault, not size.
+            _ => CheckoutError::Validation(ValidationError {
+                field: "body".into(),
+                message: "the request body could not be read".into(),
+            }),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large);
         }

@@ -1,5 +1,9 @@
+mod browser;
+#[path = "../support/browser.rs"]
+mod browser_support;
 mod checkout;
 mod client_ip;
+mod errors;
 mod helpers;
 mod rate_limit;
 mod retries;

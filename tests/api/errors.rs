@@ -1,0 +1,1447 @@
+//! Every row of the public error table, observed over real HTTP, and what every error answer
+//! carries: the `{"error", "code", "message"}` envelope, `X-Request-Id`, `Cache-Control: no-store`
+//! and, for the partner's own origin only, the CORS grant.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use proof_bff::configuration::Settings;
+use proof_bff::session::sign_hs256;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockBuilder, ResponseTemplate};
+
+use crate::helpers::*;
+
+const FOREIGN_ORIGIN: &str = "https://evil.example.net";
+
+/// Rate limiting is not what these tests are about, and some send many requests as one user.
+async fn spawn(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(|s| {
+        s.rate_limit.per_user_burst = 10_000;
+        s.rate_limit.per_user_per_minute = 10_000;
+        s.rate_limit.per_ip_burst = 10_000;
+        s.rate_limit.per_ip_per_minute = 10_000;
+        customise(s);
+    })
+    .await
+}
+
+fn widget_session() -> MockBuilder {
+    Mock::given(method("POST")).and(path("/widget/session"))
+}
+
+fn proof_answer(status: u16, body: impl Into<Vec<u8>>, content_type: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_raw(body.into(), content_type)
+}
+
+fn widget_session_ok() -> ResponseTemplate {
+    proof_answer(200, WIDGET_SESSION_BODY, "application/json")
+}
+
+/// Mounts a successful Proof that must never be reached.
+async fn proof_must_not_be_called(app: &TestApp) {
+    widget_session()
+        .respond_with(widget_session_ok())
+        .expect(0)
+        .named("Proof must not be called")
+        .mount(&app.proof)
+        .await;
+}
+
+async fn assert_proof_not_called(app: &TestApp) {
+    let calls = app.proof_requests().await.len();
+    assert_eq!(calls, 0, "Proof was called {calls} time(s)");
+}
+
+/// An error answer that passed the envelope checks.
+struct ErrorAnswer {
+    headers: HeaderMap,
+    message: String,
+    body: Vec<u8>,
+}
+
+/// Checks the status, the envelope (exactly `error`, `code` and `message`, all strings) and the
+/// headers every error answer carries.
+fn check_envelope(
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    expected_status: u16,
+    error: &str,
+    code: &str,
+) -> ErrorAnswer {
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, expected_status, "status; body: {text}");
+    let content_type = headers
+        .get("content-type")
+        .unwrap_or_else(|| panic!("no Content-Type on {status}: {text}"))
+        .to_str()
+        .unwrap();
+    let essence = content_type.split(';').next().unwrap().trim();
+    assert!(
+        essence.eq_ignore_ascii_case("application/json"),
+        "Content-Type {content_type:?} on {status}"
+    );
+    assert_eq!(
+        headers.get("cache-control").map(|v| v.to_str().unwrap()),
+        Some("no-store"),
+        "Cache-Control on {status}"
+    );
+    let request_id = headers
+        .get("x-request-id")
+        .unwrap_or_else(|| panic!("no X-Request-Id on {status}"));
+    assert!(!request_id.is_empty(), "empty X-Request-Id on {status}");
+
+    let envelope: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {text}"));
+    let object = envelope
+        .as_object()
+        .unwrap_or_else(|| panic!("{status} body is not an object: {text}"));
+    let keys: BTreeSet<&str> = object.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["code", "error", "message"]),
+        "envelope keys: {text}"
+    );
+    for key in ["error", "code", "message"] {
+        assert!(object[key].is_string(), "{key} is not a string: {text}");
+    }
+    assert_eq!(object["error"], error, "error slug: {text}");
+    assert_eq!(object["code"], code, "code: {text}");
+    let message = object["message"].as_str().unwrap().to_owned();
+    assert!(!message.is_empty(), "empty message: {text}");
+    ErrorAnswer {
+        headers,
+        message,
+        body,
+    }
+}
+
+async fn expect_error(
+    response: reqwest::Response,
+    status: u16,
+    error: &str,
+    code: &str,
+) -> ErrorAnswer {
+    let actual = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap().to_vec();
+    check_envelope(actual, headers, body, status, error, code)
+}
+
+fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|item| item.trim().to_ascii_lowercase())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+/// The CORS grant a browser needs to let the partner's script read the answer.
+fn assert_cors_granted(headers: &HeaderMap) {
+    assert_eq!(
+        headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some(APP_ORIGIN),
+        "Access-Control-Allow-Origin"
+    );
+    assert_eq!(
+        headers
+            .get("access-control-allow-credentials")
+            .map(|v| v.to_str().unwrap()),
+        Some("true"),
+        "Access-Control-Allow-Credentials"
+    );
+    let exposed = header_list(headers, "access-control-expose-headers");
+    for name in ["retry-after", "x-request-id"] {
+        assert!(
+            exposed.iter().any(|e| e == name),
+            "{name} not exposed: {exposed:?}"
+        );
+    }
+    let vary = header_list(headers, "vary");
+    assert!(vary.iter().any(|v| v == "origin"), "Vary: {vary:?}");
+}
+
+fn assert_no_cors_grant(headers: &HeaderMap) {
+    for name in [
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+    ] {
+        assert!(
+            headers.get(name).is_none(),
+            "{name} granted to a foreign origin: {:?}",
+            headers.get(name)
+        );
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A correctly signed session whose `exp` is an hour past: far beyond the 30 s leeway.
+fn expired_session_token() -> String {
+    let now = unix_now();
+    let claims = serde_json::json!({
+        "sub": USER_ID,
+        "email": USER_EMAIL,
+        "iat": now - 7200,
+        "exp": now - 3600,
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+const OTHER_SECRET: &str = "another-hs256-secret-of-an-attacker-0123456789";
+
+/// A port on loopback that nothing listens on.
+fn closed_loopback_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// One HTTP/1.1 connection driven by hand: for framings the HTTP client cannot produce, and to
+/// know for certain that several requests travel on the same connection.
+struct RawConnection {
+    stream: tokio::net::TcpStream,
+    unread: Vec<u8>,
+}
+
+impl RawConnection {
+    async fn open(port: u16) -> Self {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        Self {
+            stream,
+            unread: Vec::new(),
+        }
+    }
+
+    /// Sends `request` and reads exactly one response with a sized body.
+    async fn exchange(&mut self, request: &[u8]) -> (u16, HeaderMap, Vec<u8>) {
+        self.try_exchange(request)
+            .await
+            .expect("the server closed the connection without answering")
+    }
+
+    /// Like [`Self::exchange`], or `None` when the server closes the connection instead.
+    async fn try_exchange(&mut self, request: &[u8]) -> Option<(u16, HeaderMap, Vec<u8>)> {
+        // The server may answer and stop reading before it has everything.
+        let _ = self.stream.write_all(request).await;
+        tokio::time::timeout(Duration::from_secs(5), self.read_response())
+            .await
+            .expect("a response within 5 s")
+    }
+
+    /// `false` when the server has closed the connection.
+    async fn fill(&mut self) -> bool {
+        let mut buffer = [0u8; 8192];
+        let n = self.stream.read(&mut buffer).await.unwrap_or(0);
+        self.unread.extend_from_slice(&buffer[..n]);
+        n > 0
+    }
+
+    async fn read_response(&mut self) -> Option<(u16, HeaderMap, Vec<u8>)> {
+        let split = loop {
+            if let Some(split) = self.unread.windows(4).position(|w| w == b"\r\n\r\n") {
+                break split;
+            }
+            if !self.fill().await {
+                return None;
+            }
+        };
+        let head = std::str::from_utf8(&self.unread[..split])
+            .unwrap()
+            .to_owned();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            let (name, value) = line.split_once(':').unwrap();
+            headers.append(
+                HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+                HeaderValue::from_str(value.trim()).unwrap(),
+            );
+        }
+        let length: usize = headers
+            .get("content-length")
+            .expect("a sized response body")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        while self.unread.len() < split + 4 + length {
+            assert!(
+                self.fill().await,
+                "the server closed the connection mid-response"
+            );
+        }
+        let body = self.unread[split + 4..split + 4 + length].to_vec();
+        self.unread.drain(..split + 4 + length);
+        Some((status, headers, body))
+    }
+}
+
+/// The JSON log events written so far.
+fn log_events() -> Vec<serde_json::Value> {
+    logs()
+        .text()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+// 400 invalid_request / validation_error
+
+#[tokio::test]
+async fn a_bad_or_missing_field_is_a_400_validation_error_that_names_the_field() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    let cases: [(&str, String); 12] = [
+        (
+            "network",
+            r#"{"network":"TRC 20","currency":"USDT","amount":"100"}"#.into(),
+        ),
+        (
+            "network",
+            r#"{"network":"","currency":"USDT","amount":"100"}"#.into(),
+        ),
+        (
+            "currency",
+            r#"{"network":"TRC20","currency":"US$","amount":"100"}"#.into(),
+        ),
+        (
+            "amount",
+            r#"{"network":"TRC20","currency":"USDT","amount":"-5"}"#.into(),
+        ),
+        (
+            "amount",
+            r#"{"network":"TRC20","currency":"USDT","amount":"1e3"}"#.into(),
+        ),
+        (
+            "amount",
+            r#"{"network":"TRC20","currency":"USDT","amount":100}"#.into(),
+        ),
+        (
+            "type",
+            r#"{"network":"TRC20","currency":"USDT","amount":"100","type":"rent"}"#.into(),
+        ),
+        (
+            "redirect_url",
+            format!(
+                r#"{{"network":"TRC20","currency":"USDT","amount":"100","redirect_url":"{FOREIGN_ORIGIN}/done"}}"#
+            ),
+        ),
+        ("amount", r#"{"network":"TRC20","currency":"USDT"}"#.into()),
+        ("network", r#"{"currency":"USDT","amount":"100"}"#.into()),
+        ("body", r#"["TRC20","USDT","100"]"#.into()),
+        ("body", r#""network=TRC20""#.into()),
+    ];
+    for (field, body) in cases {
+        let response = app
+            .checkout()
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let answer = expect_error(response, 400, "invalid_request", "validation_error").await;
+        assert!(
+            answer.message.contains(field),
+            "message for {body} does not name {field}: {}",
+            answer.message
+        );
+        assert_cors_granted(&answer.headers);
+    }
+    assert_proof_not_called(&app).await;
+}
+
+// 401 unauthorised
+
+#[tokio::test]
+async fn a_request_without_a_session_cookie_is_401_no_session_and_proof_is_not_called() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    let response = app
+        .anonymous_checkout()
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    let answer = expect_error(response, 401, "unauthorised", "no_session").await;
+    assert_cors_granted(&answer.headers);
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn a_garbage_session_token_is_401_invalid_session_and_proof_is_not_called() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    for token in ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.AAAA"] {
+        let response = app
+            .checkout_as(token)
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap();
+        let answer = expect_error(response, 401, "unauthorised", "invalid_session").await;
+        assert_cors_granted(&answer.headers);
+    }
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn a_session_signed_with_another_secret_is_401_invalid_session() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+    let forged = sign_hs256(OTHER_SECRET.as_bytes(), USER_ID, USER_EMAIL, 600).unwrap();
+
+    let response = app
+        .checkout_as(&forged)
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    expect_error(response, 401, "unauthorised", "invalid_session").await;
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn an_expired_session_is_401_session_expired_and_proof_is_not_called() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    let response = app
+        .checkout_as(&expired_session_token())
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    let answer = expect_error(response, 401, "unauthorised", "session_expired").await;
+    assert_cors_granted(&answer.headers);
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn an_expired_session_with_a_forged_signature_is_invalid_not_expired() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+    let now = unix_now();
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &serde_json::json!({"sub": USER_ID, "email": USER_EMAIL, "exp": now - 3600}),
+        &EncodingKey::from_secret(OTHER_SECRET.as_bytes()),
+    )
+    .unwrap();
+
+    let response = app
+        .checkout_as(&forged)
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    expect_error(response, 401, "unauthorised", "invalid_session").await;
+}
+
+// 403 forbidden
+
+#[tokio::test]
+async fn a_foreign_origin_is_403_forbidden_origin_without_any_cors_grant() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    for origin in [FOREIGN_ORIGIN, "https://app.example.com.evil.test", "null"] {
+        let response = app
+            .client
+            .post(format!("{}/start-checkout", app.address))
+            .header("Origin", origin)
+            .header("Cookie", format!("session={}", session_token()))
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap();
+        let answer = expect_error(response, 403, "forbidden", "forbidden_origin").await;
+        assert_no_cors_grant(&answer.headers);
+    }
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn a_missing_origin_is_403_forbidden_origin_by_default() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    let response = app
+        .client
+        .post(format!("{}/start-checkout", app.address))
+        .header("Cookie", format!("session={}", session_token()))
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    let answer = expect_error(response, 403, "forbidden", "forbidden_origin").await;
+    assert_no_cors_grant(&answer.headers);
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn two_origin_headers_are_403_forbidden_origin_even_when_both_are_allowed() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    for second in [APP_ORIGIN, FOREIGN_ORIGIN] {
+        let response = app
+            .checkout()
+            .header("Origin", second)
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap();
+        let answer = expect_error(response, 403, "forbidden", "forbidden_origin").await;
+        assert_no_cors_grant(&answer.headers);
+    }
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn a_missing_origin_is_allowed_when_allow_missing_origin_is_set() {
+    let app = spawn(|s| s.browser.allow_missing_origin = true).await;
+    widget_session()
+        .respond_with(widget_session_ok())
+        .expect(1)
+        .mount(&app.proof)
+        .await;
+
+    let response = app
+        .client
+        .post(format!("{}/start-checkout", app.address))
+        .header("Cookie", format!("session={}", session_token()))
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        &response.bytes().await.unwrap()[..],
+        WIDGET_SESSION_BODY.as_bytes()
+    );
+
+    // A foreign Origin is still refused: only its absence is tolerated.
+    let response = app
+        .client
+        .post(format!("{}/start-checkout", app.address))
+        .header("Origin", FOREIGN_ORIGIN)
+        .header("Cookie", format!("session={}", session_token()))
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 403, "forbidden", "forbidden_origin").await;
+}
+
+#[tokio::test]
+async fn the_origin_is_checked_before_the_session() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    let response = app
+        .client
+        .post(format!("{}/start-checkout", app.address))
+        .header("Origin", FOREIGN_ORIGIN)
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    expect_error(response, 403, "forbidden", "forbidden_origin").await;
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_csrf_header_is_403_csrf_when_it_is_required() {
+    let app = spawn(|s| s.browser.require_csrf_header = true).await;
+    proof_must_not_be_called(&app).await;
+
+    for value in [None, Some(""), Some("0"), Some("true"), Some("11")] {
+        let mut request = app.checkout().json(&checkout_body());
+        if let Some(value) = value {
+            request = request.header("X-CSRF", value);
+        }
+        let response = request.send().await.unwrap();
+        let answer = expect_error(response, 403, "forbidden", "csrf").await;
+        assert_cors_granted(&answer.headers);
+    }
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn x_csrf_1_is_accepted_when_the_csrf_header_is_required() {
+    let app = spawn(|s| s.browser.require_csrf_header = true).await;
+    widget_session()
+        .respond_with(widget_session_ok())
+        .expect(1)
+        .mount(&app.proof)
+        .await;
+
+    let response = app
+        .checkout()
+        .header("X-CSRF", "1")
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        &response.bytes().await.unwrap()[..],
+        WIDGET_SESSION_BODY.as_bytes()
+    );
+}
+
+#[tokio::test]
+async fn a_preflight_from_a_foreign_origin_is_a_403_envelope_without_a_grant() {
+    let app = spawn(|_| {}).await;
+
+    let response = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/start-checkout", app.address),
+        )
+        .header("Origin", FOREIGN_ORIGIN)
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+
+    let answer = expect_error(response, 403, "forbidden", "forbidden_origin").await;
+    assert_no_cors_grant(&answer.headers);
+}
+
+// 413 invalid_request / body_too_large
+
+/// A valid checkout body padded with whitespace to exactly `len` bytes.
+fn padded_checkout_body(len: usize) -> Vec<u8> {
+    let mut body = checkout_body().to_string().into_bytes();
+    assert!(body.len() <= len);
+    body.resize(len, b' ');
+    body
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_bytes_with_a_content_length_is_413_body_too_large() {
+    let app = spawn(|s| s.server.max_body_bytes = 64).await;
+    proof_must_not_be_called(&app).await;
+
+    let response = app
+        .checkout()
+        .header("Content-Type", "application/json")
+        .body(padded_checkout_body(65))
+        .send()
+        .await
+        .unwrap();
+
+    let answer = expect_error(response, 413, "invalid_request", "body_too_large").await;
+    assert_cors_granted(&answer.headers);
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_max_body_bytes_is_413_body_too_large() {
+    let app = spawn(|s| s.server.max_body_bytes = 64).await;
+    proof_must_not_be_called(&app).await;
+
+    // Three chunks of 40 bytes: each fits the limit, together they do not.
+    let body = padded_checkout_body(120);
+    let mut request = format!(
+        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
+         Cookie: session={}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.port,
+        session_token()
+    )
+    .into_bytes();
+    for chunk in body.chunks(40) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+
+    let (status, headers, body) = RawConnection::open(app.port).await.exchange(&request).await;
+
+    let answer = check_envelope(
+        status,
+        headers,
+        body,
+        413,
+        "invalid_request",
+        "body_too_large",
+    );
+    assert_cors_granted(&answer.headers);
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_max_body_bytes_is_accepted() {
+    let app = spawn(|s| s.server.max_body_bytes = 64).await;
+    widget_session()
+        .respond_with(widget_session_ok())
+        .expect(1)
+        .mount(&app.proof)
+        .await;
+
+    let response = app
+        .checkout()
+        .header("Content-Type", "application/json")
+        .body(padded_checkout_body(64))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_a_400_not_a_413() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+
+    // Five bytes, then a chunk size that is not hexadecimal: far below the limit, just broken.
+    let request = format!(
+        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
+         Cookie: session={}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         5\r\n{{\"a\":\r\nzz\r\n1}}\r\n0\r\n\r\n",
+        app.port,
+        session_token()
+    );
+    let (status, headers, body) = RawConnection::open(app.port)
+        .await
+        .exchange(request.as_bytes())
+        .await;
+
+    let (error, code) = slugs(&body);
+    assert_ne!(
+        code, "body_too_large",
+        "a {status} {error}/{code} for a 5-byte body under a 16384-byte limit"
+    );
+    check_envelope(status, headers, body, 400, "invalid_request", &code);
+    assert_proof_not_called(&app).await;
+}
+
+// 415 invalid_request / unsupported_media_type
+
+#[tokio::test]
+async fn a_body_not_declared_as_json_is_415_unsupported_media_type() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+    let body = checkout_body().to_string();
+
+    for content_type in [
+        Some("text/plain"),
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let mut request = app.checkout().body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        let answer = expect_error(response, 415, "invalid_request", "unsupported_media_type").await;
+        assert_cors_granted(&answer.headers);
+    }
+    assert_proof_not_called(&app).await;
+}
+
+#[tokio::test]
+async fn json_with_a_charset_parameter_is_accepted() {
+    let app = spawn(|_| {}).await;
+    widget_session()
+        .respond_with(widget_session_ok())
+        .expect(1)
+        .mount(&app.proof)
+        .await;
+
+    let response = app
+        .checkout()
+        .header("Content-Type", "application/json; charset=utf-8")
+        .body(checkout_body().to_string())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+}
+
+// 4xx from Proof, passed through
+
+#[tokio::test]
+async fn proofs_own_4xx_answers_are_passed_through_verbatim() {
+    let app = spawn(|_| {}).await;
+    let cases: [(u16, &str, Option<&str>); 6] = [
+        (
+            400,
+            "{ \"error\":\"invalid_request\",  \"code\" : \"currency_not_allowed\",\n\"message\":\"USDT is not enabled\" }",
+            None,
+        ),
+        (
+            400,
+            r#"{"error":"wallet_not_supported","code":"WALLET_NOT_SUPPORTED","message":"no wallet"}"#,
+            None,
+        ),
+        (
+            404,
+            r#"{"error":"not_found","code":"not_found","message":"no such thing"}"#,
+            None,
+        ),
+        (
+            409,
+            r#"{"error":"session_already_used","message":"used","request_id":"r-1"}"#,
+            None,
+        ),
+        (
+            422,
+            r#"{"error":"kyc_required","code":"kyc_required","message":"verify first","rate":1.10}"#,
+            None,
+        ),
+        (
+            429,
+            r#"{"error":"rate_limit_exceeded","code":"rate_limit_exceeded","message":"slow down"}"#,
+            Some("17"),
+        ),
+    ];
+
+    for (status, body, retry_after) in cases {
+        app.proof.reset().await;
+        let mut template = proof_answer(status, body, "application/json");
+        if let Some(retry_after) = retry_after {
+            template = template.insert_header("Retry-After", retry_after);
+        }
+        widget_session()
+            .respond_with(template)
+            .mount(&app.proof)
+            .await;
+
+        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let headers = response.headers().clone();
+        assert_eq!(
+            headers.get("retry-after").map(|v| v.to_str().unwrap()),
+            retry_after,
+            "Retry-After on {status}"
+        );
+        assert!(headers.contains_key("x-request-id"));
+        assert_cors_granted(&headers);
+        assert_eq!(
+            String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap(),
+            body
+        );
+        assert_eq!(
+            app.proof_requests().await.len(),
+            1,
+            "a {status} from Proof is not retried"
+        );
+    }
+}
+
+// 502 upstream_error / upstream_misconfigured
+
+#[tokio::test]
+async fn a_401_or_403_from_proof_is_502_upstream_misconfigured_logged_as_an_error_with_proofs_request_id()
+ {
+    let app = spawn(|_| {}).await;
+    for (status, proof_request_id, body) in [
+        (
+            401,
+            "proof-req-misconfigured-401-c0ffee",
+            r#"{"error":"unauthorised","code":"invalid_token","message":"token inactive"}"#,
+        ),
+        (
+            403,
+            "proof-req-misconfigured-403-decade",
+            r#"{"error":"forbidden","code":"forbidden_origin","message":"origin not on allowlist"}"#,
+        ),
+    ] {
+        app.proof.reset().await;
+        widget_session()
+            .respond_with(
+                proof_answer(status, body, "application/json")
+                    .insert_header("X-Request-Id", proof_request_id),
+            )
+            .mount(&app.proof)
+            .await;
+
+        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+        let answer = expect_error(response, 502, "upstream_error", "upstream_misconfigured").await;
+        assert_cors_granted(&answer.headers);
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(
+            !text.contains("token inactive") && !text.contains("allowlist"),
+            "Proof's {status} body reached the browser: {text}"
+        );
+        assert_eq!(
+            app.proof_requests().await.len(),
+            1,
+            "{status} is not retried"
+        );
+
+        let errors: Vec<_> = log_events()
+            .into_iter()
+            .filter(|event| event["level"] == "ERROR")
+            .filter(|event| event.to_string().contains(proof_request_id))
+            .collect();
+        assert!(
+            !errors.is_empty(),
+            "no ERROR log line carries Proof's request id {proof_request_id}"
+        );
+    }
+}
+
+// 502 upstream_error / provider_error
+
+#[tokio::test]
+async fn a_proof_5xx_without_a_retryable_slug_is_502_provider_error_after_a_single_call() {
+    let app = spawn(|_| {}).await;
+    for (status, body, content_type) in [
+        (503, "<html>maintenance</html>", "text/html"),
+        (
+            503,
+            r#"{"error":"upstream_error","code":"provider_error","message":"x"}"#,
+            "application/json",
+        ),
+        (
+            500,
+            r#"{"error":"something_else","code":"db_error","message":"x"}"#,
+            "application/json",
+        ),
+        (500, "Internal Server Error", "text/plain"),
+        (
+            504,
+            r#"{"error":"gateway_timeout","code":"x","message":"x"}"#,
+            "application/json",
+        ),
+    ] {
+        app.proof.reset().await;
+        widget_session()
+            .respond_with(proof_answer(status, body, content_type))
+            .mount(&app.proof)
+            .await;
+
+        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+        let answer = expect_error(response, 502, "upstream_error", "provider_error").await;
+        assert_cors_granted(&answer.headers);
+        assert_eq!(
+            app.proof_requests().await.len(),
+            1,
+            "Proof's {status} {body} was retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_proof_502_that_stays_retryable_is_502_provider_error_after_max_attempts() {
+    let app = spawn(|s| s.proof.max_attempts = 3).await;
+    for slug in ["upstream_error", "upstream_unavailable"] {
+        app.proof.reset().await;
+        widget_session()
+            .respond_with(proof_answer(
+                502,
+                proof_error(slug, "provider_error").to_string(),
+                "application/json",
+            ))
+            .mount(&app.proof)
+            .await;
+
+        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+        expect_error(response, 502, "upstream_error", "provider_error").await;
+        let calls = app.proof_requests().await;
+        assert_eq!(calls.len(), 3, "{slug}: attempts");
+        assert!(
+            calls.iter().all(|c| c.body == calls[0].body),
+            "{slug}: every attempt carries the same body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_proof_500_internal_error_is_retried_once_then_502_provider_error() {
+    let app = spawn(|s| s.proof.max_attempts = 5).await;
+    widget_session()
+        .respond_with(proof_answer(
+            500,
+            proof_error("internal_error", "db_error").to_string(),
+            "application/json",
+        ))
+        .mount(&app.proof)
+        .await;
+
+    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+    expect_error(response, 502, "upstream_error", "provider_error").await;
+    assert_eq!(app.proof_requests().await.len(), 2);
+}
+
+// 502 upstream_error / upstream_unavailable
+
+#[tokio::test]
+async fn an_unreachable_proof_is_502_upstream_unavailable() {
+    let port = closed_loopback_port();
+    let app = spawn(|s| s.proof.base_url = format!("http://127.0.0.1:{port}")).await;
+
+    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+    let answer = expect_error(response, 502, "upstream_error", "upstream_unavailable").await;
+    assert_cors_granted(&answer.headers);
+}
+
+// 502 upstream_error / invalid_upstream_response
+
+#[tokio::test]
+async fn a_200_from_proof_that_is_not_a_json_object_is_502_invalid_upstream_response() {
+    let app = spawn(|_| {}).await;
+    let oversized = format!(r#"{{"pad":"{}"}}"#, "a".repeat(300 * 1024));
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "HTML",
+            b"<html><body>Welcome to Proof</body></html>".to_vec(),
+            "text/html",
+        ),
+        (
+            "a JSON array",
+            br#"[{"widget_id":"fb359d09"}]"#.to_vec(),
+            "application/json",
+        ),
+        (
+            "truncated JSON",
+            br#"{"widget_id":"fb359d09","init_token":"eyJ"#.to_vec(),
+            "application/json",
+        ),
+        ("an empty body", Vec::new(), "application/json"),
+        (
+            "a JSON object over 256 KiB",
+            oversized.into_bytes(),
+            "application/json",
+        ),
+    ];
+    for (what, body, content_type) in cases {
+        app.proof.reset().await;
+        widget_session()
+            .respond_with(proof_answer(200, body, content_type))
+            .mount(&app.proof)
+            .await;
+
+        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+        let answer =
+            expect_error(response, 502, "upstream_error", "invalid_upstream_response").await;
+        assert_cors_granted(&answer.headers);
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(
+            !text.contains("Welcome") && !text.contains("fb359d09") && !text.contains("aaaa"),
+            "{what} leaked into the answer: {text}"
+        );
+    }
+}
+
+// 504 upstream_timeout / upstream_timeout
+
+#[tokio::test]
+async fn proof_answering_after_the_attempt_timeout_is_504_upstream_timeout_without_a_retry() {
+    let app = spawn(|s| {
+        s.proof.request_timeout_ms = 300;
+        s.proof.deadline_ms = 5000;
+    })
+    .await;
+    widget_session()
+        .respond_with(widget_session_ok().set_delay(Duration::from_secs(2)))
+        .mount(&app.proof)
+        .await;
+
+    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+    let answer = expect_error(response, 504, "upstream_timeout", "upstream_timeout").await;
+    assert_cors_granted(&answer.headers);
+    assert_eq!(app.proof_requests().await.len(), 1);
+}
+
+#[tokio::test]
+async fn proof_answering_after_the_deadline_is_504_upstream_timeout() {
+    let app = spawn(|s| {
+        s.proof.request_timeout_ms = 5000;
+        s.proof.deadline_ms = 300;
+    })
+    .await;
+    widget_session()
+        .respond_with(widget_session_ok().set_delay(Duration::from_secs(2)))
+        .mount(&app.proof)
+        .await;
+
+    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+    expect_error(response, 504, "upstream_timeout", "upstream_timeout").await;
+}
+
+// 503 unavailable / shutting_down
+
+/// Starts a checkout that Proof answers only after `delay`, and returns once Proof has it.
+async fn checkout_in_flight(
+    app: &TestApp,
+    delay: Duration,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    widget_session()
+        .respond_with(widget_session_ok().set_delay(delay))
+        .mount(&app.proof)
+        .await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let in_flight = tokio::spawn(
+        client
+            .post(format!("{}/start-checkout", app.address))
+            .header("Origin", APP_ORIGIN)
+            .header("Cookie", format!("session={}", session_token()))
+            .json(&checkout_body())
+            .send(),
+    );
+    for _ in 0..400 {
+        if !app.proof_requests().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(app.proof_requests().await.len(), 1, "checkout in flight");
+    in_flight
+}
+
+fn start_drain(app: &TestApp) -> tokio::task::JoinHandle<()> {
+    let handle = app.handle.clone();
+    tokio::spawn(async move { handle.drain().await })
+}
+
+#[tokio::test]
+async fn draining_lets_a_checkout_already_in_flight_complete() {
+    let app = spawn(|_| {}).await;
+    let in_flight = checkout_in_flight(&app, Duration::from_millis(600)).await;
+
+    let drain = start_drain(&app);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !drain.is_finished(),
+        "the drain returned while a checkout was still in flight"
+    );
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the drain cut off the checkout in flight: {e}"));
+    assert_eq!(response.status(), 200, "the checkout in flight completes");
+    assert_eq!(
+        &response.bytes().await.unwrap()[..],
+        WIDGET_SESSION_BODY.as_bytes()
+    );
+    tokio::time::timeout(Duration::from_secs(4), drain)
+        .await
+        .expect("the drain ends once nothing is in flight")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn while_draining_readyz_and_start_checkout_answer_503_shutting_down_on_an_open_connection() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+    let readyz = format!(
+        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        app.port
+    );
+    // Once the drain starts the listener accepts nothing new, so only a connection opened
+    // before it can still be answered.
+    let mut connection = RawConnection::open(app.port).await;
+    let (status, _, _) = connection.exchange(readyz.as_bytes()).await;
+    assert_eq!(status, 200, "ready before the drain");
+
+    let drain = start_drain(&app);
+    let closed = "the drain closed a connection that was open when it began, without answering";
+    let mut not_ready = None;
+    for _ in 0..100 {
+        let (status, headers, body) = connection
+            .try_exchange(readyz.as_bytes())
+            .await
+            .expect(closed);
+        if status != 200 {
+            not_ready = Some((status, headers, body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, headers, body) = not_ready.expect("/readyz leaves 200 once the drain starts");
+    check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
+
+    let body = checkout_body().to_string();
+    let checkout = format!(
+        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
+         Cookie: session={}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        app.port,
+        session_token(),
+        body.len()
+    );
+    let (status, headers, body) = connection
+        .try_exchange(checkout.as_bytes())
+        .await
+        .expect(closed);
+    let answer = check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
+    assert_cors_granted(&answer.headers);
+    assert_proof_not_called(&app).await;
+
+    drop(connection);
+    tokio::time::timeout(Duration::from_secs(4), drain)
+        .await
+        .expect("the drain ends once no connection is left")
+        .unwrap();
+}
+
+// Routes outside the table
+
+async fn into_parts(response: reqwest::Response) -> (u16, HeaderMap, Vec<u8>) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap().to_vec();
+    (status, headers, body)
+}
+
+/// The slug and code of an answer whose slug and code the contract leaves open; `check_envelope`
+/// then holds the answer to the envelope's shape.
+fn slugs(body: &[u8]) -> (String, String) {
+    let envelope: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not the JSON envelope: {:?}", String::from_utf8_lossy(body)));
+    let text = |key: &str| envelope[key].as_str().unwrap_or_default().to_owned();
+    (text("error"), text("code"))
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_404_envelope() {
+    let app = spawn(|_| {}).await;
+    for path in ["/nope", "/start-checkout/extra", "/sandbox/login"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .header("Origin", APP_ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = into_parts(response).await;
+        let (error, code) = slugs(&body);
+        let answer = check_envelope(status, headers, body, 404, &error, &code);
+        assert_cors_granted(&answer.headers);
+    }
+}
+
+#[tokio::test]
+async fn a_method_other_than_post_on_start_checkout_is_a_405_envelope() {
+    let app = spawn(|_| {}).await;
+    proof_must_not_be_called(&app).await;
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = app
+            .client
+            .request(method, format!("{}/start-checkout", app.address))
+            .header("Origin", APP_ORIGIN)
+            .header("Cookie", format!("session={}", session_token()))
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = into_parts(response).await;
+        let (error, code) = slugs(&body);
+        let answer = check_envelope(status, headers, body, 405, &error, &code);
+        assert_cors_granted(&answer.headers);
+    }
+}
+
+#[tokio::test]
+async fn a_method_other_than_get_on_a_probe_is_a_4xx_envelope() {
+    let app = spawn(|_| {}).await;
+    for route in ["/healthz", "/readyz"] {
+        let response = app
+            .client
+            .post(format!("{}{route}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = into_parts(response).await;
+        assert!((400..500).contains(&status), "POST {route}: {status}");
+        let (error, code) = slugs(&body);
+        check_envelope(status, headers, body, status, &error, &code);
+    }
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200_with_a_request_id() {
+    let app = spawn(|_| {}).await;
+    for route in ["/healthz", "/readyz"] {
+        let response = app
+            .client
+            .get(format!("{}{route}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{route}");
+        assert!(response.headers().contains_key("x-request-id"), "{route}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body.is_object(), "{route}: {body}");
+    }
+}
+
+// What every error answer carries
+
+#[tokio::test]
+async fn the_callers_request_id_is_returned_on_an_error_answer() {
+    let app = spawn(|_| {}).await;
+
+    let response = app
+        .anonymous_checkout()
+        .header("X-Request-Id", "caller-trace-401-e7")
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+
+    let answer = expect_error(response, 401, "unauthorised", "no_session").await;
+    assert_eq!(answer.headers["x-request-id"], "caller-trace-401-e7");
+}
+
+#[tokio::test]
+async fn error_answers_to_a_foreign_origin_carry_no_cors_grant() {
+    let app = spawn(|_| {}).await;
+    for (path, method) in [
+        ("/start-checkout", reqwest::Method::POST),
+        ("/start-checkout", reqwest::Method::GET),
+        ("/nope", reqwest::Method::GET),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .header("Origin", FOREIGN_ORIGIN)
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{method} {path}: {}",
+            response.status()
+        );
+        assert_no_cors_grant(response.headers());
+        assert!(response.headers().contains_key("x-request-id"));
+    }
+}
+
+// Secrets and personal data stay out of the logs
+
+#[tokio::test]
+async fn logs_never_contain_secrets_the_users_email_or_the_session_token() {
+    const PROBE_USER: &str = "log-probe-user-5150";
+    const PROBE_EMAIL: &str = "log.probe.5150@pii-canary.example";
+    let app = spawn(|_| {}).await;
+    let token = session_token_for(PROBE_USER, PROBE_EMAIL);
+
+    widget_session()
+        .respond_with(widget_session_ok())
+        .mount(&app.proof)
+        .await;
+    let response = app
+        .checkout_as(&token)
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    for status in [401, 403] {
+        app.proof.reset().await;
+        widget_session()
+            .respond_with(
+                proof_answer(
+                    status,
+                    proof_error("unauthorised", "invalid_token").to_string(),
+                    "application/json",
+                )
+                .insert_header("X-Request-Id", "proof-req-log-probe"),
+            )
+            .mount(&app.proof)
+            .await;
+        let response = app
+            .checkout_as(&token)
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502);
+    }
+
+    let response = app
+        .checkout_as(&token)
+        .json(&serde_json::json!({"network": "TRC20", "currency": "USDT", "amount": "-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    let logs = logs().text();
+    assert!(
+        logs.contains(PROBE_USER),
+        "the user id is logged, so the capture works"
+    );
+    assert!(logs.contains("request completed"));
+    for (what, secret) in [
+        ("client_token", CLIENT_TOKEN),
+        ("session.jwt.secret", JWT_SECRET),
+        ("the default test user's email", USER_EMAIL),
+        ("this user's email", PROBE_EMAIL),
+        ("the session token", token.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "{what} appears in the logs");
+    }
+    // The claims and the signature would give the email and a replayable token away.
+    for segment in token.split('.').skip(1) {
+        assert!(
+            !logs.contains(segment),
+            "part of the session token is logged"
+        );
+    }
+}
