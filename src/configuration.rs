@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::checkout_request::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
 use crate::origin::{AllowedOrigins, normalise_origin};
+use crate::sandbox::SandboxSession;
 use crate::session::{JwtAlgorithm, JwtVerifier, JwtVerifierSettings};
 
 /// Prefix of every environment override: `PROOF_BFF__SECTION__KEY`.
@@ -355,6 +356,9 @@ pub struct AppConfig {
     pub checkout: CheckoutPolicy,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
+    /// Set only by `--sandbox`, never from the file or the environment: it adds the dev login and
+    /// the demo page.
+    pub sandbox: Option<SandboxSession>,
 }
 
 #[derive(Debug, Clone)]
@@ -433,6 +437,7 @@ impl Settings {
             .map_err(ConfigError)?,
             rate_limit: validate_rate_limit(self.rate_limit)?,
             log: validate_log(self.log)?,
+            sandbox: None,
         })
     }
 }

@@ -13,6 +13,8 @@ pub mod proof_client;
 pub mod rate_limit;
 pub mod readiness;
 pub mod routes;
+pub mod sandbox;
 pub mod session;
+pub mod stand_in;
 pub mod startup;
 pub mod telemetry;

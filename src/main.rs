@@ -2,7 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use proof_bff::cli::{Cli, Command};
-use proof_bff::configuration::{Settings, SettingsSources};
+use proof_bff::configuration::{AppConfig, ConfigError, Settings, SettingsSources};
+use proof_bff::sandbox::{self, SandboxPlan};
+use proof_bff::stand_in::ProofStandIn;
 use proof_bff::startup::Application;
 use proof_bff::{healthcheck, telemetry};
 
@@ -17,16 +19,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    if cli.sandbox {
-        eprintln!("proof-bff: --sandbox is not available in this build");
-        return ExitCode::from(2);
-    }
-    let sources = SettingsSources {
-        preset: Vec::new(),
-        file: cli.config,
-    };
-    let config = match Settings::load(&sources).and_then(Settings::validate) {
-        Ok(config) => config,
+    let (config, stand_in) = match load_config(&cli) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("proof-bff: config error: {error}");
             return ExitCode::from(2);
@@ -42,8 +36,21 @@ fn main() -> ExitCode {
     }
     let listen = config.server.listen.clone();
     let served = actix_web::rt::System::new().block_on(async move {
+        let stand_in = match stand_in {
+            Some(sandbox) => {
+                let stand_in = ProofStandIn::start(sandbox.stand_in, sandbox.stand_in_listener)?;
+                let base_url = stand_in.base_url();
+                actix_web::rt::spawn(stand_in.into_server());
+                Some((base_url, sandbox.session))
+            }
+            None => None,
+        };
         let application = Application::build(config)?;
         tracing::info!(listen = %listen, port = application.port(), "proof-bff listening");
+        if let Some((stand_in_url, session)) = stand_in {
+            let page = sandbox::page_origin(&listen, application.port());
+            println!("{}", sandbox::banner(&page, &stand_in_url, &session));
+        }
         application.run_until_stopped().await
     });
     match served {
@@ -57,4 +64,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The validated configuration, and in sandbox mode what the stand-in needs to start.
+fn load_config(cli: &Cli) -> Result<(AppConfig, Option<SandboxPlan>), ConfigError> {
+    let sources = SettingsSources {
+        preset: if cli.sandbox {
+            sandbox::preset()
+        } else {
+            Vec::new()
+        },
+        file: cli.config.clone(),
+    };
+    let settings = Settings::load(&sources)?;
+    if !cli.sandbox {
+        return Ok((settings.validate()?, None));
+    }
+    let (settings, plan) = sandbox::plan(settings)?;
+    let mut config = settings.validate()?;
+    config.sandbox = Some(plan.session.clone());
+    Ok((config, Some(plan)))
 }

@@ -18,6 +18,7 @@ use crate::proof_client::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
 use crate::readiness::Readiness;
 use crate::routes;
+use crate::sandbox;
 use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
 
 /// What every worker shares for `/start-checkout`, built once.
@@ -81,8 +82,10 @@ impl Application {
             rate_limiter: rate_limiter.clone(),
         });
         let readiness_data = web::Data::from(readiness.clone());
+        let sandbox = config.sandbox.map(web::Data::new);
         let mut server = HttpServer::new(move || {
             let proof = web::Data::new(ProofClient::new(endpoint.clone()));
+            let sandbox = sandbox.clone();
             App::new()
                 .wrap(from_fn(cors::browser_headers))
                 .wrap(TracingLogger::<BffRootSpan>::new())
@@ -98,6 +101,16 @@ impl Application {
                 )
                 .route("/healthz", web::get().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
+                .configure(|app| {
+                    // The demo page and dev login exist only in sandbox mode.
+                    if let Some(session) = sandbox {
+                        app.app_data(session)
+                            .route("/", web::get().to(sandbox::demo_page))
+                            .route("/sandbox/demo.js", web::get().to(sandbox::demo_js))
+                            .route("/sandbox/demo.css", web::get().to(sandbox::demo_css))
+                            .route("/sandbox/login", web::post().to(sandbox::login));
+                    }
+                })
                 .default_service(web::to(routes::not_found))
         })
         .disable_signals()

@@ -60,7 +60,7 @@ where
         LogFormat::Pretty => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .pretty()
+                    .compact()
                     .with_writer(writer),
             ),
         ),

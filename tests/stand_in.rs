@@ -1,0 +1,1027 @@
+//! The embedded Proof stand-in, driven over HTTP as a partner backend would call Proof.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use proof_bff::stand_in::{ProofStandIn, SignedFields, StandInConfig, session_signature};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const TOKEN: &str = "pk_test_stand_in_9c1e5b2d4f60a8e1";
+const ORIGIN: &str = "https://partner.example.com";
+const STEP: Duration = Duration::from_millis(200);
+const SLOW: Duration = Duration::from_millis(300);
+
+/// The documented session response fields, in the documented order.
+const SESSION_FIELDS: [&str; 22] = [
+    "merchant_transaction_id",
+    "widget_id",
+    "address",
+    "signature",
+    "init_token",
+    "init_token_type",
+    "currency",
+    "currencies",
+    "fix_currency",
+    "network",
+    "networks",
+    "fix_network",
+    "amount",
+    "fix_amount",
+    "fiat_currency",
+    "fiat_currencies",
+    "fix_fiat_currency",
+    "fix_fiat_amount",
+    "type",
+    "lang",
+    "theme",
+    "redirect_url",
+];
+
+fn test_config() -> StandInConfig {
+    let mut config = StandInConfig::sandbox(SecretString::from(TOKEN), vec![ORIGIN.to_owned()]);
+    config.status_step = STEP;
+    config.slow_answer = SLOW;
+    config
+}
+
+struct StandIn {
+    base_url: String,
+    signing_key: Vec<u8>,
+    client: reqwest::Client,
+}
+
+async fn spawn() -> StandIn {
+    spawn_with(test_config()).await
+}
+
+async fn spawn_with(config: StandInConfig) -> StandIn {
+    let signing_key = config.signing_key.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let stand_in = ProofStandIn::start(config, listener).expect("stand-in starts");
+    let base_url = stand_in.base_url();
+    assert_eq!(base_url, format!("http://127.0.0.1:{}", stand_in.port()));
+    tokio::spawn(stand_in.into_server());
+    StandIn {
+        base_url,
+        signing_key,
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+    }
+}
+
+fn session_body(amount: &str) -> Value {
+    json!({
+        "partner_user_id": "user-123",
+        "user_email": "user@example.com",
+        "network": "TRC20",
+        "currency": "USDT",
+        "amount": amount,
+        "type": "buy",
+        "client_ip": "203.0.113.42"
+    })
+}
+
+fn with(mut body: Value, field: &str, value: Value) -> Value {
+    body[field] = value;
+    body
+}
+
+fn without(mut body: Value, field: &str) -> Value {
+    body.as_object_mut().unwrap().remove(field);
+    body
+}
+
+impl StandIn {
+    fn post(&self) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}/widget/session", self.base_url))
+            .bearer_auth(TOKEN)
+            .header("Origin", ORIGIN)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(TOKEN)
+            .header("Origin", ORIGIN)
+    }
+
+    async fn create(&self, body: &Value) -> reqwest::Response {
+        self.post().json(body).send().await.unwrap()
+    }
+
+    async fn create_with_request_id(&self, body: &Value, request_id: &str) -> reqwest::Response {
+        self.post()
+            .header("X-Request-Id", request_id)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a session that must succeed and returns its body.
+    async fn session(&self, body: &Value) -> Value {
+        let response = self.create(body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    async fn transaction(&self, id: &str) -> Value {
+        let response = self
+            .get(&format!("/widget/transactions/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    async fn kyc(&self, user: &str) -> String {
+        let response = self
+            .get(&format!("/widget/users/{user}/kyc-status"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["partner_user_id"], user);
+        body["status"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Checks a response is Proof's error envelope with this status, `error` and `code`, with JSON
+/// content type and a request id, and returns its message.
+async fn assert_error(
+    response: reqwest::Response,
+    status: StatusCode,
+    error: &str,
+    code: &str,
+) -> String {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    body["message"].as_str().expect("a message").to_owned()
+}
+
+fn is_lower_hex(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn is_iso8601_utc(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() == 20
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            10 => *b == b'T',
+            13 | 16 => *b == b':',
+            19 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+// Access control
+
+#[tokio::test]
+async fn a_request_without_a_token_is_refused_with_missing_token() {
+    let app = spawn().await;
+    let response = app
+        .client
+        .post(format!("{}/widget/session", app.base_url))
+        .header("Origin", ORIGIN)
+        .json(&session_body("100"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        response,
+        StatusCode::UNAUTHORIZED,
+        "unauthorised",
+        "missing_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_with_a_wrong_token_is_refused_with_invalid_token() {
+    let app = spawn().await;
+    for authorization in [
+        "Bearer pk_test_wrong".to_owned(),
+        format!("Bearer {TOKEN}x"),
+        format!("Basic {TOKEN}"),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}/widget/session", app.base_url))
+            .header("Authorization", authorization)
+            .header("Origin", ORIGIN)
+            .json(&session_body("100"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(
+            response,
+            StatusCode::UNAUTHORIZED,
+            "unauthorised",
+            "invalid_token",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_an_origin_is_refused_with_forbidden_origin() {
+    let app = spawn().await;
+    let response = app
+        .client
+        .post(format!("{}/widget/session", app.base_url))
+        .bearer_auth(TOKEN)
+        .json(&session_body("100"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        response,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "forbidden_origin",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_from_a_foreign_origin_is_refused_with_forbidden_origin() {
+    let app = spawn().await;
+    for origin in [
+        "https://evil.example.com",
+        "https://partner.example.com/",
+        "http://partner.example.com",
+    ] {
+        let response = app
+            .client
+            .post(format!("{}/widget/session", app.base_url))
+            .bearer_auth(TOKEN)
+            .header("Origin", origin)
+            .json(&session_body("100"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(
+            response,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "forbidden_origin",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_token_is_checked_before_the_origin() {
+    let app = spawn().await;
+    let response = app
+        .client
+        .post(format!("{}/widget/session", app.base_url))
+        .bearer_auth("wrong")
+        .header("Origin", "https://evil.example.com")
+        .json(&session_body("100"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        response,
+        StatusCode::UNAUTHORIZED,
+        "unauthorised",
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_status_routes_check_the_token_and_the_origin_too() {
+    let app = spawn().await;
+    for path in [
+        "/widget/transactions/550e8400-e29b-41d4-a716-446655440000",
+        "/widget/users/user-123/kyc-status",
+        "/no/such/route",
+    ] {
+        let url = format!("{}{path}", app.base_url);
+        let response = app.client.get(&url).send().await.unwrap();
+        assert_error(
+            response,
+            StatusCode::UNAUTHORIZED,
+            "unauthorised",
+            "missing_token",
+        )
+        .await;
+        let response = app
+            .client
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_error(
+            response,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "forbidden_origin",
+        )
+        .await;
+    }
+}
+
+// Validation
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_with_decode_error() {
+    let app = spawn().await;
+    for body in ["not json", "", "{\"partner_user_id\":", "[1,2]", "\"text\""] {
+        let response = app
+            .post()
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(
+            response,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "decode_error",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn each_missing_required_field_is_named_in_a_missing_param_error() {
+    let app = spawn().await;
+    for field in [
+        "partner_user_id",
+        "user_email",
+        "network",
+        "currency",
+        "amount",
+    ] {
+        for body in [
+            without(session_body("100"), field),
+            with(session_body("100"), field, Value::Null),
+        ] {
+            let message = assert_error(
+                app.create(&body).await,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "missing_param",
+            )
+            .await;
+            assert!(message.contains(field), "{field}: {message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_or_format_is_named_in_a_validation_error() {
+    let app = spawn().await;
+    let cases = [
+        ("partner_user_id", json!(123)),
+        ("partner_user_id", json!("")),
+        ("partner_user_id", json!("user\n123")),
+        ("user_email", json!(["user@example.com"])),
+        ("user_email", json!("not-an-email")),
+        ("network", json!(true)),
+        ("network", json!("TRC 20")),
+        ("currency", json!(5)),
+        ("currency", json!("")),
+        ("amount", json!(100)),
+        ("amount", json!("-1")),
+        ("amount", json!("0")),
+        ("amount", json!("0.00")),
+        ("amount", json!("1e3")),
+        ("amount", json!("1.")),
+        ("amount", json!("abc")),
+        ("type", json!("swap")),
+        ("type", json!(1)),
+        ("client_ip", json!("not-an-ip")),
+        ("client_ip", json!("203.0.113.42:443")),
+        ("client_ip", json!(42)),
+        ("redirect_url", json!("javascript:alert(1)")),
+        ("redirect_url", json!("/done")),
+        ("redirect_url", json!({})),
+        ("address", json!(42)),
+        ("address", json!("")),
+    ];
+    for (field, value) in cases {
+        let message = assert_error(
+            app.create(&with(session_body("100"), field, value.clone()))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "validation_error",
+        )
+        .await;
+        assert!(message.contains(field), "{field}={value}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_fields_are_ignored() {
+    let app = spawn().await;
+    let body = with(session_body("100"), "favourite_colour", json!({"a": [1]}));
+    app.session(&body).await;
+}
+
+#[tokio::test]
+async fn a_currency_that_is_not_enabled_is_refused_with_currency_not_allowed() {
+    let app = spawn().await;
+    let body = with(session_body("100"), "currency", json!("BTC"));
+    assert_error(
+        app.create(&body).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "currency_not_allowed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_currency_without_a_wallet_on_the_network_is_refused_with_wallet_not_supported() {
+    let app = spawn().await;
+    for (currency, network) in [("USDC", "TRC20"), ("ETH", "BEP20"), ("USDT", "SOLANA")] {
+        let body = with(
+            with(session_body("100"), "currency", json!(currency)),
+            "network",
+            json!(network),
+        );
+        assert_error(
+            app.create(&body).await,
+            StatusCode::BAD_REQUEST,
+            "wallet_not_supported",
+            "WALLET_NOT_SUPPORTED",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_sell_session_is_refused_when_off_ramp_is_not_enabled() {
+    let mut config = test_config();
+    config.sell_enabled = false;
+    let app = spawn_with(config).await;
+    let body = with(session_body("100"), "type", json!("sell"));
+    let message = assert_error(
+        app.create(&body).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "validation_error",
+    )
+    .await;
+    assert!(message.contains("off-ramp"), "{message}");
+    app.session(&session_body("100")).await;
+}
+
+#[tokio::test]
+async fn a_sell_session_is_created_when_off_ramp_is_enabled() {
+    let app = spawn().await;
+    let session = app
+        .session(&with(session_body("100"), "type", json!("sell")))
+        .await;
+    assert_eq!(session["type"], "sell");
+}
+
+// Test values
+
+#[tokio::test]
+async fn amount_1_02_fails_with_provider_error_on_the_first_attempt_and_succeeds_on_the_retry() {
+    let app = spawn().await;
+    let body = session_body("1.02");
+    let first = app.create_with_request_id(&body, "req-102-a").await;
+    assert_error(
+        first,
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        "provider_error",
+    )
+    .await;
+    let retry = app.create_with_request_id(&body, "req-102-a").await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let other = app.create_with_request_id(&body, "req-102-b").await;
+    assert_error(
+        other,
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        "provider_error",
+    )
+    .await;
+    let other_retry = app.create_with_request_id(&body, "req-102-b").await;
+    assert_eq!(other_retry.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn amount_1_02_without_a_request_id_recognises_a_retry_by_its_body() {
+    let app = spawn().await;
+    let body = session_body("1.02");
+    assert_eq!(app.create(&body).await.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(app.create(&body).await.status(), StatusCode::OK);
+    let different = with(body, "partner_user_id", json!("user-456"));
+    assert_eq!(
+        app.create(&different).await.status(),
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test]
+async fn amount_2_02_fails_with_provider_error_every_time() {
+    let app = spawn().await;
+    for _ in 0..3 {
+        let response = app
+            .create_with_request_id(&session_body("2.02"), "req-202")
+            .await;
+        assert_error(
+            response,
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "provider_error",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn amount_1_05_fails_with_db_error_on_the_first_attempt_and_succeeds_on_the_retry() {
+    let app = spawn().await;
+    let body = session_body("1.05");
+    let first = app.create_with_request_id(&body, "req-105-a").await;
+    assert_error(
+        first,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "db_error",
+    )
+    .await;
+    let retry = app.create_with_request_id(&body, "req-105-a").await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let other = app.create_with_request_id(&body, "req-105-b").await;
+    assert_error(
+        other,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "db_error",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn amount_2_05_fails_with_db_error_every_time() {
+    let app = spawn().await;
+    for _ in 0..3 {
+        let response = app
+            .create_with_request_id(&session_body("2.05"), "req-205")
+            .await;
+        assert_error(
+            response,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "db_error",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn amount_5_04_answers_only_after_the_slow_answer_delay() {
+    let app = spawn().await;
+    let started = Instant::now();
+    app.session(&session_body("5.04")).await;
+    assert!(started.elapsed() >= SLOW, "{:?}", started.elapsed());
+    let started = Instant::now();
+    app.session(&session_body("100")).await;
+    assert!(started.elapsed() < SLOW, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn amount_4_01_is_refused_as_if_the_token_were_revoked() {
+    let app = spawn().await;
+    assert_error(
+        app.create(&session_body("4.01")).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorised",
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn amount_4_03_is_refused_with_forbidden_origin() {
+    let app = spawn().await;
+    assert_error(
+        app.create(&session_body("4.03")).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "forbidden_origin",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn amount_4_29_is_rate_limited_with_retry_after_30() {
+    let app = spawn().await;
+    let response = app.create(&session_body("4.29")).await;
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        "rate_limit_exceeded",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn test_values_apply_only_after_authentication_and_validation() {
+    let app = spawn().await;
+    let response = app
+        .client
+        .post(format!("{}/widget/session", app.base_url))
+        .bearer_auth(TOKEN)
+        .json(&session_body("4.29"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let missing_email = without(session_body("4.01"), "user_email");
+    assert_error(
+        app.create(&missing_email).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "missing_param",
+    )
+    .await;
+    let foreign_currency = with(session_body("2.02"), "currency", json!("BTC"));
+    assert_error(
+        app.create(&foreign_currency).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "currency_not_allowed",
+    )
+    .await;
+    let no_wallet = with(session_body("1.02"), "network", json!("BEP21"));
+    assert_error(
+        app.create(&no_wallet).await,
+        StatusCode::BAD_REQUEST,
+        "wallet_not_supported",
+        "WALLET_NOT_SUPPORTED",
+    )
+    .await;
+    // The refused 1.02 attempt did not count as the first attempt.
+    assert_eq!(
+        app.create(&session_body("1.02")).await.status(),
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+// The session body
+
+#[tokio::test]
+async fn a_session_has_every_documented_field_in_the_documented_order() {
+    let app = spawn().await;
+    let response = app.create(&session_body("100")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let raw = response.text().await.unwrap();
+    let session: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(session.as_object().unwrap().len(), SESSION_FIELDS.len());
+    let mut previous = 0;
+    for field in SESSION_FIELDS {
+        let position = raw
+            .find(&format!("\"{field}\":"))
+            .unwrap_or_else(|| panic!("{field} missing from {raw}"));
+        assert!(position >= previous, "{field} out of order in {raw}");
+        previous = position;
+    }
+
+    let config = test_config();
+    let widget = &config.widget_config;
+    let mtid = session["merchant_transaction_id"].as_str().unwrap();
+    let parsed = uuid::Uuid::parse_str(mtid).unwrap();
+    assert_eq!(parsed.get_version_num(), 4);
+    assert!(!session["widget_id"].as_str().unwrap().is_empty());
+    assert_eq!(session["init_token_type"], "sdk_partner_authorization");
+    assert_eq!(session["currency"], "USDT");
+    assert_eq!(session["currencies"], json!(widget.currencies));
+    assert_eq!(session["fix_currency"], true);
+    assert_eq!(session["network"], "TRC20");
+    assert_eq!(session["networks"], json!(["TRC20", "ERC20", "BEP20"]));
+    assert_eq!(session["fix_network"], json!([session["network"]]));
+    assert_eq!(session["amount"], "100");
+    assert_eq!(session["fix_amount"], true);
+    assert_eq!(session["fiat_currency"], "EUR");
+    assert_eq!(session["fiat_currencies"], json!(["EUR", "USD"]));
+    assert_eq!(session["fix_fiat_currency"], false);
+    assert_eq!(session["fix_fiat_amount"], true);
+    assert_eq!(session["type"], "buy");
+    assert_eq!(session["lang"], "en");
+    assert_eq!(session["theme"], "light");
+    assert_eq!(session["redirect_url"], format!("{ORIGIN}/done"));
+}
+
+#[tokio::test]
+async fn the_signature_is_v2_hex_and_recomputes_from_the_session() {
+    let app = spawn().await;
+    for (body, client_ip) in [
+        (session_body("100"), "203.0.113.42"),
+        (without(session_body("99.50"), "client_ip"), ""),
+    ] {
+        let session = app.session(&body).await;
+        let signature = session["signature"].as_str().unwrap();
+        let hex = signature.strip_prefix("v2:").expect("v2: prefix");
+        assert_eq!(hex.len(), 128);
+        assert!(is_lower_hex(hex), "{signature}");
+        let fields = SignedFields {
+            merchant_transaction_id: session["merchant_transaction_id"].as_str().unwrap(),
+            partner_user_id: "user-123",
+            network: session["network"].as_str().unwrap(),
+            currency: session["currency"].as_str().unwrap(),
+            amount: session["amount"].as_str().unwrap(),
+            checkout_type: session["type"].as_str().unwrap(),
+            client_ip,
+            address: session["address"].as_str().unwrap(),
+        };
+        assert_eq!(signature, session_signature(&app.signing_key, &fields));
+    }
+}
+
+#[tokio::test]
+async fn the_init_token_is_a_signed_jwt_for_the_transaction_valid_for_an_hour() {
+    let app = spawn().await;
+    let session = app.session(&session_body("100")).await;
+    let token = session["init_token"].as_str().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let decode = |part: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).unwrap()
+    };
+    assert_eq!(decode(parts[0]), json!({"alg": "HS256", "typ": "JWT"}));
+    let claims = decode(parts[1]);
+    assert_eq!(claims["mtid"], session["merchant_transaction_id"]);
+    assert_eq!(claims["sub"], "user-123");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap(),
+        claims["iat"].as_u64().unwrap() + 3600
+    );
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&app.signing_key).unwrap();
+    mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+    mac.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
+        .expect("HMAC-SHA256 signature");
+}
+
+#[tokio::test]
+async fn the_address_is_derived_per_user_and_network_unless_the_request_has_one() {
+    let app = spawn().await;
+    let tron = app.session(&session_body("100")).await["address"].clone();
+    let tron = tron.as_str().unwrap();
+    assert_eq!(tron.len(), 34);
+    assert!(tron.starts_with('T'));
+    assert_eq!(app.session(&session_body("7")).await["address"], tron);
+    let other_user = with(session_body("100"), "partner_user_id", json!("user-456"));
+    assert_ne!(app.session(&other_user).await["address"], tron);
+
+    let evm = with(session_body("100"), "network", json!("ERC20"));
+    let evm = app.session(&evm).await["address"].clone();
+    let evm = evm.as_str().unwrap();
+    assert_eq!(evm.len(), 42);
+    assert!(evm.starts_with("0x") && is_lower_hex(&evm[2..]), "{evm}");
+
+    let given = with(session_body("100"), "address", json!("TGivenAddress123"));
+    assert_eq!(app.session(&given).await["address"], "TGivenAddress123");
+}
+
+#[tokio::test]
+async fn type_and_redirect_url_come_from_the_request_or_the_widget_config() {
+    let mut config = test_config();
+    config.widget_config.default_type = "sell".to_owned();
+    config.widget_config.redirect_url = "https://partner.example.com/finished".to_owned();
+    let app = spawn_with(config).await;
+    let defaults = app.session(&without(session_body("100"), "type")).await;
+    assert_eq!(defaults["type"], "sell");
+    assert_eq!(
+        defaults["redirect_url"],
+        "https://partner.example.com/finished"
+    );
+    let overridden = with(
+        session_body("100"),
+        "redirect_url",
+        json!("https://partner.example.com/other"),
+    );
+    let overridden = app.session(&overridden).await;
+    assert_eq!(overridden["type"], "buy");
+    assert_eq!(
+        overridden["redirect_url"],
+        "https://partner.example.com/other"
+    );
+}
+
+// Transactions and KYC: the stand-in's clock starts between `requested` and `answered`, so a
+// check of `processing` waits from the first and a check of a terminal state from the second.
+
+#[tokio::test]
+async fn a_transaction_moves_from_pending_to_processing_to_completed() {
+    let app = spawn().await;
+    let requested = Instant::now();
+    let session = app.session(&session_body("100")).await;
+    let answered = Instant::now();
+    let id = session["merchant_transaction_id"].as_str().unwrap();
+
+    let pending = app.transaction(id).await;
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["merchant_transaction_id"], id);
+    assert_eq!(pending["partner_user_id"], "user-123");
+    assert_eq!(pending["type"], "buy");
+    assert_eq!(pending["currency"], "USDT");
+    assert_eq!(pending["network"], "TRC20");
+    assert_eq!(pending["crypto_amount"], "100");
+    assert_eq!(pending["fiat_currency"], "EUR");
+    assert_eq!(pending["fiat_amount"], "92.00");
+    let created_at = pending["created_at"].as_str().unwrap();
+    assert!(is_iso8601_utc(created_at), "{created_at}");
+    assert_eq!(pending["updated_at"], created_at);
+
+    tokio::time::sleep_until((requested + STEP * 3 / 2).into()).await;
+    let processing = app.transaction(id).await;
+    assert_eq!(processing["status"], "processing");
+    assert!(is_iso8601_utc(processing["updated_at"].as_str().unwrap()));
+
+    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    let completed = app.transaction(id).await;
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(completed["created_at"], created_at);
+    assert!(completed["updated_at"].as_str().unwrap() >= created_at);
+}
+
+#[tokio::test]
+async fn amounts_3_00_and_3_01_end_failed_and_cancelled() {
+    let app = spawn().await;
+    let requested = Instant::now();
+    let failed = app.session(&session_body("3.00")).await;
+    let cancelled = app.session(&session_body("3.01")).await;
+    let answered = Instant::now();
+    let failed = failed["merchant_transaction_id"].as_str().unwrap();
+    let cancelled = cancelled["merchant_transaction_id"].as_str().unwrap();
+    assert_eq!(app.transaction(failed).await["status"], "pending");
+    assert_eq!(app.transaction(cancelled).await["status"], "pending");
+    tokio::time::sleep_until((requested + STEP * 3 / 2).into()).await;
+    assert_eq!(app.transaction(failed).await["status"], "processing");
+    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    assert_eq!(app.transaction(failed).await["status"], "failed");
+    assert_eq!(app.transaction(cancelled).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn an_unknown_transaction_is_not_found() {
+    let app = spawn().await;
+    let response = app
+        .get("/widget/transactions/550e8400-e29b-41d4-a716-446655440000")
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::NOT_FOUND, "not_found", "not_found").await;
+}
+
+#[tokio::test]
+async fn kyc_status_goes_from_not_started_to_pending_to_verified() {
+    let app = spawn().await;
+    assert_eq!(app.kyc("user-123").await, "not_started");
+    app.session(&session_body("100")).await;
+    let answered = Instant::now();
+    assert_eq!(app.kyc("user-123").await, "pending");
+    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    assert_eq!(app.kyc("user-123").await, "verified");
+}
+
+#[tokio::test]
+async fn kyc_status_stays_pending_while_no_transaction_completed() {
+    let app = spawn().await;
+    app.session(&with(
+        session_body("3.00"),
+        "partner_user_id",
+        json!("user-9"),
+    ))
+    .await;
+    let answered = Instant::now();
+    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    assert_eq!(app.kyc("user-9").await, "pending");
+}
+
+#[tokio::test]
+async fn kyc_status_is_failed_for_user_ids_starting_with_kyc_failed() {
+    let app = spawn().await;
+    assert_eq!(app.kyc("kyc-failed-1").await, "failed");
+    app.session(&with(
+        session_body("100"),
+        "partner_user_id",
+        json!("kyc-failed-2"),
+    ))
+    .await;
+    assert_eq!(app.kyc("kyc-failed-2").await, "failed");
+}
+
+// Routes and headers
+
+#[tokio::test]
+async fn an_unknown_route_is_not_found() {
+    let app = spawn().await;
+    let post_elsewhere = app
+        .client
+        .post(format!("{}/widget/sessions", app.base_url))
+        .bearer_auth(TOKEN)
+        .header("Origin", ORIGIN)
+        .json(&session_body("100"));
+    for request in [
+        app.get("/widget/nothing"),
+        app.get("/widget/session"),
+        post_elsewhere,
+    ] {
+        let response = request.send().await.unwrap();
+        assert_error(response, StatusCode::NOT_FOUND, "not_found", "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_and_otherwise_generated() {
+    let app = spawn().await;
+    let echoed = app
+        .create_with_request_id(&session_body("100"), "req-echo-1")
+        .await;
+    assert_eq!(echoed.headers()["x-request-id"], "req-echo-1");
+    let refused = app
+        .client
+        .get(format!("{}/widget/users/u/kyc-status", app.base_url))
+        .header("X-Request-Id", "req-echo-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers()["x-request-id"], "req-echo-2");
+    let generated = app.create(&session_body("100")).await;
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
+
+// Configuration
+
+#[test]
+fn the_config_debug_output_redacts_the_token_and_the_key() {
+    let config = test_config();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(TOKEN));
+    assert!(debug.contains("[REDACTED]"));
+    let key_bytes = format!("{:?}", config.signing_key);
+    assert!(!debug.contains(&key_bytes));
+}
+
+#[test]
+fn the_sandbox_defaults_match_the_documented_ones() {
+    let config = StandInConfig::sandbox(SecretString::from(TOKEN), vec![ORIGIN.to_owned()]);
+    assert_eq!(config.currencies, ["USDT", "USDC", "ETH"]);
+    let wallets: Vec<(&str, &str)> = config
+        .wallets
+        .iter()
+        .map(|(c, n)| (c.as_str(), n.as_str()))
+        .collect();
+    assert_eq!(
+        wallets,
+        [
+            ("USDT", "TRC20"),
+            ("USDT", "ERC20"),
+            ("USDT", "BEP20"),
+            ("USDC", "ERC20"),
+            ("USDC", "BEP20"),
+            ("ETH", "ERC20"),
+        ]
+    );
+    assert!(config.sell_enabled);
+    assert_eq!(config.widget_config.currencies, config.currencies);
+    assert_eq!(config.widget_config.networks, ["TRC20", "ERC20", "BEP20"]);
+    assert_eq!(config.widget_config.fiat_currency, "EUR");
+    assert_eq!(config.widget_config.fiat_currencies, ["EUR", "USD"]);
+    assert_eq!(config.widget_config.default_type, "buy");
+    assert_eq!(config.widget_config.lang, "en");
+    assert_eq!(config.widget_config.theme, "light");
+    assert_eq!(config.widget_config.redirect_url, format!("{ORIGIN}/done"));
+    assert_eq!(config.signing_key.len(), 32);
+    assert_ne!(
+        config.signing_key,
+        StandInConfig::sandbox(SecretString::from(TOKEN), vec![]).signing_key
+    );
+    assert_eq!(config.status_step, Duration::from_secs(2));
+    assert_eq!(config.slow_answer, Duration::from_secs(30));
+}
