@@ -7,3 +7,4 @@ mod errors;
 mod helpers;
 mod rate_limit;
 mod retries;
+mod sandbox_values;

@@ -1,0 +1,228 @@
+//! The sandbox's documented test values, through the real service in front of the embedded
+//! stand-in for Proof: what a frontend sees for each (the README's table).
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use proof_bff::stand_in::{ProofStandIn, StandInConfig};
+use secrecy::SecretString;
+
+use crate::helpers::*;
+
+struct Sandbox {
+    app: TestApp,
+    stand_in_url: String,
+}
+
+async fn sandbox_with(customise: impl FnOnce(&mut proof_bff::configuration::Settings)) -> Sandbox {
+    let mut stand_in =
+        StandInConfig::sandbox(SecretString::from(CLIENT_TOKEN), vec![PROOF_ORIGIN.into()]);
+    stand_in.slow_answer = Duration::from_millis(1500);
+    stand_in.status_step = Duration::from_millis(200);
+    let stand_in =
+        ProofStandIn::start(stand_in, TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let stand_in_url = stand_in.base_url();
+    tokio::spawn(stand_in.into_server());
+    // wiremock is not used here; it only fills the helper's field.
+    let unused = wiremock::MockServer::start().await;
+    let mut settings = base_settings(&unused);
+    settings.proof.base_url = stand_in_url.clone();
+    settings.proof.request_timeout_ms = 500;
+    settings.proof.deadline_ms = 3000;
+    customise(&mut settings);
+    let app = spawn_with_config(settings.validate().unwrap(), unused).await;
+    Sandbox { app, stand_in_url }
+}
+
+async fn sandbox() -> Sandbox {
+    sandbox_with(|_| {}).await
+}
+
+impl Sandbox {
+    async fn checkout(
+        &self,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+        let response = self.app.checkout().json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, response.json().await.unwrap(), headers)
+    }
+
+    async fn amount(&self, amount: &str) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+        self.checkout(serde_json::json!({"network": "TRC20", "currency": "USDT", "amount": amount}))
+            .await
+    }
+
+    /// Polls the stand-in the way a partner backend would, until a terminal status.
+    async fn final_status(&self, transaction: &str) -> String {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let poll: serde_json::Value = client
+                .get(format!(
+                    "{}/widget/transactions/{transaction}",
+                    self.stand_in_url
+                ))
+                .bearer_auth(CLIENT_TOKEN)
+                .header("Origin", PROOF_ORIGIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let status = poll["status"].as_str().unwrap().to_owned();
+            if matches!(status.as_str(), "completed" | "failed" | "cancelled") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "stuck at {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn code(body: &serde_json::Value) -> (&str, &str) {
+    (
+        body["error"].as_str().unwrap_or_default(),
+        body["code"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn an_ordinary_amount_gets_widget_parameters_and_the_transaction_completes() {
+    let sandbox = sandbox().await;
+    let (status, params, _) = sandbox.amount("100").await;
+    assert_eq!(status, 200, "{params}");
+    assert_eq!(params["fix_network"], serde_json::json!(["TRC20"]));
+    let transaction = params["merchant_transaction_id"].as_str().unwrap();
+    assert_eq!(sandbox.final_status(transaction).await, "completed");
+}
+
+#[tokio::test]
+async fn amount_1_02_fails_once_and_the_retry_succeeds() {
+    let sandbox = sandbox().await;
+    let response = sandbox
+        .app
+        .checkout()
+        .header("X-Request-Id", "sandbox-value-1-02")
+        .json(&serde_json::json!({"network": "TRC20", "currency": "USDT", "amount": "1.02"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let retries = logs()
+        .text()
+        .lines()
+        .filter(|line| line.contains("retrying Proof") && line.contains("sandbox-value-1-02"))
+        .count();
+    assert_eq!(retries, 1);
+}
+
+#[tokio::test]
+async fn amount_2_02_fails_every_attempt_and_is_a_502_provider_error() {
+    let (status, body, _) = sandbox().await.amount("2.02").await;
+    assert_eq!(
+        (status, code(&body)),
+        (502, ("upstream_error", "provider_error"))
+    );
+}
+
+#[tokio::test]
+async fn amount_1_05_is_a_500_once_and_the_retry_succeeds() {
+    let (status, body, _) = sandbox().await.amount("1.05").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn amount_2_05_is_a_500_every_time_and_a_502_provider_error() {
+    let (status, body, _) = sandbox().await.amount("2.05").await;
+    assert_eq!(
+        (status, code(&body)),
+        (502, ("upstream_error", "provider_error"))
+    );
+}
+
+#[tokio::test]
+async fn amount_5_04_answers_too_late_and_is_a_504() {
+    let (status, body, _) = sandbox().await.amount("5.04").await;
+    assert_eq!(
+        (status, code(&body)),
+        (504, ("upstream_timeout", "upstream_timeout"))
+    );
+}
+
+#[tokio::test]
+async fn amounts_4_01_and_4_03_are_refused_credentials_and_a_502_upstream_misconfigured() {
+    let sandbox = sandbox().await;
+    for amount in ["4.01", "4.03"] {
+        let (status, body, _) = sandbox.amount(amount).await;
+        assert_eq!(
+            (status, code(&body)),
+            (502, ("upstream_error", "upstream_misconfigured")),
+            "{amount}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn amount_4_29_is_proofs_429_passed_through_with_its_retry_after() {
+    let (status, body, headers) = sandbox().await.amount("4.29").await;
+    assert_eq!(
+        (status, code(&body)),
+        (429, ("rate_limit_exceeded", "rate_limit_exceeded"))
+    );
+    assert_eq!(headers["retry-after"], "30");
+}
+
+#[tokio::test]
+async fn amounts_3_00_and_3_01_end_failed_and_cancelled() {
+    let sandbox = sandbox().await;
+    for (amount, ending) in [("3.00", "failed"), ("3.01", "cancelled")] {
+        let (status, params, _) = sandbox.amount(amount).await;
+        assert_eq!(status, 200);
+        let transaction = params["merchant_transaction_id"].as_str().unwrap();
+        assert_eq!(sandbox.final_status(transaction).await, ending, "{amount}");
+    }
+}
+
+#[tokio::test]
+async fn a_currency_not_enabled_and_a_pair_without_wallet_are_proofs_400s() {
+    let sandbox = sandbox().await;
+    let (status, body, _) = sandbox
+        .checkout(serde_json::json!({"network": "TRC20", "currency": "BTC", "amount": "1"}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, ("invalid_request", "currency_not_allowed"))
+    );
+    let (status, body, _) = sandbox
+        .checkout(serde_json::json!({"network": "TRC20", "currency": "USDC", "amount": "1"}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, ("wallet_not_supported", "WALLET_NOT_SUPPORTED"))
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_token_or_origin_is_refused_by_the_stand_in_for_real() {
+    let wrong_token =
+        sandbox_with(|s| s.proof.client_token = SecretString::from("pk_wrong_token_000")).await;
+    let (status, body, _) = wrong_token.amount("100").await;
+    assert_eq!(
+        (status, code(&body)),
+        (502, ("upstream_error", "upstream_misconfigured"))
+    );
+
+    let wrong_origin =
+        sandbox_with(|s| s.proof.origin = "https://unregistered.example".into()).await;
+    let (status, body, _) = wrong_origin.amount("100").await;
+    assert_eq!(
+        (status, code(&body)),
+        (502, ("upstream_error", "upstream_misconfigured"))
+    );
+}

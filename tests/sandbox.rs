@@ -1,0 +1,403 @@
+//! `proof-bff --sandbox` as a newcomer runs it: the compiled binary, its printed curl line, the demo
+//! page in a real browser, the dev login, and the sandbox routes' absence in normal mode.
+
+#[path = "support/browser.rs"]
+mod browser_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running binary, killed on drop; its standard output is read line by line.
+struct Service {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_proof-bff"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PROOF_BFF__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("PROOF_BFF__LOG__FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            port,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a printed line that satisfies `wanted`.
+    fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.seen.iter().find(|line| wanted(line)) {
+                return line.clone();
+            }
+            let left = STARTUP_TIMEOUT.saturating_sub(started.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "the line never came; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_until_healthy(&self) {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while started.elapsed() < STARTUP_TIMEOUT {
+            if let Ok(response) = client
+                .get(format!("{}/healthz", self.address()))
+                .send()
+                .await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service never became healthy");
+    }
+
+    /// Listening TCP sockets this process owns, from /proc.
+    fn listening_sockets(&self) -> usize {
+        let pid = self.child.id();
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("the process's fds")
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|target| {
+                let target = target.to_string_lossy().into_owned();
+                Some(
+                    target
+                        .strip_prefix("socket:[")?
+                        .trim_end_matches(']')
+                        .to_owned(),
+                )
+            })
+            .collect();
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|table| std::fs::read_to_string(table).ok())
+            .flat_map(|table| table.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+            .filter(|row| {
+                let columns: Vec<&str> = row.split_whitespace().collect();
+                // State 0A is LISTEN; column 9 is the socket's inode.
+                columns.get(3) == Some(&"0A")
+                    && columns
+                        .get(9)
+                        .is_some_and(|inode| inodes.iter().any(|i| i == inode))
+            })
+            .count()
+    }
+}
+
+/// Splits the printed curl line into its URL, headers and body.
+struct CurlLine {
+    url: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn parse_curl_line(line: &str) -> CurlLine {
+    let mut url = None;
+    let mut headers = Vec::new();
+    let mut body = None;
+    let mut rest = line.trim().strip_prefix("curl -s ").expect("a curl line");
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("-H '") {
+            let (header, tail) = after.split_once('\'').expect("a closed header quote");
+            let (name, value) = header.split_once(": ").expect("name: value");
+            headers.push((name.to_owned(), value.to_owned()));
+            rest = tail;
+        } else if let Some(after) = rest.strip_prefix("-d '") {
+            let (data, tail) = after.split_once('\'').expect("a closed body quote");
+            body = Some(data.to_owned());
+            rest = tail;
+        } else {
+            let (word, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            url = Some(word.to_owned());
+            rest = tail;
+        }
+    }
+    CurlLine {
+        url: url.expect("a URL"),
+        headers,
+        body: body.expect("a body"),
+    }
+}
+
+#[tokio::test]
+async fn the_printed_curl_line_returns_widget_parameters_from_the_stand_in() {
+    let mut service = Service::start(&["--sandbox"], &[]);
+    let page_line = service.wait_for_line(|line| line.contains("demo page:"));
+    assert!(page_line.contains(&format!("http://127.0.0.1:{}/", service.port)));
+    let curl =
+        parse_curl_line(&service.wait_for_line(|line| line.trim_start().starts_with("curl -s")));
+    service.wait_until_healthy().await;
+
+    let client = reqwest::Client::new();
+    let mut request = client.post(&curl.url).body(curl.body.clone());
+    for (name, value) in &curl.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let params: serde_json::Value = response.json().await.unwrap();
+    let signature = params["signature"].as_str().unwrap();
+    assert!(
+        signature.starts_with("v2:") && signature.len() == 3 + 128,
+        "{params}"
+    );
+    assert_eq!(params["fix_network"], serde_json::json!(["TRC20"]));
+    assert_eq!(params["amount"], "100");
+    assert_eq!(params["init_token_type"], "sdk_partner_authorization");
+
+    // The BFF and the stand-in: two listening sockets.
+    assert_eq!(service.listening_sockets(), 2);
+}
+
+#[tokio::test]
+async fn the_sandbox_routes_and_the_stand_in_do_not_exist_without_the_flag() {
+    let dir = std::env::temp_dir().join(format!("proof-bff-sandbox-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        r#"
+[proof]
+base_url = "http://127.0.0.1:9"
+client_token = "pk_live_not_used_0123456789"
+origin = "https://app.example.com"
+[browser]
+allowed_origins = ["https://app.example.com"]
+[session.jwt]
+secret = "a-production-secret-that-is-long-enough-0123"
+"#,
+    )
+    .unwrap();
+    let service = Service::start(&["--config", config.to_str().unwrap()], &[]);
+    service.wait_until_healthy().await;
+
+    let client = reqwest::Client::new();
+    for (method, route) in [
+        (reqwest::Method::GET, "/"),
+        (reqwest::Method::GET, "/sandbox/demo.js"),
+        (reqwest::Method::GET, "/sandbox/demo.css"),
+        (reqwest::Method::POST, "/sandbox/login"),
+    ] {
+        let response = client
+            .request(method.clone(), format!("{}{route}", service.address()))
+            .header("Origin", "https://app.example.com")
+            .header("Content-Type", "application/json")
+            .body(r#"{"user_id":"mallory","email":"mallory@example.com"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method} {route}");
+        assert!(response.headers().get("set-cookie").is_none());
+    }
+    assert_eq!(
+        service.listening_sockets(),
+        1,
+        "only the service itself listens"
+    );
+    assert!(
+        !service.seen.iter().any(|line| line.contains("stand-in")),
+        "{:?}",
+        service.seen
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_dev_login_sets_a_session_cookie_that_starts_a_checkout() {
+    let mut service = Service::start(&["--sandbox"], &[]);
+    service.wait_for_line(|line| line.contains("demo page:"));
+    service.wait_until_healthy().await;
+    let origin = service.address();
+    let client = reqwest::Client::new();
+    let login = |origin: String, body: &'static str| {
+        client
+            .post(format!("{}/sandbox/login", service.address()))
+            .header("Origin", origin)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let response = login(
+        origin.clone(),
+        r#"{"user_id":"user-9","email":"nine@example.com"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(cookie.starts_with("session="));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"user_id": "user-9"}));
+
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let checkout = client
+        .post(format!("{}/start-checkout", service.address()))
+        .header("Origin", origin.clone())
+        .header("Content-Type", "application/json")
+        .header("Cookie", session)
+        .body(r#"{"network":"ERC20","currency":"USDC","amount":"25.5","type":"sell"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checkout.status(), 200);
+    let params: serde_json::Value = checkout.json().await.unwrap();
+    assert_eq!(params["type"], "sell");
+    assert!(params["address"].as_str().unwrap().starts_with("0x"));
+
+    let foreign = login(
+        "https://evil.example".to_owned(),
+        r#"{"user_id":"user-9","email":"nine@example.com"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(foreign.headers().get("set-cookie").is_none());
+    for bad in [
+        r#"{"user_id":"","email":"nine@example.com"}"#,
+        r#"{"user_id":"user-9","email":"not-an-email"}"#,
+        r#"{"user_id":"user-9"}"#,
+        r#"{"user_id":"user-9","email":"nine@example.com","admin":true}"#,
+    ] {
+        let response = login(origin.clone(), bad).await.unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+        let envelope: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(envelope["code"], "validation_error");
+    }
+}
+
+#[tokio::test]
+async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browser() {
+    let Some(browser) = browser_support::launch().await else {
+        return;
+    };
+    let mut service = Service::start(&["--sandbox"], &[]);
+    service.wait_for_line(|line| line.contains("demo page:"));
+    service.wait_until_healthy().await;
+
+    let page = browser.client.clone();
+    page.goto(&format!("{}/", service.address())).await.unwrap();
+    let user_id = page.find(Locator::Id("user-id")).await.unwrap();
+    user_id.clear().await.unwrap();
+    user_id.send_keys("browser-user").await.unwrap();
+    page.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#login-status", |text| {
+            text.contains("Signed in as browser-user")
+        })
+        .await;
+
+    let amount = page.find(Locator::Id("amount")).await.unwrap();
+    amount.clear().await.unwrap();
+    amount.send_keys("42.50").await.unwrap();
+    page.find(Locator::Id("start-checkout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = browser
+        .wait_for_text("#result-status", |text| text.starts_with("200"))
+        .await;
+    assert!(status.contains("request id"), "{status}");
+    let result = browser
+        .wait_for_text("#result", |text| !text.is_empty())
+        .await;
+    let params: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(params["amount"], "42.50");
+    let call = browser
+        .wait_for_text("#widget-call", |text| !text.is_empty())
+        .await;
+    assert!(call.starts_with("proofWidget.run({"), "{call}");
+    let transaction = params["merchant_transaction_id"].as_str().unwrap();
+    assert!(
+        call.contains(&format!("merchantTransactionId: \"{transaction}\"")),
+        "{call}"
+    );
+
+    // A test value: the stand-in fails every attempt and the page shows the envelope.
+    amount.clear().await.unwrap();
+    amount.send_keys("2.02").await.unwrap();
+    page.find(Locator::Id("start-checkout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#result-status", |text| text.starts_with("502"))
+        .await;
+    let error = browser
+        .wait_for_text("#error", |text| !text.is_empty())
+        .await;
+    assert!(error.contains("provider_error"), "{error}");
+    browser.close().await;
+}
