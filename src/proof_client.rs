@@ -190,6 +190,16 @@ struct RawAnswer {
     body: Bytes,
 }
 
+impl RawAnswer {
+    /// Proof's own request id, which its support asks for.
+    fn proof_request_id(&self) -> &str {
+        self.proof_request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
 enum AttemptError {
     /// No connection was made, so nothing was sent: safe to retry.
     Connect(String),
@@ -294,11 +304,7 @@ fn classify(
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         tracing::error!(
             status = status.as_u16(),
-            proof_request_id = answer
-                .proof_request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
+            proof_request_id = answer.proof_request_id(),
             proof_error = error_slug(&answer.body).as_deref().unwrap_or(""),
             "Proof refused the client_token or Origin: check proof.client_token and proof.origin"
         );
@@ -325,11 +331,7 @@ fn classify(
         };
         tracing::warn!(
             status = status.as_u16(),
-            proof_request_id = answer
-                .proof_request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
+            proof_request_id = answer.proof_request_id(),
             proof_error = slug.as_deref().unwrap_or(""),
             "Proof answered with a server error"
         );

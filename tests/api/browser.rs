@@ -21,15 +21,6 @@ async fn page_server() -> MockServer {
     server
 }
 
-fn widget_session_ok() -> Mock {
-    Mock::given(method("POST"))
-        .and(path("/widget/session"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(WIDGET_SESSION_BODY.as_bytes(), "application/json"),
-        )
-}
-
 /// Puts a valid session cookie for the service's host in the browser, as the partner's login would.
 /// (WebDriver's add-cookie refuses IP-address hosts, so the page of the service's own origin sets it.)
 async fn sign_in(browser: &Browser, app: &TestApp) {

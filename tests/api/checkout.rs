@@ -1,18 +1,4 @@
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
-
 use crate::helpers::*;
-
-fn widget_session_ok() -> Mock {
-    Mock::given(method("POST"))
-        .and(path("/widget/session"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "application/json")
-                .insert_header("x-request-id", "proof-req-1")
-                .set_body_raw(WIDGET_SESSION_BODY.as_bytes(), "application/json"),
-        )
-}
 
 #[tokio::test]
 async fn start_checkout_returns_proofs_body_byte_for_byte() {

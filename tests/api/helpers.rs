@@ -165,6 +165,17 @@ impl TestApp {
 /// so any re-serialisation would show.
 pub const WIDGET_SESSION_BODY: &str = "{ \"widget_id\":\"fb359d09-fff6-4b1f-906c-b9062b135065\",  \"merchant_transaction_id\" : \"550e8400-e29b-41d4-a716-446655440000\",\n \"address\":\"TRx1a2b3c4d5e6f\", \"signature\":\"v2:a1b2\", \"init_token\":\"eyJhbGciOi.x.y\",\"init_token_type\":\"sdk_partner_authorization\", \"currency\":\"USDT\",\"network\":\"TRC20\",\"amount\":\"100\", \"fix_amount\":true, \"lang\":\"\\u00e9n\", \"rate\": 1.10, \"big\": 1e400 }";
 
+/// Proof answering `POST /widget/session` with [`WIDGET_SESSION_BODY`].
+pub fn widget_session_ok() -> wiremock::Mock {
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/widget/session"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .insert_header("x-request-id", "proof-req-1")
+                .set_body_raw(WIDGET_SESSION_BODY.as_bytes(), "application/json"),
+        )
+}
+
 /// Proof's error envelope.
 pub fn proof_error(error: &str, code: &str) -> serde_json::Value {
     serde_json::json!({"error": error, "code": code, "message": "from the stand-in"})

@@ -1,16 +1,4 @@
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
-
 use crate::helpers::*;
-
-fn widget_session_ok() -> Mock {
-    Mock::given(method("POST"))
-        .and(path("/widget/session"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(WIDGET_SESSION_BODY.as_bytes(), "application/json"),
-        )
-}
 
 async fn limited_app(user_burst: u32, ip_burst: u32, trust_loopback: bool) -> TestApp {
     spawn_app_with(|s| {
