@@ -202,6 +202,31 @@ async fn the_printed_curl_line_returns_widget_parameters_from_the_stand_in() {
     assert_eq!(params["amount"], "100");
     assert_eq!(params["init_token_type"], "sdk_partner_authorization");
 
+    // The demo page is locked down: only its own script and style, never framed.
+    let page = client
+        .get(format!("{}/", service.address()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        !page.text().await.unwrap().contains("<script>"),
+        "no inline script"
+    );
+
     // The BFF and the stand-in: two listening sockets.
     assert_eq!(service.listening_sockets(), 2);
 }

@@ -1,4 +1,5 @@
 mod browser;
+mod browser_rules;
 #[path = "../support/browser.rs"]
 mod browser_support;
 mod checkout;
