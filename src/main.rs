@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (config, stand_in) = match load_config(&cli) {
+    let (config, sandbox_plan) = match load_config(&cli) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("proof-bff: config error: {error}");
@@ -36,12 +36,13 @@ fn main() -> ExitCode {
     }
     let listen = config.server.listen.clone();
     let served = actix_web::rt::System::new().block_on(async move {
-        let stand_in = match stand_in {
-            Some(sandbox) => {
-                let stand_in = ProofStandIn::start(sandbox.stand_in, sandbox.stand_in_listener)?;
+        // In sandbox mode the stand-in for Proof serves first, so the service's upstream is up.
+        let stand_in = match sandbox_plan {
+            Some(plan) => {
+                let stand_in = ProofStandIn::start(plan.stand_in, plan.stand_in_listener)?;
                 let base_url = stand_in.base_url();
                 actix_web::rt::spawn(stand_in.into_server());
-                Some((base_url, sandbox.session))
+                Some((base_url, plan.session))
             }
             None => None,
         };
