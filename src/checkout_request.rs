@@ -37,6 +37,8 @@ use std::net::IpAddr;
 use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use url::Url;
 
+use crate::origin::{authority_has_userinfo, normalise_origin};
+
 /// Longest accepted `network` or `currency` name: real identifiers are far
 /// shorter, and a bound keeps the values cheap to log and forward.
 const MAX_NAME_LEN: usize = 32;
@@ -274,42 +276,8 @@ fn config_names(key: &str, what: &str, values: &[String]) -> Result<Vec<String>,
     Ok(out)
 }
 
-/// Checks that a configured value is a bare http(s) origin and returns its
-/// normalised form. A trailing `/` is tolerated because it does not change
-/// the origin; any other path, a query or a fragment suggests the operator
-/// expects path-level matching, which this check does not do.
 fn config_origin(raw: &str) -> Result<String, String> {
-    const KEY: &str = "checkout.redirect_url_origins";
-    let url = Url::parse(raw)
-        .map_err(|_| format!("{KEY}: {raw:?} is not an absolute http or https origin"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{KEY}: {raw:?} must use http or https"));
-    }
-    if !url.username().is_empty() || url.password().is_some() || authority_has_userinfo(raw) {
-        return Err(format!(
-            "{KEY}: {raw:?} must not contain a user name or password"
-        ));
-    }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "{KEY}: {raw:?} must be an origin (scheme://host[:port]) without a path"
-        ));
-    }
-    Ok(url.origin().ascii_serialization())
-}
-
-/// Whether the authority of a special-scheme URL string contains `@`, even
-/// an empty userinfo (`https://@host`) that the URL parser drops. Mirrors the
-/// WHATWG rule that for http(s) any number of slashes may follow the scheme.
-/// Only called on strings without backslashes or, for config values, where
-/// the parsed URL has already been checked.
-fn authority_has_userinfo(raw: &str) -> bool {
-    let after_scheme = raw.split_once(':').map_or(raw, |(_, rest)| rest);
-    let authority_start = after_scheme.trim_start_matches(['/', '\\']);
-    let authority_end = authority_start
-        .find(['/', '\\', '?', '#'])
-        .unwrap_or(authority_start.len());
-    authority_start[..authority_end].contains('@')
+    normalise_origin(raw).map_err(|problem| format!("checkout.redirect_url_origins: {problem}"))
 }
 
 /// A checked request: every field as the user sent it, validated.

@@ -11,17 +11,36 @@ pub fn normalise_origin(value: &str) -> Result<String, String> {
     if value == "*" || value == "null" {
         return Err(format!("{value:?} is not allowed: list exact origins"));
     }
-    let url = url::Url::parse(value).map_err(|e| format!("{value:?} is not an origin: {e}"))?;
+    let url = url::Url::parse(value)
+        .map_err(|_| format!("{value:?} is not an absolute http or https origin"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{value:?} must be an http:// or https:// origin"));
+        return Err(format!("{value:?} must use http or https"));
     }
-    let has_path = url.path() != "/" || value.ends_with('/');
-    if has_path || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if !url.username().is_empty() || url.password().is_some() || authority_has_userinfo(value) {
+        return Err(format!(
+            "{value:?} must not contain a user name or password"
+        ));
+    }
+    // A trailing "/" does not change the origin; any other path, a query or a fragment suggests
+    // path-level matching, which an origin check does not do.
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
             "{value:?} must be an origin (scheme://host[:port]) without a path"
         ));
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// Whether the authority of an http(s) URL string contains `@`, even an empty userinfo
+/// (`https://@host`) that the URL parser drops. As in the WHATWG rule, any number of slashes may
+/// follow the scheme.
+pub fn authority_has_userinfo(raw: &str) -> bool {
+    let after_scheme = raw.split_once(':').map_or(raw, |(_, rest)| rest);
+    let authority_start = after_scheme.trim_start_matches(['/', '\\']);
+    let authority_end = authority_start
+        .find(['/', '\\', '?', '#'])
+        .unwrap_or(authority_start.len());
+    authority_start[..authority_end].contains('@')
 }
 
 /// The exact origins whose pages may call the service with the user's cookie.
@@ -72,6 +91,10 @@ mod tests {
             normalise_origin("http://[::1]:8080").unwrap(),
             "http://[::1]:8080"
         );
+        assert_eq!(
+            normalise_origin("https://app.example.com/").unwrap(),
+            "https://app.example.com"
+        );
     }
 
     #[test]
@@ -80,10 +103,10 @@ mod tests {
             "*",
             "null",
             "",
-            "https://app.example.com/",
             "https://app.example.com/path",
             "https://app.example.com?x=1",
             "https://user@app.example.com",
+            "https://@app.example.com",
             "ftp://app.example.com",
             "app.example.com",
         ] {

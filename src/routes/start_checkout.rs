@@ -189,15 +189,9 @@ fn widget_session_body(
     context: &CheckoutContext,
 ) -> Bytes {
     let request = WidgetSessionRequest {
-        partner_user_id: &user.user_id,
-        user_email: user.email.expose(),
-        network: &checkout.network,
-        currency: &checkout.currency,
-        amount: checkout.amount.as_str(),
-        checkout_type: checkout.checkout_type,
-        redirect_url: checkout.redirect_url.as_deref(),
         client_ip: client_ip.for_upstream(),
         address: context.address.as_deref(),
+        ..WidgetSessionRequest::from_checked(&user.user_id, user.email.expose(), checkout)
     };
     // Serialising borrowed strings and an IpAddr into a Vec cannot fail.
     Bytes::from(serde_json::to_vec(&request).unwrap_or_default())
