@@ -254,12 +254,12 @@ fn is_trusted_entry(trusted: &TrustedProxies, entry: &Entry) -> bool {
 /// The rightmost untrusted entry of one `X-Forwarded-For` line, or `None` if
 /// every entry in it is a trusted proxy. Walking from the right stops at
 /// that entry, so the client-supplied left part is never even parsed.
+///
+/// Entries are split on the raw bytes, so bytes that are not UTF-8 spoil only the entry they are in:
+/// a client cannot hide the address a trusted proxy appended to its line.
 fn xff_line_rightmost(trusted: &TrustedProxies, line: &[u8]) -> Option<Entry> {
-    let Ok(line) = std::str::from_utf8(line) else {
-        return Some(None);
-    };
-    line.rsplit(',')
-        .map(parse_ip_entry)
+    line.rsplit(|&b| b == b',')
+        .map(|entry| std::str::from_utf8(entry).ok().and_then(parse_ip_entry))
         .find(|entry| !is_trusted_entry(trusted, entry))
 }
 
@@ -567,7 +567,8 @@ mod tests {
         Case { name: "XFF inner whitespace refused", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"1.2.3.4 :80"], expected: None },
         Case { name: "XFF non-UTF-8 rightmost line", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"1.2.3.4", b"\xff\xfe"], expected: None },
         Case { name: "XFF non-UTF-8 left line irrelevant", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"\xff\xfe", b"1.2.3.4"], expected: Some("1.2.3.4") },
-        Case { name: "XFF non-UTF-8 line is one invalid entry", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"\xff, 1.2.3.4"], expected: None },
+        Case { name: "XFF non-UTF-8 spoils only its own entry", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"\xff, 1.2.3.4"], expected: Some("1.2.3.4") },
+        Case { name: "XFF non-UTF-8 rightmost entry is invalid", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"1.2.3.4, 5.6.7.\xff"], expected: None },
         Case { name: "XFF header name case-insensitive in config", trusted: PROXIES, source: "X-Forwarded-For", peer: "10.0.0.1", lines: &[b"1.2.3.4"], expected: Some("1.2.3.4") },
         // Mapped/plain equivalence of ranges and peers.
         Case { name: "mapped range covers plain IPv4 peer", trusted: &["::ffff:10.0.0.0/104"], source: "x-forwarded-for", peer: "10.1.2.3", lines: &[b"1.2.3.4"], expected: Some("1.2.3.4") },
