@@ -63,14 +63,6 @@ impl AllowedOrigins {
     pub fn allows(&self, origin: &[u8]) -> bool {
         self.0.iter().any(|allowed| allowed.as_bytes() == origin)
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]
