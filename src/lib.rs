@@ -15,6 +15,5 @@ pub mod readiness;
 pub mod routes;
 pub mod sandbox;
 pub mod session;
-pub mod stand_in;
 pub mod startup;
 pub mod telemetry;

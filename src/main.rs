@@ -4,9 +4,9 @@ use clap::Parser;
 use proof_bff::cli::{Cli, Command};
 use proof_bff::configuration::{AppConfig, ConfigError, Settings, SettingsSources};
 use proof_bff::sandbox::{self, SandboxPlan};
-use proof_bff::stand_in::ProofStandIn;
 use proof_bff::startup::Application;
 use proof_bff::{healthcheck, telemetry};
+use proof_stand_in::ProofStandIn;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -16,7 +16,7 @@ pub use routes::{demo_css, demo_js, demo_page, login};
 
 use crate::configuration::{ConfigError, PresetValue, Settings};
 use crate::session::sign_hs256;
-use crate::stand_in::StandInConfig;
+use proof_stand_in::StandInConfig;
 
 /// The Origin the sandbox's BFF presents to the stand-in, registered there.
 pub const SANDBOX_PROOF_ORIGIN: &str = "https://sandbox.partner.example";

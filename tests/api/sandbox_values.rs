@@ -2,9 +2,9 @@
 //! stand-in for Proof: what a frontend sees for each (the README's table).
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use proof_bff::stand_in::{ProofStandIn, StandInConfig};
+use proof_stand_in::{ProofStandIn, StandInClock, StandInConfig};
 use secrecy::SecretString;
 
 use crate::helpers::*;
@@ -12,13 +12,18 @@ use crate::helpers::*;
 struct Sandbox {
     app: TestApp,
     stand_in_url: String,
+    stand_in_clock: StandInClock,
 }
+
+const STATUS_STEP: Duration = Duration::from_millis(200);
 
 async fn sandbox_with(customise: impl FnOnce(&mut proof_bff::configuration::Settings)) -> Sandbox {
     let mut stand_in =
         StandInConfig::sandbox(SecretString::from(CLIENT_TOKEN), vec![PROOF_ORIGIN.into()]);
     stand_in.slow_answer = Duration::from_millis(1500);
-    stand_in.status_step = Duration::from_millis(200);
+    stand_in.status_step = STATUS_STEP;
+    stand_in.clock = StandInClock::manual();
+    let stand_in_clock = stand_in.clock.clone();
     let stand_in =
         ProofStandIn::start(stand_in, TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
     let stand_in_url = stand_in.base_url();
@@ -31,7 +36,11 @@ async fn sandbox_with(customise: impl FnOnce(&mut proof_bff::configuration::Sett
     settings.proof.deadline_ms = 3000;
     customise(&mut settings);
     let app = spawn_with_config(settings.validate().unwrap(), unused).await;
-    Sandbox { app, stand_in_url }
+    Sandbox {
+        app,
+        stand_in_url,
+        stand_in_clock,
+    }
 }
 
 async fn sandbox() -> Sandbox {
@@ -54,34 +63,24 @@ impl Sandbox {
             .await
     }
 
-    /// Polls the stand-in the way a partner backend would, until a terminal status.
+    /// The status a partner backend polling the stand-in sees once the transaction has had time
+    /// to end (the stand-in's clock is moved past both status steps).
     async fn final_status(&self, transaction: &str) -> String {
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let poll: serde_json::Value = client
-                .get(format!(
-                    "{}/widget/transactions/{transaction}",
-                    self.stand_in_url
-                ))
-                .bearer_auth(CLIENT_TOKEN)
-                .header("Origin", PROOF_ORIGIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let status = poll["status"].as_str().unwrap().to_owned();
-            if matches!(status.as_str(), "completed" | "failed" | "cancelled") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "stuck at {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.stand_in_clock.advance(STATUS_STEP * 2);
+        let poll: serde_json::Value = reqwest::Client::new()
+            .get(format!(
+                "{}/widget/transactions/{transaction}",
+                self.stand_in_url
+            ))
+            .bearer_auth(CLIENT_TOKEN)
+            .header("Origin", PROOF_ORIGIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        poll["status"].as_str().unwrap().to_owned()
     }
 }
 

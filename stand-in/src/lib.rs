@@ -30,6 +30,7 @@
 //! `failed` for user ids starting with `kyc-failed`.
 
 mod access;
+mod clock;
 mod crypto;
 mod envelope;
 mod session;
@@ -46,6 +47,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use secrecy::SecretString;
 
+pub use clock::StandInClock;
 pub use crypto::{SignedFields, session_signature};
 
 use store::{BoundedSet, Ledger, MAX_FIRST_ATTEMPTS, MAX_TRANSACTIONS, MAX_USERS, lock};
@@ -126,6 +128,8 @@ pub struct StandInConfig {
     pub status_step: Duration,
     /// Delay of the slow test value.
     pub slow_answer: Duration,
+    /// What transaction and KYC progress is measured against.
+    pub clock: StandInClock,
 }
 
 /// The partner's widget defaults, echoed into every session.
@@ -152,7 +156,8 @@ impl StandInConfig {
     /// on ERC20/BEP20, ETH on ERC20; sell enabled; widget currencies = the enabled currencies,
     /// networks TRC20/ERC20/BEP20, fiat EUR with [EUR, USD], type buy, lang en, theme light,
     /// redirect_url = the first registered origin + "/done" (`http://localhost/done` without
-    /// one); a random widget id and a random 32-byte signing key; status_step 2 s; slow_answer 30 s.
+    /// one); a random widget id and a random 32-byte signing key; status_step 2 s; slow_answer 30 s;
+    /// the real clock.
     pub fn sandbox(client_token: SecretString, registered_origins: Vec<String>) -> Self {
         let currencies = strings(&["USDT", "USDC", "ETH"]);
         let wallets = [
@@ -193,6 +198,7 @@ impl StandInConfig {
             signing_key: signing_key.to_vec(),
             status_step: Duration::from_secs(2),
             slow_answer: Duration::from_secs(30),
+            clock: StandInClock::system(),
         }
     }
 }
@@ -209,6 +215,7 @@ impl std::fmt::Debug for StandInConfig {
             .field("signing_key", &"[REDACTED]")
             .field("status_step", &self.status_step)
             .field("slow_answer", &self.slow_answer)
+            .field("clock", &self.clock)
             .finish()
     }
 }

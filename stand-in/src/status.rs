@@ -1,7 +1,5 @@
 //! `GET /widget/transactions/{id}`, `GET /widget/users/{id}/kyc-status`, and unknown routes.
 
-use std::time::Instant;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
@@ -43,7 +41,8 @@ pub(super) async fn transaction(req: HttpRequest, shared: web::Data<Shared>) -> 
     let Some(transaction) = ledger.transaction(id) else {
         return envelope::not_found("transaction not found");
     };
-    let (status, updated_at) = transaction.status_at(Instant::now(), shared.config.status_step);
+    let (status, updated_at) =
+        transaction.status_at(shared.config.clock.now(), shared.config.status_step);
     let body = serde_json::to_vec(&TransactionStatus {
         merchant_transaction_id: &transaction.id,
         partner_user_id: &transaction.partner_user_id,
@@ -63,7 +62,7 @@ pub(super) async fn transaction(req: HttpRequest, shared: web::Data<Shared>) -> 
 
 pub(super) async fn kyc_status(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     let partner_user_id = req.match_info().get("partner_user_id").unwrap_or("");
-    let status = lock(&shared.ledger).kyc_status(partner_user_id, Instant::now());
+    let status = lock(&shared.ledger).kyc_status(partner_user_id, shared.config.clock.now());
     encoded(serde_json::to_vec(&KycStatusBody {
         partner_user_id,
         status: status.as_str(),

@@ -1,7 +1,7 @@
 //! `POST /widget/session`: validation in Proof's order, the test values, and the session body.
 
 use std::net::IpAddr;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -231,7 +231,7 @@ fn session(
             currency: request.currency.clone(),
             network: request.network.clone(),
             amount: request.amount.clone(),
-            created: Instant::now(),
+            created: config.clock.now(),
             created_at,
             terminal,
         },

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use proof_bff::stand_in::{ProofStandIn, SignedFields, StandInConfig, session_signature};
+use proof_stand_in::{ProofStandIn, SignedFields, StandInClock, StandInConfig, session_signature};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -43,10 +43,12 @@ const SESSION_FIELDS: [&str; 22] = [
     "redirect_url",
 ];
 
+/// Statuses move only when a test advances the stand-in's clock, so no test waits on real time.
 fn test_config() -> StandInConfig {
     let mut config = StandInConfig::sandbox(SecretString::from(TOKEN), vec![ORIGIN.to_owned()]);
     config.status_step = STEP;
     config.slow_answer = SLOW;
+    config.clock = StandInClock::manual();
     config
 }
 
@@ -54,6 +56,7 @@ struct StandIn {
     base_url: String,
     signing_key: Vec<u8>,
     client: reqwest::Client,
+    clock: StandInClock,
 }
 
 async fn spawn() -> StandIn {
@@ -62,6 +65,7 @@ async fn spawn() -> StandIn {
 
 async fn spawn_with(config: StandInConfig) -> StandIn {
     let signing_key = config.signing_key.clone();
+    let clock = config.clock.clone();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let stand_in = ProofStandIn::start(config, listener).expect("stand-in starts");
     let base_url = stand_in.base_url();
@@ -71,6 +75,7 @@ async fn spawn_with(config: StandInConfig) -> StandIn {
         base_url,
         signing_key,
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        clock,
     }
 }
 
@@ -603,9 +608,20 @@ async fn amount_5_04_answers_only_after_the_slow_answer_delay() {
     let started = Instant::now();
     app.session(&session_body("5.04")).await;
     assert!(started.elapsed() >= SLOW, "{:?}", started.elapsed());
-    let started = Instant::now();
+}
+
+#[tokio::test]
+async fn other_amounts_are_answered_while_a_slow_one_is_still_waiting() {
+    let mut config = test_config();
+    config.slow_answer = Duration::from_secs(600);
+    let app = std::sync::Arc::new(spawn_with(config).await);
+    let slow = tokio::spawn({
+        let app = app.clone();
+        async move { app.create(&session_body("5.04")).await }
+    });
     app.session(&session_body("100")).await;
-    assert!(started.elapsed() < SLOW, "{:?}", started.elapsed());
+    assert!(!slow.is_finished(), "the slow answer came back early");
+    slow.abort();
 }
 
 #[tokio::test]
@@ -830,15 +846,12 @@ async fn type_and_redirect_url_come_from_the_request_or_the_widget_config() {
     );
 }
 
-// Transactions and KYC: the stand-in's clock starts between `requested` and `answered`, so a
-// check of `processing` waits from the first and a check of a terminal state from the second.
+// Transactions and KYC: the stand-in's clock is moved on by hand, one status step at a time.
 
 #[tokio::test]
 async fn a_transaction_moves_from_pending_to_processing_to_completed() {
     let app = spawn().await;
-    let requested = Instant::now();
     let session = app.session(&session_body("100")).await;
-    let answered = Instant::now();
     let id = session["merchant_transaction_id"].as_str().unwrap();
 
     let pending = app.transaction(id).await;
@@ -855,12 +868,14 @@ async fn a_transaction_moves_from_pending_to_processing_to_completed() {
     assert!(is_iso8601_utc(created_at), "{created_at}");
     assert_eq!(pending["updated_at"], created_at);
 
-    tokio::time::sleep_until((requested + STEP * 3 / 2).into()).await;
+    app.clock.advance(STEP - Duration::from_millis(1));
+    assert_eq!(app.transaction(id).await["status"], "pending");
+    app.clock.advance(Duration::from_millis(1));
     let processing = app.transaction(id).await;
     assert_eq!(processing["status"], "processing");
     assert!(is_iso8601_utc(processing["updated_at"].as_str().unwrap()));
 
-    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    app.clock.advance(STEP);
     let completed = app.transaction(id).await;
     assert_eq!(completed["status"], "completed");
     assert_eq!(completed["created_at"], created_at);
@@ -870,17 +885,15 @@ async fn a_transaction_moves_from_pending_to_processing_to_completed() {
 #[tokio::test]
 async fn amounts_3_00_and_3_01_end_failed_and_cancelled() {
     let app = spawn().await;
-    let requested = Instant::now();
     let failed = app.session(&session_body("3.00")).await;
     let cancelled = app.session(&session_body("3.01")).await;
-    let answered = Instant::now();
     let failed = failed["merchant_transaction_id"].as_str().unwrap();
     let cancelled = cancelled["merchant_transaction_id"].as_str().unwrap();
     assert_eq!(app.transaction(failed).await["status"], "pending");
     assert_eq!(app.transaction(cancelled).await["status"], "pending");
-    tokio::time::sleep_until((requested + STEP * 3 / 2).into()).await;
+    app.clock.advance(STEP);
     assert_eq!(app.transaction(failed).await["status"], "processing");
-    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    app.clock.advance(STEP);
     assert_eq!(app.transaction(failed).await["status"], "failed");
     assert_eq!(app.transaction(cancelled).await["status"], "cancelled");
 }
@@ -901,9 +914,10 @@ async fn kyc_status_goes_from_not_started_to_pending_to_verified() {
     let app = spawn().await;
     assert_eq!(app.kyc("user-123").await, "not_started");
     app.session(&session_body("100")).await;
-    let answered = Instant::now();
     assert_eq!(app.kyc("user-123").await, "pending");
-    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    app.clock.advance(STEP);
+    assert_eq!(app.kyc("user-123").await, "pending");
+    app.clock.advance(STEP);
     assert_eq!(app.kyc("user-123").await, "verified");
 }
 
@@ -916,8 +930,7 @@ async fn kyc_status_stays_pending_while_no_transaction_completed() {
         json!("user-9"),
     ))
     .await;
-    let answered = Instant::now();
-    tokio::time::sleep_until((answered + STEP * 5 / 2).into()).await;
+    app.clock.advance(STEP * 10);
     assert_eq!(app.kyc("user-9").await, "pending");
 }
 
