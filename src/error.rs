@@ -66,16 +66,25 @@ pub enum CheckoutError {
     Upstream(#[from] UpstreamError),
 }
 
-/// Why the call to Proof gave no usable answer. Proof's own 4xx answers are not errors: they are
-/// passed through.
+/// Why the call to Proof gave no usable answer, and after how many attempts. Proof's own 4xx
+/// answers are not errors: they are passed through.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+#[error("{kind} after {attempts} attempt(s)")]
+pub struct UpstreamError {
+    pub kind: UpstreamFailure,
+    /// Requests started towards Proof, the last one included.
+    pub attempts: u32,
+}
+
+/// What went wrong with the last attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
     #[error("Proof refused our credentials or origin (HTTP {status})")]
     Misconfigured { status: u16 },
-    #[error("Proof answered HTTP {status} after {attempts} attempt(s)")]
-    ProviderError { status: u16, attempts: u32 },
-    #[error("Proof unreachable after {attempts} attempt(s): {cause}")]
-    Unavailable { attempts: u32, cause: String },
+    #[error("Proof answered HTTP {status}")]
+    ProviderError { status: u16 },
+    #[error("Proof unreachable or the connection broke: {cause}")]
+    Unavailable { cause: String },
     #[error("Proof answered HTTP {status} with an unusable body: {cause}")]
     InvalidResponse { status: u16, cause: &'static str },
     #[error("no answer from Proof in time ({cause})")]
@@ -139,32 +148,32 @@ impl CheckoutError {
                 "shutting_down",
                 "the service is restarting: try again".into(),
             ),
-            E::Upstream(e) => match e {
-                UpstreamError::Misconfigured { .. } => (
+            E::Upstream(e) => match e.kind {
+                UpstreamFailure::Misconfigured { .. } => (
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
                     "upstream_misconfigured",
                     "the payment provider refused this service's credentials".into(),
                 ),
-                UpstreamError::ProviderError { .. } => (
+                UpstreamFailure::ProviderError { .. } => (
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
                     "provider_error",
                     "the payment provider failed: try again".into(),
                 ),
-                UpstreamError::Unavailable { .. } => (
+                UpstreamFailure::Unavailable { .. } => (
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
                     "upstream_unavailable",
                     "the payment provider is unreachable: try again".into(),
                 ),
-                UpstreamError::InvalidResponse { .. } => (
+                UpstreamFailure::InvalidResponse { .. } => (
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
                     "invalid_upstream_response",
                     "the payment provider sent an unusable answer".into(),
                 ),
-                UpstreamError::Timeout { .. } => (
+                UpstreamFailure::Timeout { .. } => (
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
                     "upstream_timeout",

@@ -3,19 +3,20 @@
 //! exactly as Proof's guidance says.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{StatusCode, Uri};
-use awc::error::{PayloadError, SendRequestError};
+use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
 use crate::configuration::ProofConfig;
-use crate::error::UpstreamError;
+use crate::error::{UpstreamError, UpstreamFailure};
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.
@@ -62,7 +63,8 @@ impl ProofEndpoint {
 }
 
 /// Proof's answer that goes back to the browser unchanged: a 2xx with a JSON object body, or one of
-/// Proof's own 4xx answers.
+/// Proof's own 4xx answers (a JSON object too), labelled with Proof's JSON content type or
+/// `application/json`. `content_type: None` is relayed as `application/json`.
 #[derive(Debug)]
 pub struct UpstreamAnswer {
     pub status: StatusCode,
@@ -99,39 +101,44 @@ impl ProofClient {
         request_id: &RequestId,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         let endpoint = &*self.endpoint;
-        let deadline = Instant::now() + endpoint.deadline;
-        let mut internal_error_retried = false;
-        let mut attempt = 1;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(UpstreamError::Timeout { cause: "deadline" });
-            }
-            let attempt_timeout = endpoint.request_timeout.min(remaining);
+        let mut retry = RetryState::new(endpoint.max_attempts, Instant::now() + endpoint.deadline);
+        let failure = loop {
+            let Some(time_left) = retry.start_attempt(Instant::now()) else {
+                break UpstreamFailure::Timeout { cause: "deadline" };
+            };
+            let attempt_timeout = endpoint.request_timeout.min(time_left);
             let outcome =
                 tokio::time::timeout(attempt_timeout, self.attempt(body.clone(), request_id))
                     .await
                     .unwrap_or(Err(AttemptError::TimedOut));
-            let (retry, error) = match classify(outcome, &mut internal_error_retried) {
-                Classified::Done(result) => return result,
-                Classified::Retryable(error) => (attempt < endpoint.max_attempts, error),
+            let (why, failure) = match classify(outcome) {
+                Verdict::Answer(answer) => return Ok(answer),
+                Verdict::Final(failure) => break failure,
+                Verdict::Retryable(why, failure) => (why, failure),
             };
-            if !retry {
-                return Err(error.into_final(attempt));
-            }
-            let backoff = backoff(attempt);
-            if backoff >= deadline.saturating_duration_since(Instant::now()) {
-                return Err(error.into_final(attempt));
-            }
+            let after = match retry.decide(why, Instant::now(), rand::rng().random()) {
+                Decision::Stop => break failure,
+                Decision::Retry { after } => after,
+            };
             tracing::warn!(
-                attempt,
-                reason = %error.reason(),
-                backoff_ms = backoff.as_millis() as u64,
+                attempt = retry.attempts(),
+                reason = %RetryReason(&failure),
+                backoff_ms = after.as_millis() as u64,
                 "retrying Proof /widget/session"
             );
-            tokio::time::sleep(backoff).await;
-            attempt += 1;
-        }
+            retry.retrying(why);
+            tokio::time::sleep(after).await;
+        };
+        let error = UpstreamError {
+            kind: failure,
+            attempts: retry.attempts(),
+        };
+        tracing::warn!(
+            attempts = error.attempts,
+            error = %error.kind,
+            "no usable answer from Proof /widget/session"
+        );
+        Err(error)
     }
 
     async fn attempt(
@@ -154,24 +161,33 @@ impl ProofClient {
             .insert_header((header::ORIGIN, endpoint.origin.clone()))
             .insert_header((REQUEST_ID_HEADER, request_id.header_value().clone()))
             .insert_header((header::AUTHORIZATION, endpoint.authorization.clone()));
-        let mut response = request.send_body(body).await.map_err(|e| match e {
-            SendRequestError::Connect(e) => AttemptError::Connect(e.to_string()),
-            SendRequestError::Timeout => AttemptError::TimedOut,
-            other => AttemptError::Broken(other.to_string()),
-        })?;
+        let mut response = request
+            .send_body(body)
+            .await
+            .map_err(AttemptError::from_send)?;
         let status = response.status();
         let headers = response.headers();
         let content_type = headers.get(header::CONTENT_TYPE).cloned();
         let retry_after = headers.get(header::RETRY_AFTER).cloned();
         let proof_request_id = headers.get(REQUEST_ID_HEADER).cloned();
+        let declared_length = declared_length(headers);
         let body = response
             .body()
             .limit(MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| match e {
-                PayloadError::Overflow => AttemptError::BodyTooLarge,
+                PayloadError::Overflow => AttemptError::BodyTooLarge(status),
+                // Proof has the request: a body cut short is as final as no answer at all.
                 other => AttemptError::Broken(other.to_string()),
             })?;
+        // awc ends a body quietly when the connection closes before `Content-Length` bytes
+        // arrived, so the count is checked here. (A chunked body cut short cannot be told from
+        // a whole one; it fails the JSON checks instead.)
+        if declared_length.is_some_and(|declared| declared != body.len()) {
+            return Err(AttemptError::Broken(
+                "the connection closed before the whole answer arrived".to_owned(),
+            ));
+        }
         Ok(RawAnswer {
             status,
             content_type,
@@ -180,6 +196,23 @@ impl ProofClient {
             body,
         })
     }
+}
+
+/// The body length the answer's head promises, when its bytes arrive as they are on the wire.
+fn declared_length(headers: &header::HeaderMap) -> Option<usize> {
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return None;
+    }
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 struct RawAnswer {
@@ -200,44 +233,160 @@ impl RawAnswer {
     }
 }
 
+#[derive(Debug)]
 enum AttemptError {
-    /// No connection was made, so nothing was sent: safe to retry.
-    Connect(String),
+    /// No connection was made, so not a byte of the request left this process: safe to retry.
+    NotSent(String),
     /// The attempt's time ran out after the request may have been sent.
     TimedOut,
-    /// The connection failed after the request was sent.
+    /// The connection failed once the request had been written, or in a way a retry cannot mend.
     Broken(String),
-    BodyTooLarge,
+    BodyTooLarge(StatusCode),
 }
 
-/// A failure that Proof's guidance allows to retry.
-enum RetryableError {
-    Unreachable(String),
-    ServerError(StatusCode),
+impl AttemptError {
+    /// Whether any of the request reached the connection, read from where in awc the error arose
+    /// rather than from its text.
+    ///
+    /// awc 3 makes a connection (DNS, TCP connect, TLS and HTTP/2 handshakes, each bounded by the
+    /// connect timeout) before it writes a single byte of the request, and every failure of that
+    /// phase is a `SendRequestError::Connect`. Once the request is written, a failed write is
+    /// `Send`, a reset or garbage while reading the answer's head is `Response`, and a connection
+    /// closed before the head arrives is `Connect(ConnectError::Disconnected)`: the same wrapper
+    /// as a failed connect, which is why that one variant is singled out. (awc's only other source
+    /// of `Disconnected`, an `Expect` header on an empty body, is never sent here.)
+    ///
+    /// A pooled keep-alive connection that Proof closed while idle is checked by awc before reuse
+    /// and dropped if the close has already arrived; if it arrives just after, the request has
+    /// been written and the failure looks exactly like Proof reading the request and dropping the
+    /// connection (`Disconnected`, or a reset). Nothing on this side can tell the two apart, and a
+    /// connection accepted by a load balancer or CDN in front of Proof says nothing about whether
+    /// the request went further, so the line is drawn at the first byte written: that is sent, and
+    /// never retried (as Go's net/http does for requests that are not replayable). A wrapper
+    /// around the socket counting written bytes would differ only when the very first write fails
+    /// outright (a pooled connection already reset): that is `Send` and counted as sent here,
+    /// erring towards not creating a second session. Variants awc may add count as sent too.
+    fn from_send(error: SendRequestError) -> Self {
+        match error {
+            SendRequestError::Connect(ConnectError::Disconnected) => {
+                Self::Broken("the connection closed before Proof answered".to_owned())
+            }
+            SendRequestError::Connect(
+                e @ (ConnectError::Io(_)
+                | ConnectError::Timeout
+                | ConnectError::Resolver(_)
+                | ConnectError::NoRecords
+                | ConnectError::Unresolved
+                | ConnectError::H2(_)
+                | ConnectError::SslIsNotSupported),
+            ) => Self::NotSent(e.to_string()),
+            SendRequestError::Timeout => Self::TimedOut,
+            other => Self::Broken(other.to_string()),
+        }
+    }
 }
 
-impl RetryableError {
-    fn reason(&self) -> Cow<'static, str> {
-        match self {
-            Self::Unreachable(cause) => format!("unreachable: {cause}").into(),
-            Self::ServerError(status) => format!("HTTP {}", status.as_u16()).into(),
+/// A failure that Proof's guidance allows to retry, as the retry rules tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retryable {
+    /// The connection was never made.
+    NotSent,
+    /// 502 `upstream_error` / `upstream_unavailable`: a provider behind Proof failed.
+    ProviderFailed,
+    /// 500 `internal_error`: retried once per checkout.
+    InternalError,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Retry { after: Duration },
+    Stop,
+}
+
+/// The retries of one checkout: how many attempts were made, the once-only `internal_error`
+/// retry, and the deadline. Owned by the loop in [`ProofClient::create_widget_session`], so the
+/// attempt count every error reports comes from one place; [`RetryState::decide`] takes the
+/// clock and the jitter as arguments, so the rules are tested without a network or a real clock.
+#[derive(Debug)]
+struct RetryState {
+    attempts: u32,
+    max_attempts: u32,
+    deadline: Instant,
+    internal_error_retried: bool,
+}
+
+impl RetryState {
+    fn new(max_attempts: u32, deadline: Instant) -> Self {
+        Self {
+            attempts: 0,
+            max_attempts,
+            deadline,
+            internal_error_retried: false,
         }
     }
 
-    fn into_final(self, attempts: u32) -> UpstreamError {
-        match self {
-            Self::Unreachable(cause) => UpstreamError::Unavailable { attempts, cause },
-            Self::ServerError(status) => UpstreamError::ProviderError {
-                status: status.as_u16(),
-                attempts,
-            },
+    /// Attempts started so far.
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Counts a new attempt and returns the time left for it, or `None` when the deadline has
+    /// passed and no attempt is made.
+    fn start_attempt(&mut self, now: Instant) -> Option<Duration> {
+        let time_left = self.deadline.saturating_duration_since(now);
+        if time_left.is_zero() {
+            return None;
+        }
+        self.attempts += 1;
+        Some(time_left)
+    }
+
+    /// Whether the attempt that just failed with `why` is retried, and after how long. `jitter`
+    /// in `[0, 1]` picks the backoff within its range.
+    fn decide(&self, why: Retryable, now: Instant, jitter: f64) -> Decision {
+        if self.attempts >= self.max_attempts
+            || (why == Retryable::InternalError && self.internal_error_retried)
+        {
+            return Decision::Stop;
+        }
+        let after = backoff(self.attempts, jitter);
+        // A retry that could not start before the deadline would only turn Proof's answer into
+        // a timeout.
+        if after >= self.deadline.saturating_duration_since(now) {
+            return Decision::Stop;
+        }
+        Decision::Retry { after }
+    }
+
+    /// Records that the loop acts on a [`Decision::Retry`] for `why`.
+    fn retrying(&mut self, why: Retryable) {
+        if why == Retryable::InternalError {
+            self.internal_error_retried = true;
         }
     }
 }
 
-enum Classified {
-    Done(Result<UpstreamAnswer, UpstreamError>),
-    Retryable(RetryableError),
+/// The `reason` of a retry in the logs.
+struct RetryReason<'a>(&'a UpstreamFailure);
+
+impl fmt::Display for RetryReason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            UpstreamFailure::Unavailable { cause } => write!(f, "unreachable: {cause}"),
+            UpstreamFailure::ProviderError { status } => write!(f, "HTTP {status}"),
+            other => other.fmt(f),
+        }
+    }
+}
+
+/// What one attempt came to.
+enum Verdict {
+    /// An answer for the browser.
+    Answer(UpstreamAnswer),
+    /// A failure Proof's guidance allows to retry, if the retry rules agree; the failure is
+    /// reported when they do not.
+    Retryable(Retryable, UpstreamFailure),
+    Final(UpstreamFailure),
 }
 
 /// The error slug in Proof's envelope, the only part of a 5xx body that decides a retry.
@@ -263,43 +412,37 @@ fn starts_like_object(body: &[u8]) -> bool {
         .is_some_and(|&b| b == b'{')
 }
 
-fn classify(
-    outcome: Result<RawAnswer, AttemptError>,
-    internal_error_retried: &mut bool,
-) -> Classified {
+fn classify(outcome: Result<RawAnswer, AttemptError>) -> Verdict {
     let answer = match outcome {
         Ok(answer) => answer,
-        Err(AttemptError::Connect(cause)) => {
-            return Classified::Retryable(RetryableError::Unreachable(cause));
+        Err(AttemptError::NotSent(cause)) => {
+            return Verdict::Retryable(Retryable::NotSent, UpstreamFailure::Unavailable { cause });
         }
         Err(AttemptError::TimedOut) => {
-            return Classified::Done(Err(UpstreamError::Timeout { cause: "attempt" }));
+            return Verdict::Final(UpstreamFailure::Timeout { cause: "attempt" });
         }
         Err(AttemptError::Broken(cause)) => {
-            return Classified::Done(Err(UpstreamError::Unavailable { attempts: 1, cause }));
+            return Verdict::Final(UpstreamFailure::Unavailable { cause });
         }
-        Err(AttemptError::BodyTooLarge) => {
-            return Classified::Done(Err(UpstreamError::InvalidResponse {
-                status: 0,
+        Err(AttemptError::BodyTooLarge(status)) => {
+            return Verdict::Final(UpstreamFailure::InvalidResponse {
+                status: status.as_u16(),
                 cause: "body too large",
-            }));
+            });
         }
     };
     let status = answer.status;
     if status.is_success() {
-        return Classified::Done(if is_json_object(&answer.body) {
-            Ok(UpstreamAnswer {
+        return if is_json_object(&answer.body) {
+            Verdict::Answer(UpstreamAnswer {
                 status,
                 content_type: None,
                 retry_after: None,
                 body: answer.body,
             })
         } else {
-            Err(UpstreamError::InvalidResponse {
-                status: status.as_u16(),
-                cause: "not a JSON object",
-            })
-        });
+            invalid(&answer, "not a JSON object")
+        };
     }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         tracing::error!(
@@ -308,26 +451,38 @@ fn classify(
             proof_error = error_slug(&answer.body).as_deref().unwrap_or(""),
             "Proof refused the client_token or Origin: check proof.client_token and proof.origin"
         );
-        return Classified::Done(Err(UpstreamError::Misconfigured {
+        return Verdict::Final(UpstreamFailure::Misconfigured {
             status: status.as_u16(),
-        }));
+        });
     }
     if status.is_client_error() {
-        return Classified::Done(Ok(UpstreamAnswer {
+        // Only Proof's own envelope reaches the browser: a CDN's or firewall's HTML page, an
+        // empty answer or a wrong path's 404 page would otherwise pass as Proof's verdict.
+        if !is_json_object(&answer.body) {
+            return invalid(&answer, "a 4xx that is not a JSON object");
+        }
+        let content_type = match answer.content_type {
+            Some(value) if is_json_media_type(&value) => value,
+            // The body was checked: it is JSON, whatever it was labelled.
+            _ => HeaderValue::from_static("application/json"),
+        };
+        return Verdict::Answer(UpstreamAnswer {
             status,
-            content_type: answer.content_type,
+            content_type: Some(content_type),
             retry_after: answer.retry_after,
             body: answer.body,
-        }));
+        });
     }
     if status.is_server_error() {
         let slug = error_slug(&answer.body);
         let retryable = match (status, slug.as_deref()) {
-            (StatusCode::BAD_GATEWAY, Some("upstream_error" | "upstream_unavailable")) => true,
-            (StatusCode::INTERNAL_SERVER_ERROR, Some("internal_error")) => {
-                !std::mem::replace(internal_error_retried, true)
+            (StatusCode::BAD_GATEWAY, Some("upstream_error" | "upstream_unavailable")) => {
+                Some(Retryable::ProviderFailed)
             }
-            _ => false,
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("internal_error")) => {
+                Some(Retryable::InternalError)
+            }
+            _ => None,
         };
         tracing::warn!(
             status = status.as_u16(),
@@ -335,19 +490,78 @@ fn classify(
             proof_error = slug.as_deref().unwrap_or(""),
             "Proof answered with a server error"
         );
-        return if retryable {
-            Classified::Retryable(RetryableError::ServerError(status))
-        } else {
-            Classified::Done(Err(UpstreamError::ProviderError {
-                status: status.as_u16(),
-                attempts: 1,
-            }))
+        let failure = UpstreamFailure::ProviderError {
+            status: status.as_u16(),
+        };
+        return match retryable {
+            Some(why) => Verdict::Retryable(why, failure),
+            None => Verdict::Final(failure),
         };
     }
-    Classified::Done(Err(UpstreamError::InvalidResponse {
-        status: status.as_u16(),
-        cause: "unexpected status",
-    }))
+    invalid(&answer, "unexpected status")
+}
+
+/// An answer that is not for the browser, logged with what the operator needs to find who sent
+/// it: a CDN, a firewall or a wrong `proof.base_url` rather than Proof.
+fn invalid(answer: &RawAnswer, cause: &'static str) -> Verdict {
+    tracing::warn!(
+        status = answer.status.as_u16(),
+        content_type = %LoggableContentType(answer.content_type.as_ref()),
+        body_bytes = answer.body.len(),
+        proof_request_id = answer.proof_request_id(),
+        cause,
+        "Proof's answer is unusable"
+    );
+    Verdict::Final(UpstreamFailure::InvalidResponse {
+        status: answer.status.as_u16(),
+        cause,
+    })
+}
+
+/// An upstream Content-Type as it may appear in a log line: whoever answered chose it, so it is
+/// cut to 64 bytes and anything but printable ASCII is replaced.
+struct LoggableContentType<'a>(Option<&'a HeaderValue>);
+
+impl fmt::Display for LoggableContentType<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 64;
+        let Some(value) = self.0 else {
+            return f.write_str("(none)");
+        };
+        let bytes = value.as_bytes();
+        for &b in bytes.iter().take(MAX) {
+            let c = if b == b' ' || b.is_ascii_graphic() {
+                char::from(b)
+            } else {
+                '?'
+            };
+            fmt::Write::write_char(f, c)?;
+        }
+        if bytes.len() > MAX {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+/// `application/json` or a structured `application/*+json` type, with any parameters.
+fn is_json_media_type(value: &HeaderValue) -> bool {
+    let essence = value
+        .as_bytes()
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let Some(subtype) = essence
+        .split_at_checked("application/".len())
+        .filter(|(kind, _)| kind.eq_ignore_ascii_case(b"application/"))
+        .map(|(_, subtype)| subtype)
+    else {
+        return false;
+    };
+    subtype.eq_ignore_ascii_case(b"json")
+        || subtype.len() > "+json".len()
+            && subtype[subtype.len() - "+json".len()..].eq_ignore_ascii_case(b"+json")
 }
 
 /// The widget needs an object; checking the whole document parses keeps a truncated or HTML
@@ -356,28 +570,34 @@ fn is_json_object(body: &[u8]) -> bool {
     starts_like_object(body) && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
-/// Exponential backoff with jitter: half fixed, half random, so retries from many requests spread.
-fn backoff(attempt: u32) -> Duration {
-    let exponential = BACKOFF_BASE
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+/// Exponential backoff with jitter before retry `retry` (1-based): half fixed, half chosen by
+/// `jitter` in `[0, 1]`, so retries from many requests spread.
+fn backoff(retry: u32, jitter: f64) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1 << retry.saturating_sub(1).min(16))
         .min(BACKOFF_CAP);
-    let half = exponential / 2;
-    let jitter_ms = rand::rng().random_range(0..=half.as_millis() as u64);
-    half + Duration::from_millis(jitter_ms)
+    let half = ceiling / 2;
+    half + half.mul_f64(jitter.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
     use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        for attempt in 1..20 {
-            let d = backoff(attempt);
+        for retry in 1..20 {
             let ceiling = BACKOFF_BASE
-                .saturating_mul(1 << (attempt - 1).min(16))
+                .saturating_mul(1 << (retry - 1).min(16))
                 .min(BACKOFF_CAP);
-            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+            assert_eq!(backoff(retry, 0.0), ceiling / 2, "retry {retry}");
+            assert_eq!(backoff(retry, 1.0), ceiling, "retry {retry}");
+            let d = backoff(retry, 0.37);
+            assert!(d > ceiling / 2 && d < ceiling, "retry {retry}: {d:?}");
         }
     }
 
@@ -388,5 +608,228 @@ mod tests {
         assert!(!is_json_object(b"<html></html>"));
         assert!(!is_json_object(br#"{"a": 1"#));
         assert!(!is_json_object(b""));
+    }
+
+    #[test]
+    fn json_media_types_are_recognised_with_parameters_and_in_any_case() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            " application/json ;charset=UTF-8",
+            "application/problem+json",
+            "application/vnd.proof.error+JSON; v=2",
+        ] {
+            assert!(
+                is_json_media_type(&HeaderValue::from_static(json)),
+                "{json}"
+            );
+        }
+        for other in [
+            "",
+            "text/html",
+            "text/json",
+            "application/",
+            "application/+json",
+            "application/jsonp",
+            "application/json-seq",
+            "application/x-www-form-urlencoded",
+            "text/html+json",
+            "json",
+        ] {
+            assert!(
+                !is_json_media_type(&HeaderValue::from_static(other)),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_declared_length_is_checked_only_for_bodies_as_sent() {
+        let declared = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = header::HeaderMap::new();
+            for &(name, value) in pairs {
+                map.insert(
+                    header::HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
+            }
+            declared_length(&map)
+        };
+        let length = ("content-length", "400");
+        assert_eq!(declared(&[length]), Some(400));
+        assert_eq!(
+            declared(&[length, ("content-encoding", "identity")]),
+            Some(400)
+        );
+        assert_eq!(declared(&[length, ("content-encoding", "gzip")]), None);
+        assert_eq!(declared(&[length, ("transfer-encoding", "chunked")]), None);
+        assert_eq!(declared(&[]), None);
+        assert_eq!(declared(&[("content-length", "x")]), None);
+    }
+
+    #[test]
+    fn a_content_type_in_the_logs_is_bounded_and_printable() {
+        let shown = |value: &[u8]| {
+            LoggableContentType(Some(&HeaderValue::from_bytes(value).unwrap())).to_string()
+        };
+        assert_eq!(LoggableContentType(None).to_string(), "(none)");
+        assert_eq!(
+            shown(b"text/html; charset=utf-8"),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(shown(b"text/\xe9\xff\thtml"), "text/???html");
+        let long = shown(&[b'a'; 500]);
+        assert_eq!(long, format!("{}...", "a".repeat(64)));
+    }
+
+    /// Which awc failures happen before a byte of the request is written.
+    #[test]
+    fn only_a_failure_to_connect_counts_as_not_sent() {
+        let io = || io::Error::from(io::ErrorKind::ConnectionRefused);
+        let not_sent = [
+            SendRequestError::Connect(ConnectError::Io(io())),
+            SendRequestError::Connect(ConnectError::Timeout),
+            SendRequestError::Connect(ConnectError::Resolver("no such host".into())),
+            SendRequestError::Connect(ConnectError::NoRecords),
+            SendRequestError::Connect(ConnectError::Unresolved),
+            SendRequestError::Connect(ConnectError::SslIsNotSupported),
+        ];
+        for error in not_sent {
+            let shown = error.to_string();
+            assert!(
+                matches!(AttemptError::from_send(error), AttemptError::NotSent(_)),
+                "{shown}"
+            );
+        }
+        let sent = [
+            // The connection closed while the answer's head was awaited.
+            SendRequestError::Connect(ConnectError::Disconnected),
+            // Writing the request failed part-way.
+            SendRequestError::Send(io::Error::from(io::ErrorKind::BrokenPipe)),
+            // The connection was reset while the answer's head was read.
+            SendRequestError::Response(actix_web::error::ParseError::Io(io::Error::from(
+                io::ErrorKind::ConnectionReset,
+            ))),
+            SendRequestError::Response(actix_web::error::ParseError::Incomplete),
+        ];
+        for error in sent {
+            let shown = error.to_string();
+            assert!(
+                matches!(AttemptError::from_send(error), AttemptError::Broken(_)),
+                "{shown}"
+            );
+        }
+        assert!(matches!(
+            AttemptError::from_send(SendRequestError::Timeout),
+            AttemptError::TimedOut
+        ));
+    }
+
+    fn started(max_attempts: u32, deadline: Duration) -> (RetryState, Instant) {
+        let start = Instant::now();
+        let mut state = RetryState::new(max_attempts, start + deadline);
+        assert_eq!(state.start_attempt(start), Some(deadline));
+        (state, start)
+    }
+
+    /// Acts on a retry decision the way the loop does: waits, then starts the next attempt.
+    fn retry(state: &mut RetryState, why: Retryable, now: Instant) -> Instant {
+        let Decision::Retry { after } = state.decide(why, now, 0.5) else {
+            panic!("attempt {} with {why:?} was not retried", state.attempts());
+        };
+        state.retrying(why);
+        let now = now + after;
+        assert!(state.start_attempt(now).is_some());
+        now
+    }
+
+    #[test]
+    fn every_retryable_failure_is_retried_up_to_max_attempts_with_a_growing_backoff() {
+        for why in [Retryable::NotSent, Retryable::ProviderFailed] {
+            let (mut state, mut now) = started(4, Duration::from_secs(60));
+            for attempt in 1..4 {
+                assert_eq!(state.attempts(), attempt);
+                assert_eq!(
+                    state.decide(why, now, 0.0),
+                    Decision::Retry {
+                        after: 50 * MS * (1 << (attempt - 1))
+                    }
+                );
+                assert_eq!(
+                    state.decide(why, now, 1.0),
+                    Decision::Retry {
+                        after: 100 * MS * (1 << (attempt - 1))
+                    }
+                );
+                now = retry(&mut state, why, now);
+            }
+            assert_eq!(state.attempts(), 4);
+            assert_eq!(state.decide(why, now, 0.0), Decision::Stop, "{why:?}");
+        }
+    }
+
+    #[test]
+    fn with_max_attempts_1_nothing_is_retried() {
+        let (state, now) = started(1, Duration::from_secs(60));
+        for why in [
+            Retryable::NotSent,
+            Retryable::ProviderFailed,
+            Retryable::InternalError,
+        ] {
+            assert_eq!(state.decide(why, now, 0.0), Decision::Stop, "{why:?}");
+        }
+    }
+
+    #[test]
+    fn internal_error_is_retried_once_per_checkout_even_between_other_retries() {
+        let (mut state, now) = started(10, Duration::from_secs(60));
+        let now = retry(&mut state, Retryable::InternalError, now);
+        let now = retry(&mut state, Retryable::ProviderFailed, now);
+        assert_eq!(
+            state.decide(Retryable::InternalError, now, 0.0),
+            Decision::Stop
+        );
+        // The other rules are not spent by it.
+        let now = retry(&mut state, Retryable::NotSent, now);
+        assert_eq!(state.attempts(), 4);
+        assert!(matches!(
+            state.decide(Retryable::ProviderFailed, now, 0.0),
+            Decision::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn no_retry_whose_backoff_reaches_the_deadline() {
+        let (state, start) = started(5, Duration::from_millis(1000));
+        // First backoff: 50 ms at jitter 0, 100 ms at jitter 1.
+        let now = start + 940 * MS;
+        assert_eq!(
+            state.decide(Retryable::ProviderFailed, now, 0.0),
+            Decision::Retry { after: 50 * MS }
+        );
+        assert_eq!(
+            state.decide(Retryable::ProviderFailed, now, 1.0),
+            Decision::Stop
+        );
+        assert_eq!(
+            state.decide(Retryable::NotSent, start + 950 * MS, 0.0),
+            Decision::Stop,
+            "a backoff that ends exactly at the deadline"
+        );
+        assert_eq!(
+            state.decide(Retryable::NotSent, start + 5 * Duration::from_secs(1), 0.0),
+            Decision::Stop
+        );
+    }
+
+    #[test]
+    fn no_attempt_starts_after_the_deadline_and_none_is_counted() {
+        let (mut state, start) = started(5, Duration::from_millis(100));
+        assert_eq!(state.start_attempt(start + 100 * MS), None);
+        assert_eq!(state.start_attempt(start + 101 * MS), None);
+        assert_eq!(state.attempts(), 1);
+        assert_eq!(state.start_attempt(start + 40 * MS), Some(60 * MS));
+        assert_eq!(state.attempts(), 2);
     }
 }

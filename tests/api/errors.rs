@@ -877,6 +877,124 @@ async fn proofs_own_4xx_answers_are_passed_through_verbatim() {
     }
 }
 
+#[tokio::test]
+async fn proofs_json_4xx_keeps_a_json_content_type_and_is_labelled_json_otherwise() {
+    let app = spawn(|_| {}).await;
+    let body =
+        "{ \"error\":\"invalid_request\", \"code\":\"currency_not_allowed\",\"message\":\"USDT\" }";
+    let cases: [(Option<&str>, &str); 5] = [
+        (Some("application/json"), "application/json"),
+        (
+            Some("application/json; charset=utf-8"),
+            "application/json; charset=utf-8",
+        ),
+        (Some("application/problem+json"), "application/problem+json"),
+        // The body was checked to be a JSON object: it is labelled as what it is.
+        (Some("text/plain"), "application/json"),
+        (None, "application/json"),
+    ];
+    for (upstream_type, relayed_type) in cases {
+        app.proof.reset().await;
+        let template = match upstream_type {
+            Some(content_type) => proof_answer(400, body, content_type),
+            None => ResponseTemplate::new(400).set_body_bytes(body),
+        };
+        widget_session()
+            .respond_with(template)
+            .mount(&app.proof)
+            .await;
+
+        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+
+        assert_eq!(response.status(), 400, "{upstream_type:?}");
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap()),
+            Some(relayed_type),
+            "Content-Type relayed for {upstream_type:?}"
+        );
+        assert_eq!(response.bytes().await.unwrap(), body.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_4xx_that_is_not_a_json_object_is_502_invalid_upstream_response() {
+    let app = spawn(|s| s.proof.max_attempts = 3).await;
+    let html = "<html><body><h1>400 Bad Request</h1>Request blocked by the firewall</body></html>";
+    let cases: [(&str, u16, Vec<u8>, Option<&str>); 6] = [
+        (
+            "rq-4xx-html",
+            400,
+            html.into(),
+            Some("text/html; charset=UTF-8"),
+        ),
+        ("rq-4xx-empty", 400, Vec::new(), None),
+        (
+            "rq-4xx-array",
+            400,
+            br#"[{"error":"invalid_request","code":"blocked","message":"firewall"}]"#.to_vec(),
+            Some("application/json"),
+        ),
+        (
+            "rq-4xx-truncated",
+            400,
+            br#"{"error":"invalid_request","code":"blocked","message":"fire"#.to_vec(),
+            Some("application/json"),
+        ),
+        // A wrong base_url path: the web server's own 404 page.
+        ("rq-4xx-404-page", 404, html.into(), Some("text/html")),
+        (
+            "rq-4xx-json-type-no-json",
+            422,
+            b"Request blocked by the firewall".to_vec(),
+            Some("application/json"),
+        ),
+    ];
+    for (request_id, status, body, content_type) in cases {
+        app.proof.reset().await;
+        let template = match content_type {
+            Some(content_type) => proof_answer(status, body, content_type),
+            None => ResponseTemplate::new(status).set_body_bytes(body),
+        };
+        widget_session()
+            .respond_with(template)
+            .mount(&app.proof)
+            .await;
+
+        let response = app
+            .checkout()
+            .header("X-Request-Id", request_id)
+            .json(&checkout_body())
+            .send()
+            .await
+            .unwrap();
+
+        let answer =
+            expect_error(response, 502, "upstream_error", "invalid_upstream_response").await;
+        assert_cors_granted(&answer.headers);
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(
+            !text.contains("firewall") && !text.contains("blocked"),
+            "{request_id}: the upstream's answer leaked: {text}"
+        );
+        assert_eq!(app.proof_requests().await.len(), 1, "{request_id}");
+        let unusable: Vec<_> = crate::retries::log_events_for(request_id)
+            .into_iter()
+            .filter(|event| event["fields"]["message"] == "Proof's answer is unusable")
+            .collect();
+        assert_eq!(unusable.len(), 1, "{request_id}: {unusable:?}");
+        let fields = &unusable[0]["fields"];
+        assert_eq!(fields["status"], status, "{request_id}");
+        assert_eq!(
+            fields["content_type"],
+            content_type.unwrap_or("(none)"),
+            "{request_id}"
+        );
+    }
+}
+
 // 502 upstream_error / upstream_misconfigured
 
 #[tokio::test]

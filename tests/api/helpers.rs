@@ -180,3 +180,162 @@ pub fn widget_session_ok() -> wiremock::Mock {
 pub fn proof_error(error: &str, code: &str) -> serde_json::Value {
     serde_json::json!({"error": error, "code": code, "message": "from the stand-in"})
 }
+
+/// What a hand-written upstream does with one request (or, for `CloseOnAccept`, one connection).
+#[derive(Clone, Copy, Debug)]
+pub enum RawBehaviour {
+    /// Answers with this status and JSON body and keeps the connection open for the next request.
+    Answer(u16, &'static str),
+    /// Reads the whole request, then closes the connection without answering.
+    CloseAfterRequest,
+    /// Reads the whole request, answers 200 with a `Content-Length` larger than the body it
+    /// sends, then closes the connection.
+    TruncatedAnswer,
+    /// Reads the whole request, then resets the connection (an RST, not a FIN).
+    ResetAfterRequest,
+    /// Accepts the connection and closes it at once, before reading anything.
+    CloseOnAccept,
+}
+
+/// An upstream on a loopback port, written on raw sockets for the failures an HTTP server
+/// library will not produce. It follows a script, one entry per request in arrival order (the
+/// last entry repeats), and counts the connections it accepted and the complete requests it read.
+pub struct RawUpstream {
+    pub base_url: String,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawUpstream {
+    pub async fn start(script: impl IntoIterator<Item = RawBehaviour>) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let script: Arc<Vec<RawBehaviour>> = Arc::new(script.into_iter().collect());
+        assert!(!script.is_empty());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (counted_connections, counted_requests) = (connections.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            // Requests are numbered across connections, so a retry on a new connection takes
+            // the next entry of the script.
+            let next = Arc::new(AtomicUsize::new(0));
+            while let Ok((stream, _)) = listener.accept().await {
+                counted_connections.fetch_add(1, Ordering::SeqCst);
+                let (script, next, requests) =
+                    (script.clone(), next.clone(), counted_requests.clone());
+                tokio::spawn(async move {
+                    serve_raw_connection(stream, &script, &next, &requests).await;
+                });
+            }
+        });
+        Self {
+            base_url,
+            connections,
+            requests,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Complete requests (head and body) read so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn serve_raw_connection(
+    mut stream: tokio::net::TcpStream,
+    script: &[RawBehaviour],
+    next: &std::sync::atomic::AtomicUsize,
+    requests: &std::sync::atomic::AtomicUsize,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+
+    let behaviour_at = |n: usize| script[n.min(script.len() - 1)];
+    // A connection closed on accept takes its script entry without reading a request.
+    if matches!(
+        behaviour_at(next.load(Ordering::SeqCst)),
+        RawBehaviour::CloseOnAccept
+    ) {
+        next.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
+    let mut unread = Vec::new();
+    loop {
+        if !read_raw_request(&mut stream, &mut unread).await {
+            return;
+        }
+        requests.fetch_add(1, Ordering::SeqCst);
+        match behaviour_at(next.fetch_add(1, Ordering::SeqCst)) {
+            RawBehaviour::Answer(status, body) => {
+                let answer = format!(
+                    "HTTP/1.1 {status} Status\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            RawBehaviour::CloseAfterRequest | RawBehaviour::CloseOnAccept => return,
+            RawBehaviour::TruncatedAnswer => {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n{\"widget_id\":\"fb35",
+                    )
+                    .await;
+                let _ = stream.flush().await;
+                return;
+            }
+            RawBehaviour::ResetAfterRequest => {
+                let _ = stream.set_zero_linger();
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request with a sized body into nothing; `false` when the peer closed first.
+async fn read_raw_request(stream: &mut tokio::net::TcpStream, unread: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = unread.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => unread.extend_from_slice(&buffer[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&unread[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().expect("a numeric Content-Length"))
+        .expect("the request has a sized body");
+    while unread.len() < head_end + length {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => unread.extend_from_slice(&buffer[..n]),
+        }
+    }
+    unread.drain(..head_end + length);
+    true
+}

@@ -58,6 +58,17 @@ pub(crate) fn log_events_with_message(request_id: &str, message: &str) -> Vec<se
 }
 
 const RETRYING: &str = "retrying Proof /widget/session";
+const FAILED: &str = "no usable answer from Proof /widget/session";
+
+/// The `attempts` of the one log line for a checkout that got no usable answer from Proof.
+#[track_caller]
+fn failed_attempts(request_id: &str) -> u64 {
+    let failures = log_events_with_message(request_id, FAILED);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    failures[0]["fields"]["attempts"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no attempts: {}", failures[0]))
+}
 
 fn widget_session() -> wiremock::MockBuilder {
     Mock::given(method("POST")).and(path("/widget/session"))
@@ -652,6 +663,7 @@ async fn a_refused_connection_is_retried_up_to_max_attempts_with_backoff() {
             let reason = warning["fields"]["reason"].as_str().unwrap();
             assert!(reason.starts_with("unreachable"), "{warning}");
         }
+        assert_eq!(failed_attempts(&request_id), u64::from(max_attempts));
     }
 }
 
@@ -696,4 +708,136 @@ async fn retries_wait_an_exponential_jittered_backoff_between_calls() {
         "{:?} < {waited:?}",
         answer.elapsed
     );
+}
+
+/// An upstream that read the request may have acted on it: whatever happens to the connection
+/// afterwards, the request is not sent again.
+async fn assert_sent_once_then_broken(behaviour: RawBehaviour, request_id: &str) {
+    let proof = RawUpstream::start([behaviour]).await;
+    let app = spawn_app_with(|s| {
+        s.proof.max_attempts = 3;
+        s.proof.base_url = proof.base_url.clone();
+    })
+    .await;
+
+    let answer = checkout(&app, Some(request_id)).await;
+
+    answer.assert_envelope(502, "upstream_error", "upstream_unavailable");
+    assert_eq!(proof.requests(), 1, "{behaviour:?}: requests Proof read");
+    assert_eq!(proof.connections(), 1, "{behaviour:?}: connections");
+    assert!(
+        log_events_with_message(request_id, RETRYING).is_empty(),
+        "{behaviour:?}"
+    );
+    assert_eq!(failed_attempts(request_id), 1, "{behaviour:?}");
+}
+
+#[tokio::test]
+async fn a_connection_closed_after_proof_read_the_request_is_not_retried() {
+    assert_sent_once_then_broken(RawBehaviour::CloseAfterRequest, "rt-raw-close").await;
+}
+
+#[tokio::test]
+async fn an_answer_cut_short_is_not_retried() {
+    assert_sent_once_then_broken(RawBehaviour::TruncatedAnswer, "rt-raw-truncated").await;
+}
+
+#[tokio::test]
+async fn a_connection_reset_after_proof_read_the_request_is_not_retried() {
+    assert_sent_once_then_broken(RawBehaviour::ResetAfterRequest, "rt-raw-reset").await;
+}
+
+#[tokio::test]
+async fn a_connection_closed_on_accept_counts_as_sent_and_is_not_retried() {
+    // The request has been written into the socket by the time the close is seen, and a
+    // connection accepted by a load balancer in front of Proof looks just the same: it may have
+    // gone further.
+    let request_id = "rt-raw-close-on-accept";
+    let proof = RawUpstream::start([RawBehaviour::CloseOnAccept]).await;
+    let app = spawn_app_with(|s| {
+        s.proof.max_attempts = 3;
+        s.proof.base_url = proof.base_url.clone();
+    })
+    .await;
+
+    let answer = checkout(&app, Some(request_id)).await;
+
+    answer.assert_envelope(502, "upstream_error", "upstream_unavailable");
+    assert_eq!(proof.connections(), 1);
+    assert!(log_events_with_message(request_id, RETRYING).is_empty());
+    assert_eq!(failed_attempts(request_id), 1);
+}
+
+#[tokio::test]
+async fn a_retry_whose_connection_breaks_reports_the_attempts_made() {
+    const RETRYABLE: &str =
+        r#"{"error":"upstream_error","code":"provider_error","message":"from the stand-in"}"#;
+    let cases = [
+        (
+            "rt-raw-broken-2",
+            vec![
+                RawBehaviour::Answer(502, RETRYABLE),
+                RawBehaviour::CloseAfterRequest,
+            ],
+            2,
+        ),
+        (
+            "rt-raw-broken-3",
+            vec![
+                RawBehaviour::Answer(502, RETRYABLE),
+                RawBehaviour::Answer(502, RETRYABLE),
+                RawBehaviour::TruncatedAnswer,
+            ],
+            3,
+        ),
+        (
+            "rt-raw-reset-2",
+            vec![
+                RawBehaviour::Answer(502, RETRYABLE),
+                RawBehaviour::ResetAfterRequest,
+            ],
+            2,
+        ),
+    ];
+    for (request_id, script, attempts) in cases {
+        let proof = RawUpstream::start(script).await;
+        let app = spawn_app_with(|s| {
+            s.proof.max_attempts = 4;
+            s.proof.base_url = proof.base_url.clone();
+        })
+        .await;
+
+        let answer = checkout(&app, Some(request_id)).await;
+
+        answer.assert_envelope(502, "upstream_error", "upstream_unavailable");
+        assert_eq!(proof.requests(), attempts, "{request_id}: requests");
+        assert_eq!(
+            log_events_with_message(request_id, RETRYING).len(),
+            attempts - 1,
+            "{request_id}"
+        );
+        assert_eq!(failed_attempts(request_id), attempts as u64, "{request_id}");
+    }
+}
+
+#[tokio::test]
+async fn a_final_5xx_after_a_retried_502_reports_two_attempts() {
+    let request_id = "rt-503-after-502";
+    let app = spawn_app_with(|s| s.proof.max_attempts = 4).await;
+    widget_session()
+        .respond_with(Script::new([
+            proof_error_answer(502, "upstream_error", "provider_error"),
+            proof_error_answer(503, "upstream_error", "provider_error"),
+        ]))
+        .mount(&app.proof)
+        .await;
+
+    let answer = checkout(&app, Some(request_id)).await;
+
+    answer.assert_envelope(502, "upstream_error", "provider_error");
+    assert_eq!(app.proof_requests().await.len(), 2);
+    assert_eq!(failed_attempts(request_id), 2);
+    let failure = &log_events_with_message(request_id, FAILED)[0];
+    let error = failure["fields"]["error"].as_str().unwrap();
+    assert!(error.contains("503"), "{failure}");
 }
