@@ -101,7 +101,11 @@ impl ProofClient {
         request_id: &RequestId,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         let endpoint = &*self.endpoint;
-        let mut retry = RetryState::new(endpoint.max_attempts, Instant::now() + endpoint.deadline);
+        let mut retry = RetryState::new(
+            endpoint.max_attempts,
+            Instant::now() + endpoint.deadline,
+            endpoint.connect_timeout,
+        );
         let failure = loop {
             let Some(time_left) = retry.start_attempt(Instant::now()) else {
                 break UpstreamFailure::Timeout { cause: "deadline" };
@@ -312,15 +316,19 @@ struct RetryState {
     attempts: u32,
     max_attempts: u32,
     deadline: Instant,
+    /// The least time a retry must still have once its backoff is over: a retry cut off by the
+    /// deadline before it could even connect would turn Proof's last answer into a timeout.
+    min_attempt_time: Duration,
     internal_error_retried: bool,
 }
 
 impl RetryState {
-    fn new(max_attempts: u32, deadline: Instant) -> Self {
+    fn new(max_attempts: u32, deadline: Instant, min_attempt_time: Duration) -> Self {
         Self {
             attempts: 0,
             max_attempts,
             deadline,
+            min_attempt_time,
             internal_error_retried: false,
         }
     }
@@ -350,9 +358,9 @@ impl RetryState {
             return Decision::Stop;
         }
         let after = backoff(self.attempts, jitter);
-        // A retry that could not start before the deadline would only turn Proof's answer into
-        // a timeout.
-        if after >= self.deadline.saturating_duration_since(now) {
+        if after.saturating_add(self.min_attempt_time)
+            >= self.deadline.saturating_duration_since(now)
+        {
             return Decision::Stop;
         }
         Decision::Retry { after }
@@ -728,7 +736,7 @@ mod tests {
 
     fn started(max_attempts: u32, deadline: Duration) -> (RetryState, Instant) {
         let start = Instant::now();
-        let mut state = RetryState::new(max_attempts, start + deadline);
+        let mut state = RetryState::new(max_attempts, start + deadline, Duration::ZERO);
         assert_eq!(state.start_attempt(start), Some(deadline));
         (state, start)
     }
@@ -819,6 +827,22 @@ mod tests {
         );
         assert_eq!(
             state.decide(Retryable::NotSent, start + 5 * Duration::from_secs(1), 0.0),
+            Decision::Stop
+        );
+    }
+
+    #[test]
+    fn no_retry_without_time_left_to_connect_after_its_backoff() {
+        let start = Instant::now();
+        let mut state = RetryState::new(5, start + 1000 * MS, 300 * MS);
+        state.start_attempt(start);
+        // 50 ms of backoff and 300 ms to connect fit in the 400 ms left, but not in 350 ms.
+        assert_eq!(
+            state.decide(Retryable::NotSent, start + 600 * MS, 0.0),
+            Decision::Retry { after: 50 * MS }
+        );
+        assert_eq!(
+            state.decide(Retryable::NotSent, start + 650 * MS, 0.0),
             Decision::Stop
         );
     }

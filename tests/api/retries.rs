@@ -28,14 +28,6 @@ fn min_backoff_sum(retries: u32) -> Duration {
     Duration::from_millis((1..=retries).map(|n| backoff_range_ms(n).0).sum())
 }
 
-/// The most total time `retries` backoffs can take.
-fn max_backoff_sum(retries: u32) -> Duration {
-    Duration::from_millis((1..=retries).map(|n| backoff_range_ms(n).1).sum())
-}
-
-/// Generous room for scheduling and loopback round trips on a busy machine.
-const SLACK: Duration = Duration::from_millis(400);
-
 /// The JSON log events written while serving the request with this `X-Request-Id`.
 ///
 /// Every app in the test process writes to the same capture, so events are told apart by the
@@ -545,59 +537,67 @@ async fn with_max_attempts_1_nothing_is_retried() {
 
 #[tokio::test]
 async fn retries_stop_when_the_next_backoff_would_pass_the_deadline() {
-    // Each call takes 50 ms. After the first (t ≈ 50 ms) the first backoff (50–100 ms) fits, and
-    // the second call starts with 100–150 ms of the 250 ms left, enough for it. After it
-    // (t ≈ 150–200 ms) at most 100 ms are left and the second backoff is at least 100 ms, so the
-    // retries stop there with Proof's last answer: 502 provider_error, after 2 of the 10 allowed
-    // calls, and before the deadline.
-    let deadline = Duration::from_millis(250);
+    // Ten attempts are allowed, but their backoffs (50–100, 100–200, 200–400, 400–800, 800–1600
+    // ms, then 1–2 s each) add up to more than the 3 s deadline long before the tenth: the
+    // retries stop early with Proof's last answer. The exact rule is unit-tested with an
+    // injected clock; here only what is true however slow the machine is.
+    let request_id = "rt-deadline-stops-retries";
+    let deadline = Duration::from_millis(3000);
     let app = spawn_app_with(|s| {
         s.proof.max_attempts = 10;
+        s.proof.connect_timeout_ms = 100;
         s.proof.deadline_ms = deadline.as_millis() as u64;
     })
     .await;
     answer_always(
         &app,
-        proof_error_answer(502, "upstream_error", "provider_error")
-            .set_delay(Duration::from_millis(50)),
+        proof_error_answer(502, "upstream_error", "provider_error"),
     )
     .await;
 
-    let answer = checkout(&app, None).await;
+    let answer = checkout(&app, Some(request_id)).await;
 
     answer.assert_envelope(502, "upstream_error", "provider_error");
     let requests = app.proof_requests().await;
-    assert_eq!(requests.len(), 2);
-    assert_identical(&requests);
     assert!(
-        answer.elapsed < deadline + Duration::from_millis(150),
-        "{:?}",
-        answer.elapsed
+        (2..=7).contains(&requests.len()),
+        "{} calls: at least one retry, and stopped by the deadline, not by max_attempts",
+        requests.len()
+    );
+    assert_identical(&requests);
+    let backoffs: u64 = log_events_with_message(request_id, RETRYING)
+        .iter()
+        .map(|w| w["fields"]["backoff_ms"].as_u64().unwrap())
+        .sum();
+    assert!(
+        Duration::from_millis(backoffs) < deadline,
+        "{backoffs} ms of backoff"
     );
 }
 
 #[tokio::test]
 async fn the_deadline_bounds_a_single_attempt_too() {
-    // The attempt timeout (2 s) is longer than the whole deadline: the deadline wins.
+    // The attempt timeout (60 s) and Proof's answer (after 30 s) are far longer than the whole
+    // deadline: the deadline wins.
     let deadline = Duration::from_millis(200);
     let app = spawn_app_with(|s| {
         s.proof.max_attempts = 3;
-        s.proof.request_timeout_ms = 2000;
+        s.proof.request_timeout_ms = 60_000;
         s.proof.deadline_ms = deadline.as_millis() as u64;
     })
     .await;
-    answer_always(
-        &app,
-        widget_session_ok().set_delay(Duration::from_millis(1500)),
-    )
-    .await;
+    answer_always(&app, widget_session_ok().set_delay(Duration::from_secs(30))).await;
 
     let answer = checkout(&app, None).await;
 
     answer.assert_envelope(504, "upstream_timeout", "upstream_timeout");
     assert_eq!(app.proof_requests().await.len(), 1);
     assert!(answer.elapsed >= deadline, "{:?}", answer.elapsed);
-    assert!(answer.elapsed < deadline + SLACK, "{:?}", answer.elapsed);
+    assert!(
+        answer.elapsed < Duration::from_secs(20),
+        "waited for Proof's answer instead of the deadline: {:?}",
+        answer.elapsed
+    );
 }
 
 #[tokio::test]
@@ -606,22 +606,16 @@ async fn a_timeout_after_the_request_was_sent_is_not_retried() {
     let app = spawn_app_with(|s| {
         s.proof.max_attempts = 4;
         s.proof.request_timeout_ms = request_timeout.as_millis() as u64;
-        s.proof.deadline_ms = 5000;
+        s.proof.deadline_ms = 60_000;
     })
     .await;
-    answer_always(
-        &app,
-        widget_session_ok().set_delay(Duration::from_millis(1500)),
-    )
-    .await;
+    answer_always(&app, widget_session_ok().set_delay(Duration::from_secs(30))).await;
 
     let answer = checkout(&app, Some("rt-timeout-after-send")).await;
 
     answer.assert_envelope(504, "upstream_timeout", "upstream_timeout");
     assert_eq!(app.proof_requests().await.len(), 1);
     assert!(answer.elapsed >= request_timeout, "{:?}", answer.elapsed);
-    // One attempt's worth of waiting, not two.
-    assert!(answer.elapsed < request_timeout * 2, "{:?}", answer.elapsed);
     assert!(log_events_with_message("rt-timeout-after-send", RETRYING).is_empty());
 }
 
@@ -641,11 +635,6 @@ async fn a_refused_connection_is_retried_up_to_max_attempts_with_backoff() {
         let retries = max_attempts - 1;
         assert!(
             answer.elapsed >= min_backoff_sum(retries),
-            "max_attempts = {max_attempts}: {:?}",
-            answer.elapsed
-        );
-        assert!(
-            answer.elapsed < max_backoff_sum(retries) + SLACK,
             "max_attempts = {max_attempts}: {:?}",
             answer.elapsed
         );
@@ -683,11 +672,6 @@ async fn retries_wait_an_exponential_jittered_backoff_between_calls() {
     assert_eq!(app.proof_requests().await.len(), 4);
     // 50–100 + 100–200 + 200–400 ms.
     assert!(answer.elapsed >= min_backoff_sum(3), "{:?}", answer.elapsed);
-    assert!(
-        answer.elapsed < max_backoff_sum(3) + SLACK,
-        "{:?}",
-        answer.elapsed
-    );
     let warnings = log_events_with_message(request_id, RETRYING);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     let mut waited = Duration::ZERO;
