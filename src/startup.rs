@@ -99,8 +99,11 @@ impl Application {
                         .route(web::method(Method::OPTIONS).to(cors::preflight))
                         .default_service(web::to(routes::method_not_allowed)),
                 )
+                // Some health checkers probe with HEAD: the same answer, its body left out.
                 .route("/healthz", web::get().to(routes::healthz))
+                .route("/healthz", web::head().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
+                .route("/readyz", web::head().to(routes::readyz))
                 .configure(|app| {
                     // The demo page and dev login exist only in sandbox mode.
                     if let Some(session) = sandbox {
