@@ -450,6 +450,165 @@ fn help_exits_zero_and_lists_check_config() {
     assert!(stdout.contains("--config"), "{stdout}");
 }
 
+/// Stands in for any secret an operator could mistype into a config.
+const PLANTED_SECRET: &str = "S3CRET";
+
+/// Neither stream mentions [`PLANTED_SECRET`].
+#[track_caller]
+fn assert_secret_not_printed(output: &Output, case: &str) {
+    for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        let printed = text(bytes);
+        assert!(
+            !printed.contains(PLANTED_SECRET),
+            "{case}: the secret is in {stream}: {printed}"
+        );
+    }
+}
+
+#[test]
+fn check_config_refuses_plain_http_to_a_remote_proof() {
+    for remote in [
+        "http://proof.example.com",
+        "http://proof.example.com:80/api",
+        "http://10.0.0.7:8080",
+        "http://[2001:db8::1]",
+        "http://localhost.proof.example.com",
+    ] {
+        let config = Config::valid().set_str("proof", "base_url", remote);
+        assert_fails_naming(
+            &check_config_with(&config, &[]),
+            &["proof.base_url", "https://"],
+        );
+    }
+    for local in [
+        "http://127.0.0.1:9",
+        "http://127.42.0.1:9",
+        "http://[::1]:9",
+        "http://localhost:9",
+        "https://proof.example.com",
+    ] {
+        let config = Config::valid().set_str("proof", "base_url", local);
+        assert_passes(&check_config_with(&config, &[]));
+    }
+}
+
+#[test]
+fn check_config_never_prints_a_password_from_a_url() {
+    let mut cases: Vec<(String, Config, bool)> = Vec::new();
+    for base_url in [
+        "https://user:S3CRET@proof.example",
+        "https://:S3CRET@proof.example",
+        "http://user:S3CRET@127.0.0.1:9",
+        // Unparseable: a space in the host, a port out of range, no scheme at all.
+        "https://user:S3CRET@proof example",
+        "https://user:S3CRET@proof.example:99999",
+        "user:S3CRET@proof.example",
+    ] {
+        let config = Config::valid().set_str("proof", "base_url", base_url);
+        cases.push((format!("base_url {base_url}"), config, false));
+    }
+    for (redis_url, valid) in [
+        ("redis://:S3CRET@redis.internal:6379/0", true),
+        ("rediss://bff:S3CRET@redis.internal", true),
+        ("redis://:S3CRET@redis internal:6379", false),
+        ("redis://:S3CRET@redis.internal:99999", false),
+        ("redis://:S3C#RET@redis.internal", false),
+        ("http://:S3CRET@redis.internal", false),
+        ("redis://:S3CRET@redis.internal/db", false),
+    ] {
+        let config = Config::valid().set_str("rate_limit", "redis_url", redis_url);
+        cases.push((format!("redis_url {redis_url}"), config, valid));
+    }
+    for (name, config, valid) in &cases {
+        let output = check_config_with(config, &[]);
+        assert_secret_not_printed(&output, name);
+        if *valid {
+            assert_passes(&output);
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{name}: {output:?}");
+        }
+    }
+    // From the environment and from a file alike.
+    let output = check_config_with(
+        &Config::valid(),
+        &[(
+            "PROOF_BFF__PROOF__BASE_URL",
+            "https://u:S3CRET@proof example",
+        )],
+    );
+    assert_secret_not_printed(&output, "base_url from the environment");
+    assert_fails_naming(&output, &["proof.base_url"]);
+    let dir = TempDir::new();
+    let redis_file = dir.write("redis_url", "redis://:S3CRET@redis internal:6379\n");
+    let config = Config::valid().remove("rate_limit", "redis_url").set(
+        "rate_limit",
+        "redis_url_file",
+        path_value(&redis_file),
+    );
+    let output = check_config(&config.write_to(&dir), &[]);
+    assert_secret_not_printed(&output, "redis_url_file");
+    assert_fails_naming(&output, &["rate_limit.redis_url_file"]);
+}
+
+#[test]
+fn check_config_does_not_quote_a_broken_toml_line_that_holds_a_secret() {
+    for broken in [
+        r#"client_token = "S3CRET"#,
+        r#"client_token = "S3CRET" trailing"#,
+        r#"client_token = S3CRET"#,
+        r#"client_token = "S3CRET\q""#,
+        r#"client_token = 'S3CRET"#,
+        r#"client_token "S3CRET""#,
+        r#"client_token = """S3CRET"#,
+    ] {
+        let rendered = Config::valid().render().replacen(
+            &format!("client_token = {}\n", quoted(CLIENT_TOKEN)),
+            &format!("{broken}\n"),
+            1,
+        );
+        assert!(rendered.contains(broken), "the case was not planted");
+        let dir = TempDir::new();
+        let output = check_config(&dir.write("broken.toml", &rendered), &[]);
+        assert_secret_not_printed(&output, broken);
+        assert_fails_naming(&output, &["broken.toml", "line"]);
+    }
+}
+
+#[test]
+fn check_config_refuses_each_secret_given_both_inline_and_as_a_file() {
+    let dir = TempDir::new();
+    let file = dir.write("secret", "from-a-file-0123456789abcdef0123456789abcdef\n");
+    for (section, key, inline) in [
+        ("proof", "client_token", CLIENT_TOKEN),
+        ("session.jwt", "secret", JWT_SECRET),
+        ("rate_limit", "redis_url", "redis://redis.internal:6379"),
+    ] {
+        let config = Config::valid().set_str(section, key, inline).set(
+            section,
+            &format!("{key}_file"),
+            path_value(&file),
+        );
+        let (inline_key, file_key) = (format!("{section}.{key}"), format!("{section}.{key}_file"));
+        let output = check_config_with(&config, &[]);
+        assert_eq!(output.status.code(), Some(2), "{inline_key}: {output:?}");
+        assert_fails_naming(&output, &[&inline_key, &file_key]);
+        // The inline value may come from the environment instead of the file.
+        let config = Config::valid().remove(section, key).set(
+            section,
+            &format!("{key}_file"),
+            path_value(&file),
+        );
+        let variable = format!(
+            "PROOF_BFF__{}__{}",
+            section.replace('.', "__").to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        );
+        let output = check_config_with(&config, &[(&variable, inline)]);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {output:?}");
+        assert_fails_naming(&output, &[&inline_key]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Environment overrides
 // ---------------------------------------------------------------------------------------------
