@@ -10,3 +10,4 @@ mod probes;
 mod rate_limit;
 mod retries;
 mod sandbox_values;
+mod sessions;
