@@ -1228,3 +1228,74 @@ fn sigint_exits_zero() {
         captured(&service.stderr)
     );
 }
+
+/// Waits until `needle` shows up in what the service wrote to stdout.
+fn wait_for_log(service: &Service, needle: &str) {
+    let started = Instant::now();
+    while !captured(&service.stdout).contains(needle) {
+        assert!(
+            started.elapsed() < STARTUP_TIMEOUT,
+            "no {needle:?} in the logs within {STARTUP_TIMEOUT:?}:\n{}",
+            captured(&service.stdout)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A drain that would last up to a minute (a checkout Proof never answers, a 60 s shutdown
+/// timeout) is cut short by a second signal: the process exits 1 well before the minute is up.
+fn second_signal_cuts_a_drain_short(first: &str, second: &str) {
+    // Proof reads the request and never answers within the test.
+    let upstream = Upstream::start(Duration::from_secs(600));
+    let config = service_config(&upstream)
+        .set("server", "shutdown_timeout_s", "60")
+        .set("proof", "request_timeout_ms", "600000")
+        .set("proof", "deadline_ms", "600000");
+    let mut service = Service::start(config, TempDir::new(), &[]);
+    let port = service.port;
+    let jwt = session_jwt(JWT_SECRET);
+    let _in_flight = thread::spawn(move || start_checkout(port, APP_ORIGIN, &jwt));
+    upstream.next_request(Duration::from_secs(10));
+
+    service.signal(first);
+    // Only once the drain is under way is the next signal a second one, not a duplicate the
+    // kernel merges with the first.
+    wait_for_log(&service, "shutdown signal received: draining");
+    let signalled = Instant::now();
+    service.signal(second);
+
+    let status = service.wait_for_exit(Duration::from_secs(20));
+    let stdout = captured(&service.stdout);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "exit after {first} then {second}: {status:?}\nstdout: {stdout}\nstderr: {}",
+        captured(&service.stderr)
+    );
+    // Far below the 60 s the drain could have taken: the second signal did it, not a timeout.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "took {:?} to exit",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        stdout.matches("drain cut short").count(),
+        1,
+        "one log line says the drain was cut short:\n{stdout}"
+    );
+}
+
+#[test]
+fn a_second_sigterm_during_a_drain_exits_1_at_once() {
+    second_signal_cuts_a_drain_short("-TERM", "-TERM");
+}
+
+#[test]
+fn a_second_sigint_during_a_drain_exits_1_at_once() {
+    second_signal_cuts_a_drain_short("-INT", "-INT");
+}
+
+#[test]
+fn sigint_during_a_sigterm_drain_exits_1_at_once() {
+    second_signal_cuts_a_drain_short("-TERM", "-INT");
+}
