@@ -1299,3 +1299,25 @@ fn a_second_sigint_during_a_drain_exits_1_at_once() {
 fn sigint_during_a_sigterm_drain_exits_1_at_once() {
     second_signal_cuts_a_drain_short("-TERM", "-INT");
 }
+
+#[test]
+fn pretty_logs_written_to_a_pipe_carry_no_colour_codes() {
+    let upstream = Upstream::start(Duration::ZERO);
+    let config = service_config(&upstream).set_str("log", "format", "pretty");
+    let service = Service::start(config, TempDir::new(), &[]);
+    let response = start_checkout(service.port, APP_ORIGIN, &session_jwt(JWT_SECRET))
+        .expect("POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+
+    let (stdout, stderr) = service.stop();
+    assert!(
+        stdout.contains("request completed"),
+        "no pretty request log:\n{stdout}"
+    );
+    for (stream, output) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !output.contains("\x1b["),
+            "{stream} carries ANSI escape codes: {output:?}"
+        );
+    }
+}
