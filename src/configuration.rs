@@ -302,7 +302,8 @@ impl Settings {
 }
 
 /// The TOML parser's messages carry a multi-line excerpt of the file; one line is kept per problem
-/// so a start-up failure is a single log line.
+/// so a start-up failure is a single log line. The excerpt (`N | <the line>`) is always dropped:
+/// the broken line may hold a secret.
 fn one_line_error(error: config::ConfigError) -> ConfigError {
     let text = error.to_string();
     let line = text
@@ -548,19 +549,42 @@ fn widget_session_url(base_url: &str) -> Result<String, ConfigError> {
             "is required: the base URL Proof gave you at onboarding",
         ));
     }
+    // The value is never echoed: a URL may carry a password, and a malformed one cannot be
+    // trusted to be redacted. The parser's own messages name the fault without the input.
     let url = url::Url::parse(base_url.trim())
-        .map_err(|e| ConfigError::key(KEY, format!("{base_url:?} is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ConfigError::key(KEY, "must be an http:// or https:// URL"));
+        .map_err(|e| ConfigError::key(KEY, format!("is not a valid URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::key(KEY, "must be an https:// URL"));
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(ConfigError::key(
             KEY,
-            "must not carry a query, fragment or user name",
+            "must not carry a user name or password: the client token is the credential",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::key(KEY, "must not carry a query or fragment"));
+    }
+    // The client token travels in every request: in clear text only to this very machine.
+    if url.scheme() == "http" && !is_loopback_host(&url) {
+        return Err(ConfigError::key(
+            KEY,
+            "must be https:// (http:// only for a loopback host: 127.0.0.0/8, ::1 or localhost)",
         ));
     }
     let base = url.as_str().trim_end_matches('/');
     Ok(format!("{base}/widget/session"))
+}
+
+/// 127.0.0.0/8, `::1` and the name `localhost`: hosts whose traffic never leaves the machine.
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // The URL parser has already lower-cased the name.
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    }
 }
 
 /// A secret given inline or as a file: exactly one of the two, never both.
@@ -694,6 +718,22 @@ fn validate_client_ip(s: ClientIpSettings) -> Result<ClientIpResolver, ConfigErr
 }
 
 fn validate_rate_limit(s: RateLimitSettings) -> Result<RateLimitConfig, ConfigError> {
+    // Checked whatever the backend, so a URL prepared for the shared backend is known good (and
+    // a secret set twice is caught) before the deployment depends on it.
+    let file_given = !s.redis_url_file.trim().is_empty();
+    if let Some(redis_url) = read_secret(
+        "rate_limit.redis_url",
+        s.redis_url,
+        "rate_limit.redis_url_file",
+        &s.redis_url_file,
+    )? {
+        let key = if file_given {
+            "rate_limit.redis_url_file"
+        } else {
+            "rate_limit.redis_url"
+        };
+        validate_redis_url(&redis_url).map_err(|problem| ConfigError::key(key, problem))?;
+    }
     match s.backend.as_str() {
         "memory" => {}
         "redis" => {
@@ -731,6 +771,29 @@ fn validate_rate_limit(s: RateLimitSettings) -> Result<RateLimitConfig, ConfigEr
         per_ip_burst: s.per_ip_burst,
         per_ip_per_minute: s.per_ip_per_minute,
     })
+}
+
+/// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. The problem never quotes
+/// the URL: it is a secret as a whole, since it usually carries the password.
+fn validate_redis_url(redis_url: &SecretString) -> Result<(), String> {
+    let url = url::Url::parse(redis_url.expose_secret().trim())
+        .map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err("must be a redis:// or rediss:// URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host (redis://host:6379)".into());
+    }
+    let path = url.path().trim_start_matches('/');
+    if !path.is_empty() && path.parse::<u32>().is_err() {
+        return Err("the path must be a database number (redis://host:6379/0)".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(
+            "must not carry a query or fragment (percent-encode / ? # @ in the password)".into(),
+        );
+    }
+    Ok(())
 }
 
 fn validate_log(s: LogSettings) -> Result<LogConfig, ConfigError> {

@@ -4,7 +4,7 @@ use clap::Parser;
 use proof_bff::cli::{Cli, Command};
 use proof_bff::configuration::{AppConfig, ConfigError, Settings, SettingsSources};
 use proof_bff::sandbox::{self, SandboxPlan};
-use proof_bff::startup::Application;
+use proof_bff::startup::{Application, Stopped};
 use proof_bff::{healthcheck, telemetry};
 use proof_stand_in::ProofStandIn;
 
@@ -55,10 +55,13 @@ fn main() -> ExitCode {
         application.run_until_stopped().await
     });
     match served {
-        Ok(()) => {
+        Ok(Stopped::Drained) => {
             tracing::info!("proof-bff stopped");
             ExitCode::SUCCESS
         }
+        // Already logged when the second signal arrived; the non-zero code tells a supervisor
+        // that requests may have been dropped.
+        Ok(Stopped::DrainCutShort) => ExitCode::FAILURE,
         Err(error) => {
             tracing::error!(%error, "proof-bff failed");
             eprintln!("proof-bff: {error}");

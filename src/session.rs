@@ -274,7 +274,9 @@ impl JwtVerifier {
     /// `Invalid`, whatever its `exp`, because the signature is checked before the claims.
     ///
     /// The user id claim may be a string or a JSON integer (some identity providers use numeric
-    /// ids); an integer is turned into its decimal string. Floats and other types are rejected.
+    /// ids); an integer is turned into its decimal string. Floats and other types are rejected,
+    /// and so is an id that [`is_valid_user_id`] refuses. An `iss` claim, when present, must be a
+    /// string, whether or not an issuer is configured.
     pub fn verify(&self, token: &str) -> Result<SessionUser, SessionError> {
         if token.is_empty() {
             return Err(SessionError::Missing);
@@ -292,6 +294,12 @@ impl JwtVerifier {
         }
 
         let claims = data.claims;
+        // jsonwebtoken accepts an array of issuers and, when no issuer is configured, any type
+        // at all. RFC 7519 makes `iss` one string: anything else is a malformed token, refused
+        // whether or not the issuer is checked.
+        if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
+            return Err(SessionError::Invalid);
+        }
         let user_id = claims
             .get(&self.user_id_claim)
             .and_then(user_id_from_claim)
@@ -332,7 +340,7 @@ pub fn sign_hs256(
     }
     if !is_valid_user_id(user_id) {
         return Err(JwtConfigError(format!(
-            "user id must be a non-empty string of at most {MAX_USER_ID_CHARS} characters without control characters"
+            "user id must be a non-empty string of at most {MAX_USER_ID_CHARS} characters without control or invisible characters"
         )));
     }
     if !is_valid_email(email) {
@@ -449,20 +457,41 @@ fn session_error(err: &jsonwebtoken::errors::Error) -> SessionError {
 }
 
 fn user_id_from_claim(value: &Value) -> Option<String> {
-    let user_id = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-        _ => return None,
-    };
-    is_valid_user_id(&user_id).then_some(user_id)
+    match value {
+        Value::String(s) => is_valid_user_id(s).then(|| s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
 }
 
-/// Control characters are refused because the id ends up in logs and upstream requests, where
-/// they could forge log lines or confuse other parsers.
-fn is_valid_user_id(value: &str) -> bool {
+/// Whether `value` may be used as a user id, whatever source it came from (a session token
+/// today; an auth proxy's header or the app's forward-auth answer alike): non-empty, at most 256
+/// characters, and free of characters that are invisible or control the display.
+///
+/// The id ends up in logs, in the request to Proof and in Proof's records. Control characters
+/// (general category Cc) could forge log lines; format characters (Cf: bidirectional overrides
+/// such as U+202E, zero-width spaces and joiners, U+FEFF) make two ids that look the same differ,
+/// or one id display as another; line and paragraph separators (Zl, Zp) break lines like a
+/// newline does. None of them belongs in an identifier.
+pub fn is_valid_user_id(value: &str) -> bool {
     !value.is_empty()
         && value.chars().count() <= MAX_USER_ID_CHARS
-        && !value.chars().any(char::is_control)
+        && !value.chars().any(is_hidden_or_control)
+}
+
+fn is_hidden_or_control(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    // ASCII ids are the common case: only its control characters are Cc, and none is Cf.
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 /// Deliberately shallow: the identity provider owns address validation; this only guarantees the
@@ -933,6 +962,35 @@ mod tests {
     }
 
     #[test]
+    fn non_string_issuer_is_invalid_whether_or_not_issuer_is_configured() {
+        let mut s = settings(JwtAlgorithm::HS256);
+        s.issuer = Some("https://idp.example".to_owned());
+        let checked = JwtVerifier::new(s).unwrap();
+        let unchecked = verifier(JwtAlgorithm::HS256);
+        for bad in [
+            json!(["https://idp.example"]),
+            json!(["https://idp.example", "https://evil.example"]),
+            json!([]),
+            json!(42),
+            json!(null),
+            json!({ "iss": "https://idp.example" }),
+        ] {
+            for v in [&checked, &unchecked] {
+                assert_eq!(
+                    v.verify(&hs(&claims_with("iss", bad.clone()))),
+                    Err(SessionError::Invalid),
+                    "iss = {bad}"
+                );
+            }
+        }
+        assert_user(
+            unchecked.verify(&hs(&claims_with("iss", json!("https://idp.example")))),
+            "user-1",
+            EMAIL,
+        );
+    }
+
+    #[test]
     fn audience_enforced_when_configured() {
         let mut s = settings(JwtAlgorithm::HS256);
         s.audience = Some("proof-bff".to_owned());
@@ -1027,6 +1085,41 @@ mod tests {
                 "sub = {bad}"
             );
         }
+    }
+
+    #[test]
+    fn user_id_with_invisible_or_control_characters_is_invalid() {
+        let v = verifier(JwtAlgorithm::HS256);
+        for bad in [
+            "user\u{202e}1",  // RIGHT-TO-LEFT OVERRIDE (Cf)
+            "user\u{200b}1",  // ZERO WIDTH SPACE (Cf)
+            "\u{feff}user-1", // ZERO WIDTH NO-BREAK SPACE / BOM (Cf)
+            "user\u{2066}1",  // LEFT-TO-RIGHT ISOLATE (Cf)
+            "user\u{ad}1",    // SOFT HYPHEN (Cf)
+            "user\u{85}1",    // NEXT LINE (Cc)
+            "user\u{7f}1",    // DELETE (Cc)
+            "user\u{2028}1",  // LINE SEPARATOR (Zl)
+            "user\u{2029}1",  // PARAGRAPH SEPARATOR (Zp)
+            "user\u{e0001}1", // LANGUAGE TAG (Cf, outside the BMP)
+        ] {
+            assert!(!is_valid_user_id(bad), "{bad:?}");
+            assert_eq!(
+                v.verify(&hs(&claims_with("sub", json!(bad)))),
+                Err(SessionError::Invalid),
+                "sub = {bad:?}"
+            );
+        }
+        // Visible non-ASCII text, combining marks and ordinary spaces stay valid ids.
+        for good in ["jörg", "用户-7", "e\u{301}", "user 1", "user\u{a0}1", "🦀"] {
+            assert!(is_valid_user_id(good), "{good:?}");
+            assert_user(v.verify(&hs(&claims_with("sub", json!(good)))), good, EMAIL);
+        }
+    }
+
+    #[test]
+    fn sign_hs256_refuses_a_user_id_the_verifier_would_refuse() {
+        assert!(sign_hs256(SECRET.as_bytes(), "user\u{202e}1", EMAIL, 60).is_err());
+        assert!(sign_hs256(SECRET.as_bytes(), "user\u{200b}1", EMAIL, 60).is_err());
     }
 
     #[test]

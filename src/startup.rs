@@ -99,8 +99,11 @@ impl Application {
                         .route(web::method(Method::OPTIONS).to(cors::preflight))
                         .default_service(web::to(routes::method_not_allowed)),
                 )
+                // Some health checkers probe with HEAD: the same answer, its body left out.
                 .route("/healthz", web::get().to(routes::healthz))
+                .route("/healthz", web::head().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
+                .route("/readyz", web::head().to(routes::readyz))
                 .configure(|app| {
                     // The demo page and dev login exist only in sandbox mode.
                     if let Some(session) = sandbox {
@@ -139,15 +142,16 @@ impl Application {
         self.handle.clone()
     }
 
-    /// Serves until SIGTERM or SIGINT, then drains.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let handle = self.handle.clone();
-        let signals = tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown signal received: draining");
-            handle.drain().await;
-        });
-        let rate_limiter = self.rate_limiter.clone();
+    /// Serves until SIGTERM or SIGINT, then drains. A second SIGTERM or SIGINT during the drain
+    /// stops at once, dropping the requests still in flight: an operator who signals twice wants
+    /// the process gone, not another wait of up to `shutdown_timeout_s`.
+    pub async fn run_until_stopped(self) -> std::io::Result<Stopped> {
+        let Self {
+            server,
+            handle,
+            rate_limiter,
+            ..
+        } = self;
         let cleanup = tokio::spawn(async move {
             let mut interval = tokio::time::interval(CLEANUP_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -156,34 +160,85 @@ impl Application {
                 rate_limiter.retain_recent();
             }
         });
-        let served = self.server.await;
-        signals.abort();
+        let stopped = serve_until_signalled(server, handle).await;
         cleanup.abort();
-        served
+        stopped
     }
 }
 
-async fn wait_for_signal() {
+/// How the service came to a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in flight was answered, or the shutdown timeout ran out.
+    Drained,
+    /// A second signal arrived during the drain; requests still in flight were dropped.
+    DrainCutShort,
+}
+
+async fn serve_until_signalled(
+    mut server: Server,
+    handle: ApplicationHandle,
+) -> std::io::Result<Stopped> {
+    // One listener for both signals, kept across the drain, so a second signal sent right after
+    // the first is not lost between two registrations.
+    let mut signals = ShutdownSignals::listen();
+    tokio::select! {
+        served = &mut server => return served.map(|()| Stopped::Drained),
+        () = signals.next() => {}
+    }
+    tracing::info!("shutdown signal received: draining");
+    // The drain completes through the server future, which is polled below.
+    let drain = tokio::spawn(async move { handle.drain().await });
+    let stopped = tokio::select! {
+        served = &mut server => served.map(|()| Stopped::Drained),
+        () = signals.next() => {
+            tracing::warn!("second shutdown signal received: drain cut short, stopping now");
+            Ok(Stopped::DrainCutShort)
+        }
+    };
+    drain.abort();
+    // Dropping a server that is still draining stops its workers without waiting for them.
+    drop(server);
+    stopped
+}
+
+/// SIGTERM and SIGINT, however many times they arrive.
+enum ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
+    Unix {
+        term: tokio::signal::unix::Signal,
+        int: tokio::signal::unix::Signal,
+    },
+    CtrlC,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(term), Ok(int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                return Self::Unix { term, int };
+            }
+        }
+        Self::CtrlC
+    }
+
+    async fn next(&mut self) {
+        match self {
+            #[cfg(unix)]
+            Self::Unix { term, int } => {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
             }
-            _ => {
+            Self::CtrlC => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -25,15 +25,20 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Builds the subscriber: JSON lines or human-readable, `RUST_LOG` winning over `log.level`.
+/// Never writes colour codes: `writer` may be a file or a pipe.
 pub fn subscriber<W>(log: &LogConfig, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = std::env::var("RUST_LOG")
+    build_subscriber(log, &filter_from_env(log), writer, false)
+}
+
+/// `RUST_LOG` when it is set and valid, else `log.level`.
+fn filter_from_env(log: &LogConfig) -> String {
+    std::env::var("RUST_LOG")
         .ok()
         .filter(|value| EnvFilter::try_new(value).is_ok())
-        .unwrap_or_else(|| log.level.clone());
-    subscriber_with_filter(log, &filter, writer)
+        .unwrap_or_else(|| log.level.clone())
 }
 
 /// Like [`subscriber`] with an explicit filter, ignoring `RUST_LOG`.
@@ -41,6 +46,19 @@ pub fn subscriber_with_filter<W>(
     log: &LogConfig,
     filter: &str,
     writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    build_subscriber(log, filter, writer, false)
+}
+
+/// `ansi` colours the pretty format; escape codes in a file or a log pipeline are only noise.
+fn build_subscriber<W>(
+    log: &LogConfig,
+    filter: &str,
+    writer: W,
+    ansi: bool,
 ) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -61,6 +79,7 @@ where
             registry.with(
                 tracing_subscriber::fmt::layer()
                     .compact()
+                    .with_ansi(ansi)
                     .with_writer(writer),
             ),
         ),
@@ -69,7 +88,16 @@ where
 
 /// Installs the subscriber for the process, writing to standard output.
 pub fn init(log: &LogConfig) -> Result<(), tracing::subscriber::SetGlobalDefaultError> {
-    tracing::subscriber::set_global_default(subscriber(log, std::io::stdout))
+    tracing::subscriber::set_global_default(stdout_subscriber(log))
+}
+
+/// The process's subscriber: pretty logs are coloured only on a terminal, and not when
+/// `NO_COLOR` is set (no-color.org).
+fn stdout_subscriber(log: &LogConfig) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    use std::io::IsTerminal;
+    let ansi = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    build_subscriber(log, &filter_from_env(log), std::io::stdout, ansi)
 }
 
 /// The id of one request: the caller's `X-Request-Id` when it is sane, else a fresh UUID. It is

@@ -450,6 +450,165 @@ fn help_exits_zero_and_lists_check_config() {
     assert!(stdout.contains("--config"), "{stdout}");
 }
 
+/// Stands in for any secret an operator could mistype into a config.
+const PLANTED_SECRET: &str = "S3CRET";
+
+/// Neither stream mentions [`PLANTED_SECRET`].
+#[track_caller]
+fn assert_secret_not_printed(output: &Output, case: &str) {
+    for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        let printed = text(bytes);
+        assert!(
+            !printed.contains(PLANTED_SECRET),
+            "{case}: the secret is in {stream}: {printed}"
+        );
+    }
+}
+
+#[test]
+fn check_config_refuses_plain_http_to_a_remote_proof() {
+    for remote in [
+        "http://proof.example.com",
+        "http://proof.example.com:80/api",
+        "http://10.0.0.7:8080",
+        "http://[2001:db8::1]",
+        "http://localhost.proof.example.com",
+    ] {
+        let config = Config::valid().set_str("proof", "base_url", remote);
+        assert_fails_naming(
+            &check_config_with(&config, &[]),
+            &["proof.base_url", "https://"],
+        );
+    }
+    for local in [
+        "http://127.0.0.1:9",
+        "http://127.42.0.1:9",
+        "http://[::1]:9",
+        "http://localhost:9",
+        "https://proof.example.com",
+    ] {
+        let config = Config::valid().set_str("proof", "base_url", local);
+        assert_passes(&check_config_with(&config, &[]));
+    }
+}
+
+#[test]
+fn check_config_never_prints_a_password_from_a_url() {
+    let mut cases: Vec<(String, Config, bool)> = Vec::new();
+    for base_url in [
+        "https://user:S3CRET@proof.example",
+        "https://:S3CRET@proof.example",
+        "http://user:S3CRET@127.0.0.1:9",
+        // Unparseable: a space in the host, a port out of range, no scheme at all.
+        "https://user:S3CRET@proof example",
+        "https://user:S3CRET@proof.example:99999",
+        "user:S3CRET@proof.example",
+    ] {
+        let config = Config::valid().set_str("proof", "base_url", base_url);
+        cases.push((format!("base_url {base_url}"), config, false));
+    }
+    for (redis_url, valid) in [
+        ("redis://:S3CRET@redis.internal:6379/0", true),
+        ("rediss://bff:S3CRET@redis.internal", true),
+        ("redis://:S3CRET@redis internal:6379", false),
+        ("redis://:S3CRET@redis.internal:99999", false),
+        ("redis://:S3C#RET@redis.internal", false),
+        ("http://:S3CRET@redis.internal", false),
+        ("redis://:S3CRET@redis.internal/db", false),
+    ] {
+        let config = Config::valid().set_str("rate_limit", "redis_url", redis_url);
+        cases.push((format!("redis_url {redis_url}"), config, valid));
+    }
+    for (name, config, valid) in &cases {
+        let output = check_config_with(config, &[]);
+        assert_secret_not_printed(&output, name);
+        if *valid {
+            assert_passes(&output);
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{name}: {output:?}");
+        }
+    }
+    // From the environment and from a file alike.
+    let output = check_config_with(
+        &Config::valid(),
+        &[(
+            "PROOF_BFF__PROOF__BASE_URL",
+            "https://u:S3CRET@proof example",
+        )],
+    );
+    assert_secret_not_printed(&output, "base_url from the environment");
+    assert_fails_naming(&output, &["proof.base_url"]);
+    let dir = TempDir::new();
+    let redis_file = dir.write("redis_url", "redis://:S3CRET@redis internal:6379\n");
+    let config = Config::valid().remove("rate_limit", "redis_url").set(
+        "rate_limit",
+        "redis_url_file",
+        path_value(&redis_file),
+    );
+    let output = check_config(&config.write_to(&dir), &[]);
+    assert_secret_not_printed(&output, "redis_url_file");
+    assert_fails_naming(&output, &["rate_limit.redis_url_file"]);
+}
+
+#[test]
+fn check_config_does_not_quote_a_broken_toml_line_that_holds_a_secret() {
+    for broken in [
+        r#"client_token = "S3CRET"#,
+        r#"client_token = "S3CRET" trailing"#,
+        r#"client_token = S3CRET"#,
+        r#"client_token = "S3CRET\q""#,
+        r#"client_token = 'S3CRET"#,
+        r#"client_token "S3CRET""#,
+        r#"client_token = """S3CRET"#,
+    ] {
+        let rendered = Config::valid().render().replacen(
+            &format!("client_token = {}\n", quoted(CLIENT_TOKEN)),
+            &format!("{broken}\n"),
+            1,
+        );
+        assert!(rendered.contains(broken), "the case was not planted");
+        let dir = TempDir::new();
+        let output = check_config(&dir.write("broken.toml", &rendered), &[]);
+        assert_secret_not_printed(&output, broken);
+        assert_fails_naming(&output, &["broken.toml", "line"]);
+    }
+}
+
+#[test]
+fn check_config_refuses_each_secret_given_both_inline_and_as_a_file() {
+    let dir = TempDir::new();
+    let file = dir.write("secret", "from-a-file-0123456789abcdef0123456789abcdef\n");
+    for (section, key, inline) in [
+        ("proof", "client_token", CLIENT_TOKEN),
+        ("session.jwt", "secret", JWT_SECRET),
+        ("rate_limit", "redis_url", "redis://redis.internal:6379"),
+    ] {
+        let config = Config::valid().set_str(section, key, inline).set(
+            section,
+            &format!("{key}_file"),
+            path_value(&file),
+        );
+        let (inline_key, file_key) = (format!("{section}.{key}"), format!("{section}.{key}_file"));
+        let output = check_config_with(&config, &[]);
+        assert_eq!(output.status.code(), Some(2), "{inline_key}: {output:?}");
+        assert_fails_naming(&output, &[&inline_key, &file_key]);
+        // The inline value may come from the environment instead of the file.
+        let config = Config::valid().remove(section, key).set(
+            section,
+            &format!("{key}_file"),
+            path_value(&file),
+        );
+        let variable = format!(
+            "PROOF_BFF__{}__{}",
+            section.replace('.', "__").to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        );
+        let output = check_config_with(&config, &[(&variable, inline)]);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {output:?}");
+        assert_fails_naming(&output, &[&inline_key]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Environment overrides
 // ---------------------------------------------------------------------------------------------
@@ -1068,4 +1227,97 @@ fn sigint_exits_zero() {
         "exit after SIGINT: {status:?}\nstderr: {}",
         captured(&service.stderr)
     );
+}
+
+/// Waits until `needle` shows up in what the service wrote to stdout.
+fn wait_for_log(service: &Service, needle: &str) {
+    let started = Instant::now();
+    while !captured(&service.stdout).contains(needle) {
+        assert!(
+            started.elapsed() < STARTUP_TIMEOUT,
+            "no {needle:?} in the logs within {STARTUP_TIMEOUT:?}:\n{}",
+            captured(&service.stdout)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A drain that would last up to a minute (a checkout Proof never answers, a 60 s shutdown
+/// timeout) is cut short by a second signal: the process exits 1 well before the minute is up.
+fn second_signal_cuts_a_drain_short(first: &str, second: &str) {
+    // Proof reads the request and never answers within the test.
+    let upstream = Upstream::start(Duration::from_secs(600));
+    let config = service_config(&upstream)
+        .set("server", "shutdown_timeout_s", "60")
+        .set("proof", "request_timeout_ms", "600000")
+        .set("proof", "deadline_ms", "600000");
+    let mut service = Service::start(config, TempDir::new(), &[]);
+    let port = service.port;
+    let jwt = session_jwt(JWT_SECRET);
+    let _in_flight = thread::spawn(move || start_checkout(port, APP_ORIGIN, &jwt));
+    upstream.next_request(Duration::from_secs(10));
+
+    service.signal(first);
+    // Only once the drain is under way is the next signal a second one, not a duplicate the
+    // kernel merges with the first.
+    wait_for_log(&service, "shutdown signal received: draining");
+    let signalled = Instant::now();
+    service.signal(second);
+
+    let status = service.wait_for_exit(Duration::from_secs(20));
+    let stdout = captured(&service.stdout);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "exit after {first} then {second}: {status:?}\nstdout: {stdout}\nstderr: {}",
+        captured(&service.stderr)
+    );
+    // Far below the 60 s the drain could have taken: the second signal did it, not a timeout.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "took {:?} to exit",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        stdout.matches("drain cut short").count(),
+        1,
+        "one log line says the drain was cut short:\n{stdout}"
+    );
+}
+
+#[test]
+fn a_second_sigterm_during_a_drain_exits_1_at_once() {
+    second_signal_cuts_a_drain_short("-TERM", "-TERM");
+}
+
+#[test]
+fn a_second_sigint_during_a_drain_exits_1_at_once() {
+    second_signal_cuts_a_drain_short("-INT", "-INT");
+}
+
+#[test]
+fn sigint_during_a_sigterm_drain_exits_1_at_once() {
+    second_signal_cuts_a_drain_short("-TERM", "-INT");
+}
+
+#[test]
+fn pretty_logs_written_to_a_pipe_carry_no_colour_codes() {
+    let upstream = Upstream::start(Duration::ZERO);
+    let config = service_config(&upstream).set_str("log", "format", "pretty");
+    let service = Service::start(config, TempDir::new(), &[]);
+    let response = start_checkout(service.port, APP_ORIGIN, &session_jwt(JWT_SECRET))
+        .expect("POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+
+    let (stdout, stderr) = service.stop();
+    assert!(
+        stdout.contains("request completed"),
+        "no pretty request log:\n{stdout}"
+    );
+    for (stream, output) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !output.contains("\x1b["),
+            "{stream} carries ANSI escape codes: {output:?}"
+        );
+    }
 }

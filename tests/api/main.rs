@@ -6,6 +6,8 @@ mod checkout;
 mod client_ip;
 mod errors;
 mod helpers;
+mod probes;
 mod rate_limit;
 mod retries;
 mod sandbox_values;
+mod sessions;
