@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -722,22 +722,69 @@ impl UpstreamRequest {
     }
 }
 
-/// A stand-in for Proof on a loopback port: answers every request with `WIDGET_BODY` after
-/// `delay`, and reports each request it read. Stops on drop.
+/// Holds the stand-in's answers until a test lets them go, so a request stays in flight for as
+/// long as the test needs, however slow the machine is.
+#[derive(Default)]
+struct AnswerGate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl AnswerGate {
+    fn opened() -> Self {
+        Self {
+            open: Mutex::new(true),
+            opened: Condvar::new(),
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+}
+
+/// A stand-in for Proof on a loopback port: answers every request with `WIDGET_BODY` (at once, or
+/// once [`Upstream::release`] is called), and reports each request it read. Stops on drop.
 struct Upstream {
     port: u16,
     requests: Receiver<UpstreamRequest>,
+    gate: Arc<AnswerGate>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Upstream {
-    fn start(delay: Duration) -> Self {
+    /// Answers every request at once.
+    fn start() -> Self {
+        Self::with_gate(AnswerGate::opened())
+    }
+
+    /// Reads requests but answers none until [`Upstream::release`].
+    fn held() -> Self {
+        Self::with_gate(AnswerGate::default())
+    }
+
+    /// Sends the answers held so far, and every later one at once.
+    fn release(&self) {
+        self.gate.open();
+    }
+
+    fn with_gate(gate: AnswerGate) -> Self {
+        let gate = Arc::new(gate);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (sender, requests) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let serving_gate = gate.clone();
         let thread = thread::spawn(move || {
             for stream in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
@@ -745,12 +792,14 @@ impl Upstream {
                 }
                 let Ok(stream) = stream else { continue };
                 let sender = sender.clone();
-                thread::spawn(move || serve_upstream(stream, delay, sender));
+                let gate = serving_gate.clone();
+                thread::spawn(move || serve_upstream(stream, &gate, sender));
             }
         });
         Self {
             port,
             requests,
+            gate,
             stop,
             thread: Some(thread),
         }
@@ -769,6 +818,7 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
+        self.gate.open();
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
         if let Some(thread) = self.thread.take() {
@@ -777,7 +827,7 @@ impl Drop for Upstream {
     }
 }
 
-fn serve_upstream(stream: TcpStream, delay: Duration, sender: Sender<UpstreamRequest>) {
+fn serve_upstream(stream: TcpStream, gate: &AnswerGate, sender: Sender<UpstreamRequest>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -815,7 +865,7 @@ fn serve_upstream(stream: TcpStream, delay: Duration, sender: Sender<UpstreamReq
         headers,
         body: text(&body),
     });
-    thread::sleep(delay);
+    gate.wait();
     let response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{WIDGET_BODY}",
         WIDGET_BODY.len()
@@ -1047,7 +1097,7 @@ fn service_config(upstream: &Upstream) -> Config {
 
 #[test]
 fn env_token_and_origin_list_reach_the_running_service() {
-    let upstream = Upstream::start(Duration::ZERO);
+    let upstream = Upstream::start();
     let config = service_config(&upstream)
         .remove("proof", "client_token")
         .remove("browser", "allowed_origins");
@@ -1087,7 +1137,7 @@ fn env_token_and_origin_list_reach_the_running_service() {
 
 #[test]
 fn secrets_from_files_reach_the_running_service_without_the_newline() {
-    let upstream = Upstream::start(Duration::ZERO);
+    let upstream = Upstream::start();
     let dir = TempDir::new();
     let token_file = dir.write("client_token", "pk_from_file_9d8c7b6a\n");
     let secret_file = dir.write("jwt_secret", &format!("{JWT_SECRET}\n"));
@@ -1111,7 +1161,7 @@ fn secrets_from_files_reach_the_running_service_without_the_newline() {
 
 #[test]
 fn logs_are_json_lines_and_never_carry_secrets_even_at_trace() {
-    let upstream = Upstream::start(Duration::ZERO);
+    let upstream = Upstream::start();
     let config = service_config(&upstream).set_str("log", "format", "json");
     let service = Service::start(config, TempDir::new(), &[("RUST_LOG", "trace")]);
     let jwt = session_jwt(JWT_SECRET);
@@ -1170,44 +1220,49 @@ fn logs_are_json_lines_and_never_carry_secrets_even_at_trace() {
 
 #[test]
 fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
-    let upstream = Upstream::start(Duration::from_millis(1000));
-    let config = service_config(&upstream).set("server", "shutdown_timeout_s", "5");
+    // Proof holds its answer until the test has seen new connections refused.
+    let upstream = Upstream::held();
+    let config = service_config(&upstream).set("server", "shutdown_timeout_s", "60");
     let mut service = Service::start(config, TempDir::new(), &[]);
     let port = service.port;
     let jwt = session_jwt(JWT_SECRET);
 
     let in_flight = thread::spawn(move || start_checkout(port, APP_ORIGIN, &jwt));
     // Proof has the request: it is in flight inside the service.
-    upstream.next_request(Duration::from_secs(5));
-    let signalled = Instant::now();
+    upstream.next_request(Duration::from_secs(10));
     service.signal("-TERM");
 
     // While the answer is still pending, new connections stop being accepted.
+    let signalled = Instant::now();
     let refused = loop {
         match TcpStream::connect_timeout(
             &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             Duration::from_millis(200),
         ) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break true,
-            _ if signalled.elapsed() > Duration::from_millis(800) => break false,
+            _ if signalled.elapsed() > Duration::from_secs(20) => break false,
             _ => thread::sleep(Duration::from_millis(20)),
         }
     };
+    assert!(
+        refused,
+        "a new connection was still accepted 20 s after SIGTERM"
+    );
+    assert!(
+        !in_flight.is_finished(),
+        "the checkout in flight ended before Proof answered"
+    );
 
+    upstream.release();
     let response = in_flight
         .join()
         .expect("client thread")
         .expect("in-flight POST /start-checkout");
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.body, WIDGET_BODY);
-    assert!(
-        refused,
-        "a new connection was still accepted 800 ms after SIGTERM"
-    );
 
-    // shutdown_timeout_s plus a margin, counted from the signal.
-    let status =
-        service.wait_for_exit(Duration::from_secs(5 + 3).saturating_sub(signalled.elapsed()));
+    // Nothing is left in flight, so the process exits without waiting out the 60 s timeout.
+    let status = service.wait_for_exit(Duration::from_secs(30));
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
@@ -1246,7 +1301,7 @@ fn wait_for_log(service: &Service, needle: &str) {
 /// timeout) is cut short by a second signal: the process exits 1 well before the minute is up.
 fn second_signal_cuts_a_drain_short(first: &str, second: &str) {
     // Proof reads the request and never answers within the test.
-    let upstream = Upstream::start(Duration::from_secs(600));
+    let upstream = Upstream::held();
     let config = service_config(&upstream)
         .set("server", "shutdown_timeout_s", "60")
         .set("proof", "request_timeout_ms", "600000")
@@ -1302,7 +1357,7 @@ fn sigint_during_a_sigterm_drain_exits_1_at_once() {
 
 #[test]
 fn pretty_logs_written_to_a_pipe_carry_no_colour_codes() {
-    let upstream = Upstream::start(Duration::ZERO);
+    let upstream = Upstream::start();
     let config = service_config(&upstream).set_str("log", "format", "pretty");
     let service = Service::start(config, TempDir::new(), &[]);
     let response = start_checkout(service.port, APP_ORIGIN, &session_jwt(JWT_SECRET))
