@@ -13,7 +13,7 @@
 //! rather than a guess: Proof then gets no address at all, which is safer
 //! than a wrong one.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -206,11 +206,9 @@ impl ClientIpResolver {
             return ClientIp::Trusted(peer);
         }
         let client = match &self.source {
-            ClientIpSource::XForwardedFor => {
-                self.rightmost_untrusted(header_lines, xff_line_rightmost)
-            }
+            ClientIpSource::XForwardedFor => self.rightmost_untrusted(header_lines, parse_ip_entry),
             ClientIpSource::Forwarded => {
-                self.rightmost_untrusted(header_lines, forwarded_line_rightmost)
+                self.rightmost_untrusted(header_lines, forwarded_element_for)
             }
             ClientIpSource::SingleIpHeader(_) => single_ip(header_lines),
         };
@@ -222,6 +220,8 @@ impl ClientIpResolver {
 
     /// Finds the first untrusted entry from the right of the chain formed by
     /// joining all lines with commas, and returns it if it is an address.
+    /// `parse_entry` reads one comma-separated entry: an `X-Forwarded-For`
+    /// address or a `Forwarded` element.
     ///
     /// Joining lines with `,` never merges or splits entries, so the chain's
     /// rightmost untrusted entry is simply the one in the last line that has
@@ -231,11 +231,11 @@ impl ClientIpResolver {
     fn rightmost_untrusted<'a>(
         &self,
         lines: impl IntoIterator<Item = &'a [u8]>,
-        line_rightmost: fn(&TrustedProxies, &[u8]) -> Option<Entry>,
+        parse_entry: fn(&str) -> Entry,
     ) -> Option<IpAddr> {
         let mut rightmost = None;
         for line in lines {
-            if let Some(entry) = line_rightmost(&self.trusted, line) {
+            if let Some(entry) = line_rightmost(&self.trusted, line, parse_entry) {
                 rightmost = Some(entry);
             }
         }
@@ -251,31 +251,25 @@ fn is_trusted_entry(trusted: &TrustedProxies, entry: &Entry) -> bool {
     entry.is_some_and(|ip| trusted.contains(ip))
 }
 
-/// The rightmost untrusted entry of one `X-Forwarded-For` line, or `None` if
-/// every entry in it is a trusted proxy. Walking from the right stops at
-/// that entry, so the client-supplied left part is never even parsed.
+/// The rightmost untrusted entry of one `X-Forwarded-For` or `Forwarded`
+/// line, or `None` if every entry in it is a trusted proxy. Walking from the
+/// right stops at that entry, so the client-supplied left part is never even
+/// parsed.
 ///
-/// Entries are split on the raw bytes, so bytes that are not UTF-8 spoil only the entry they are in:
-/// a client cannot hide the address a trusted proxy appended to its line.
-fn xff_line_rightmost(trusted: &TrustedProxies, line: &[u8]) -> Option<Entry> {
+/// Entries are split on the raw bytes, before anything else is read, so a
+/// malformed entry spoils only itself: bytes that are not UTF-8, or a quote
+/// the client opened in its `Forwarded` element and never closed, cannot
+/// reach into the entry a trusted proxy appended to the same line. RFC 7239
+/// lets a quoted-string contain `,`, but no proxy writes one in the elements
+/// that matter here, and honouring it would hand the client that reach.
+fn line_rightmost(
+    trusted: &TrustedProxies,
+    line: &[u8],
+    parse_entry: fn(&str) -> Entry,
+) -> Option<Entry> {
     line.rsplit(|&b| b == b',')
-        .map(|entry| std::str::from_utf8(entry).ok().and_then(parse_ip_entry))
+        .map(|entry| std::str::from_utf8(entry).ok().and_then(parse_entry))
         .find(|entry| !is_trusted_entry(trusted, entry))
-}
-
-/// The rightmost untrusted element of one `Forwarded` line, or `None` if
-/// every element in it names a trusted proxy.
-///
-/// Unlike `X-Forwarded-For`, a quoted-string may legitimately contain `,`,
-/// so elements can only be delimited reliably by scanning from the left.
-fn forwarded_line_rightmost(trusted: &TrustedProxies, line: &[u8]) -> Option<Entry> {
-    let Ok(line) = std::str::from_utf8(line) else {
-        return Some(None);
-    };
-    SplitUnquoted::new(line, b',')
-        .map(forwarded_element_for)
-        .filter(|entry| !is_trusted_entry(trusted, entry))
-        .last()
 }
 
 /// The address in a `Forwarded` element's `for=` parameter.
@@ -292,6 +286,9 @@ fn forwarded_element_for(element: &str) -> Entry {
             continue;
         }
         let (name, value) = pair.split_once('=')?;
+        // RFC 7239 has no whitespace around `=`, but proxies write
+        // `for= 1.2.3.4`; it cannot change which address is meant.
+        let (name, value) = (trim_ows(name), trim_ows(value));
         if !is_token(name) {
             return None;
         }
@@ -368,65 +365,62 @@ fn single_ip<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Option<IpAddr> {
 /// The unspecified addresses are refused because they identify no one.
 pub fn parse_ip_entry(entry: &str) -> Option<IpAddr> {
     let entry = trim_ows(entry);
-    let ip = if let Some(rest) = entry.strip_prefix('[') {
-        // Brackets only ever enclose IPv6 (RFC 3986, RFC 7239).
+    let host = if let Some(rest) = entry.strip_prefix('[') {
+        // Brackets are for IPv6 (RFC 3986, RFC 7239), but proxies bracket
+        // IPv4 too; either way they only delimit the address from the port.
         let (inner, after) = rest.split_once(']')?;
         if !after.is_empty() && !is_port(after.strip_prefix(':')?) {
             return None;
         }
-        IpAddr::V6(parse_ipv6_with_zone(inner)?)
-    } else {
-        match entry.bytes().filter(|&b| b == b':').count() {
-            // Only IPv4 can carry an unbracketed port: with IPv6 the port
-            // would be indistinguishable from the last group.
-            1 => {
-                let (host, port) = entry.split_once(':')?;
-                if !is_port(port) {
-                    return None;
-                }
-                IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
-            }
-            0 => IpAddr::V4(entry.parse::<Ipv4Addr>().ok()?),
-            _ => IpAddr::V6(parse_ipv6_with_zone(entry)?),
+        inner
+    } else if entry.bytes().filter(|&b| b == b':').count() == 1 {
+        // Only IPv4 can carry an unbracketed port: with IPv6 the port would
+        // be indistinguishable from the last group.
+        let (host, port) = entry.split_once(':')?;
+        if !is_port(port) {
+            return None;
         }
+        host
+    } else {
+        entry
     };
-    let ip = ip.to_canonical();
+    let ip = parse_host(host)?.to_canonical();
     (!ip.is_unspecified()).then_some(ip)
 }
 
-/// Parses IPv6 text, dropping a `%zone`: the zone only says which local
+/// Parses an address, dropping a `%zone`: the zone only says which local
 /// interface the address was seen on, which says nothing about who the
 /// client is.
-fn parse_ipv6_with_zone(text: &str) -> Option<Ipv6Addr> {
-    let addr = match text.split_once('%') {
+///
+/// An empty zone (a bare trailing `%`, which some stacks print) names no
+/// interface and is dropped from either family; a named zone is IPv6 only.
+fn parse_host(text: &str) -> Option<IpAddr> {
+    match text.split_once('%') {
+        None => text.parse().ok(),
+        Some((addr, "")) => addr.parse().ok(),
         Some((addr, zone)) => {
-            let zone_ok = !zone.is_empty()
-                && zone.bytes().all(|b| {
-                    b.is_ascii_graphic() && !matches!(b, b'%' | b'[' | b']' | b'"' | b'\\')
-                });
+            let zone_ok = zone
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'[' | b']' | b'"' | b'\\'));
             if !zone_ok {
                 return None;
             }
-            addr
+            addr.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
         }
-        None => text,
-    };
-    addr.parse().ok()
+    }
 }
 
-/// A decimal port, or an RFC 7239 obfuscated port (`_` followed by
-/// `ALPHA / DIGIT / "." / "_" / "-"`): the port is discarded either way, but
-/// it must be well-formed for the entry to count as an address.
+/// A port: decimal and in range, or a non-numeric label such as a service
+/// name (`https`) or an RFC 7239 obfuscated port (`_abc`), made of
+/// `ALPHA / DIGIT / "." / "_" / "-"`. The port is discarded either way and a
+/// label says nothing about the address, but a number out of range or any
+/// other character means the entry is not `address:port` at all.
 fn is_port(port: &str) -> bool {
-    if let Some(obfuscated) = port.strip_prefix('_') {
-        return !obfuscated.is_empty()
-            && obfuscated
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if port.bytes().all(|b| b.is_ascii_digit()) {
+        return (1..=5).contains(&port.len()) && port.parse::<u16>().is_ok();
     }
-    (1..=5).contains(&port.len())
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && port.parse::<u16>().is_ok()
+    port.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Trims HTTP optional whitespace (space and tab) only: other characters,
@@ -462,9 +456,9 @@ fn is_token(s: &str) -> bool {
 }
 
 /// Splits on an ASCII separator that is outside quoted-strings, so a quoted
-/// `Forwarded` value cannot be cut into pieces that look like elements or
-/// parameters of their own. An unterminated quote runs to the end of the
-/// input and leaves a malformed last piece.
+/// `Forwarded` value cannot be cut into pieces that look like parameters of
+/// their own. An unterminated quote runs to the end of the input (one
+/// element, as elements are split first) and leaves a malformed last piece.
 struct SplitUnquoted<'a> {
     rest: Option<&'a str>,
     sep: u8,
@@ -509,6 +503,7 @@ impl<'a> Iterator for SplitUnquoted<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -561,7 +556,7 @@ mod tests {
         Case { name: "XFF :: refused", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"1.2.3.4, ::"], expected: None },
         Case { name: "XFF mapped 0.0.0.0 refused", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"::ffff:0.0.0.0"], expected: None },
         Case { name: "XFF leading zero octet refused", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"01.2.3.4"], expected: None },
-        Case { name: "XFF bracketed IPv4 refused", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"[1.2.3.4]:80"], expected: None },
+        Case { name: "XFF bracketed IPv4 with port", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"[1.2.3.4]:80"], expected: Some("1.2.3.4") },
         Case { name: "XFF quoted refused", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"\"1.2.3.4\""], expected: None },
         Case { name: "XFF whitespace trimmed", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b" \t1.2.3.4 \t,\t10.0.0.2 "], expected: Some("1.2.3.4") },
         Case { name: "XFF inner whitespace refused", trusted: PROXIES, source: "x-forwarded-for", peer: "10.0.0.1", lines: &[b"1.2.3.4 :80"], expected: None },
@@ -596,12 +591,14 @@ mod tests {
         Case { name: "Forwarded unterminated quote", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=\"1.2.3.4"], expected: None },
         Case { name: "Forwarded junk after quote", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=\"1.2.3.4\"x"], expected: None },
         Case { name: "Forwarded escaped for refused", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=\"1.2.3.\\4\""], expected: None },
-        Case { name: "Forwarded quoted comma stays in its element", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=1.2.3.4;ext=\"a, for=5.6.7.8\""], expected: Some("1.2.3.4") },
+        Case { name: "Forwarded commas split elements before quotes are read", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=1.2.3.4;ext=\"a, for=5.6.7.8\""], expected: None },
+        Case { name: "Forwarded quoted semicolon stays in its pair", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=1.2.3.4;ext=\"a;for=5.6.7.8\""], expected: Some("1.2.3.4") },
         Case { name: "Forwarded bare IPv6 tolerated", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=2001:DB8::1"], expected: Some("2001:db8::1") },
         Case { name: "Forwarded zone", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=\"[fe80::1%eth0]\""], expected: Some("fe80::1") },
         Case { name: "Forwarded mapped", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=\"[::ffff:1.2.3.4]:80\""], expected: Some("1.2.3.4") },
         Case { name: "Forwarded bad param name", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=1.2.3.4;pro to=http"], expected: None },
-        Case { name: "Forwarded space around equals refused", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for = 1.2.3.4"], expected: None },
+        Case { name: "Forwarded space around equals", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for = 1.2.3.4"], expected: Some("1.2.3.4") },
+        Case { name: "Forwarded space inside the name refused", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"f or=1.2.3.4"], expected: None },
         Case { name: "Forwarded all trusted", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=10.0.0.3, for=\"[2001:db8:ffff::9]\""], expected: None },
         Case { name: "Forwarded missing", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[], expected: None },
         Case { name: "Forwarded non-UTF-8", trusted: PROXIES, source: "forwarded", peer: "10.0.0.1", lines: &[b"for=1.2.3.4", b"for=\"\xc3\x28\""], expected: None },
@@ -642,6 +639,111 @@ mod tests {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
+    /// The client a resolver behind `PROXIES` reads from `lines` when the peer is one of them;
+    /// `None` when it finds no trustworthy address.
+    fn client_behind_proxy(source: &str, lines: &[&[u8]]) -> Option<IpAddr> {
+        let resolver = ClientIpResolver::new(
+            TrustedProxies::parse(PROXIES).unwrap(),
+            ClientIpSource::parse(source).unwrap(),
+        );
+        resolver
+            .resolve(ip("10.0.0.1"), lines.iter().copied())
+            .for_upstream()
+    }
+
+    #[test]
+    fn forwarded_for_may_have_whitespace_around_the_equals_sign() {
+        for line in [
+            "for= 1.1.1.1",
+            "For =1.1.1.1",
+            "FOR \t=\t 1.1.1.1;proto=https",
+            "for= \"1.1.1.1:80\"",
+        ] {
+            assert_eq!(
+                client_behind_proxy("forwarded", &[line.as_bytes()]),
+                Some(ip("1.1.1.1")),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bracketed_ipv4_is_accepted() {
+        for (source, line) in [
+            ("forwarded", "For=\"[1.1.1.1]\""),
+            ("forwarded", "for=\"[1.1.1.1]:4711\""),
+            ("x-forwarded-for", "[1.1.1.1]"),
+            ("x-forwarded-for", "[1.1.1.1]:80"),
+            ("x-real-ip", "[1.1.1.1]"),
+        ] {
+            assert_eq!(
+                client_behind_proxy(source, &[line.as_bytes()]),
+                Some(ip("1.1.1.1")),
+                "{source}: {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_zone_is_stripped() {
+        for (source, line, want) in [
+            ("x-forwarded-for", "1.1.1.1%", "1.1.1.1"),
+            ("x-forwarded-for", "[fe80::1%]", "fe80::1"),
+            ("x-forwarded-for", "fe80::1%", "fe80::1"),
+            ("x-forwarded-for", "[fe80::1%]:443", "fe80::1"),
+            ("forwarded", "for=\"[fe80::1%]:4711\"", "fe80::1"),
+            ("cf-connecting-ip", "1.1.1.1%", "1.1.1.1"),
+        ] {
+            assert_eq!(
+                client_behind_proxy(source, &[line.as_bytes()]),
+                Some(ip(want)),
+                "{source}: {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_numeric_port_is_discarded() {
+        for (source, line, want) in [
+            ("x-forwarded-for", "[fe80::abcd%eth0]:xyz", "fe80::abcd"),
+            ("x-forwarded-for", "1.1.1.1:xyz", "1.1.1.1"),
+            ("forwarded", "for=\"[2001:db8::1]:https\"", "2001:db8::1"),
+            ("forwarded", "for=\"1.1.1.1:_\"", "1.1.1.1"),
+        ] {
+            assert_eq!(
+                client_behind_proxy(source, &[line.as_bytes()]),
+                Some(ip(want)),
+                "{source}: {line:?}"
+            );
+        }
+    }
+
+    /// A client sends `Forwarded` with a quote it never closes and the trusted proxy appends its
+    /// own element to the same line: the proxy's element is still read.
+    #[test]
+    fn a_client_element_left_open_does_not_hide_the_proxys_element() {
+        let lines: [&[u8]; 5] = [
+            b"For=\"1.1.1.1, For=2.2.2.2",
+            b"for=\"6.6.6.6, for=\"2.2.2.2:1234\"",
+            b"for=\"6.6.6.6, for=2.2.2.2, for=10.0.0.9",
+            b"For=\"6.6.6.6, For=5.5.5.5, For=3.3.3.3\", For=\"2.2.2.2\"",
+            b"for=\xff\"6.6.6.6, for=2.2.2.2",
+        ];
+        for line in lines {
+            assert_eq!(
+                client_behind_proxy("forwarded", &[line]),
+                Some(ip("2.2.2.2")),
+                "{}",
+                line.escape_ascii()
+            );
+        }
+        // The element a proxy appended is itself malformed: nothing to its left is believed.
+        assert_eq!(
+            client_behind_proxy("forwarded", &[b"for=2.2.2.2, for=\"1.1.1.1"]),
+            None
+        );
+    }
+
     #[test]
     fn parse_ip_entry_forms() {
         let cases: &[(&str, Option<&str>)] = &[
@@ -652,14 +754,35 @@ mod tests {
             ("1.2.3.4:65536", None),
             ("1.2.3.4:", None),
             ("1.2.3.4:+80", None),
-            ("1.2.3.4:_", None),
+            ("1.2.3.4:_", Some("1.2.3.4")),
+            ("1.2.3.4:xyz", Some("1.2.3.4")),
+            ("1.2.3.4:_abc.d-e", Some("1.2.3.4")),
+            ("1.2.3.4: 80", None),
+            ("1.2.3.4:8 0", None),
+            ("1.2.3.4:x/y", None),
             ("[2001:db8::1]:443", Some("2001:db8::1")),
             ("[2001:db8::1]:", None),
             ("[2001:db8::1]x", None),
             ("[2001:db8::1", None),
+            ("[2001:db8::1]:a:b", None),
+            ("[fe80::abcd%eth0]:xyz", Some("fe80::abcd")),
+            ("[1.2.3.4]", Some("1.2.3.4")),
+            ("[1.2.3.4]:80", Some("1.2.3.4")),
+            ("[1.2.3.4", None),
+            ("[[1.2.3.4]]", None),
+            ("[]", None),
+            ("[0.0.0.0]:80", None),
             ("fe80::1%eth0", Some("fe80::1")),
-            ("fe80::1%", None),
+            ("fe80::1%", Some("fe80::1")),
+            ("[fe80::1%]", Some("fe80::1")),
+            ("1.2.3.4%", Some("1.2.3.4")),
+            ("1.2.3.4%:80", Some("1.2.3.4")),
+            ("%", None),
+            ("1.2.3.4%%", None),
+            ("fe80::1%%", None),
+            ("fe80::1%eth 0", None),
             ("1.2.3.4%eth0", None),
+            ("[1.2.3.4%eth0]", None),
             ("[fe80::1%eth0]", Some("fe80::1")),
             ("::ffff:1.2.3.4", Some("1.2.3.4")),
             ("::FFFF:1.2.3.4", Some("1.2.3.4")),
@@ -890,13 +1013,17 @@ mod tests {
 
     fn v4_entry(v4: Ipv4Addr) -> impl Strategy<Value = GenEntry> {
         let want = Some(IpAddr::V4(v4)).filter(|ip| !ip.is_unspecified());
-        (0..5u8, any::<u16>()).prop_map(move |(form, port)| GenEntry {
+        (0..9u8, any::<u16>()).prop_map(move |(form, port)| GenEntry {
             text: match form {
                 0 => v4.to_string(),
                 1 => format!("{v4}:{port}"),
                 2 => format!(" {v4}\t"),
                 3 => v4.to_ipv6_mapped().to_string(),
-                _ => format!("[{}]:{port}", v4.to_ipv6_mapped()),
+                4 => format!("[{}]:{port}", v4.to_ipv6_mapped()),
+                5 => format!("[{v4}]"),
+                6 => format!("[{v4}]:{port}"),
+                7 => format!("{v4}%"),
+                _ => format!("{v4}:http"),
             },
             want,
         })
@@ -904,13 +1031,15 @@ mod tests {
 
     fn v6_entry(v6: Ipv6Addr) -> impl Strategy<Value = GenEntry> {
         let want = Some(IpAddr::V6(v6).to_canonical()).filter(|ip| !ip.is_unspecified());
-        (0..5u8, any::<u16>()).prop_map(move |(form, port)| GenEntry {
+        (0..7u8, any::<u16>()).prop_map(move |(form, port)| GenEntry {
             text: match form {
                 0 => v6.to_string(),
                 1 => v6.to_string().to_uppercase(),
                 2 => format!("[{v6}]:{port}"),
                 3 => format!("{v6}%eth0"),
-                _ => format!("[{v6}%en0]"),
+                4 => format!("[{v6}%en0]"),
+                5 => format!("[{v6}%]"),
+                _ => format!("[{v6}%eth0]:xyz"),
             },
             want,
         })
@@ -928,10 +1057,11 @@ mod tests {
             "1.2.3.4.5",
             "0.0.0.0",
             "::",
-            "[1.2.3.4]",
+            "[1.2.3.4",
             "1.2.3.4:",
             "1.2.3.4:99999",
-            "fe80::1%",
+            "1.2.3.4%eth0",
+            "fe80::1%%",
             "01.2.3.4",
             "[::1",
         ])

@@ -277,6 +277,36 @@ async fn behind_a_trusted_proxy_forwarded_for_is_read() {
     .await;
 }
 
+/// The client writes a `Forwarded` value with a quote it never closes, and the proxy appends its
+/// own element to the same line, as nginx's `$proxy_add_forwarded`-style configurations do. The
+/// elements are split on commas before quotes are read, so the client cannot swallow the proxy's
+/// element and leave Proof without its address.
+#[tokio::test]
+async fn a_quote_the_client_leaves_open_does_not_hide_the_forwarded_element_of_the_proxy() {
+    let app = spawn_behind(&["127.0.0.0/8"], "forwarded").await;
+    let fwd = |value| [("Forwarded", value)];
+    assert_cases(
+        &app,
+        &[
+            (
+                &fwd(r#"for="198.51.100.1, for=203.0.113.9"#),
+                Some("203.0.113.9"),
+            ),
+            (
+                &fwd(r#"for="198.51.100.1, for="[2001:db8::7]:4711";proto=https"#),
+                Some("2001:db8::7"),
+            ),
+            (
+                &fwd(r#"for="198.51.100.1, for=203.0.113.9, for=127.0.0.2"#),
+                Some("203.0.113.9"),
+            ),
+            // The element the proxy appended is itself malformed: still nothing is believed.
+            (&fwd(r#"for=203.0.113.9, for="198.51.100.1"#), None),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_single_ip_header_is_used_as_is_when_the_peer_is_trusted() {
     let app = spawn_behind(&["127.0.0.1"], "cf-connecting-ip").await;
