@@ -996,6 +996,12 @@ fn logs_are_json_lines_and_never_carry_secrets_even_at_trace() {
         stdout.contains("request completed"),
         "no request log:\n{stdout}"
     );
+    // Records the service's libraries write through the `log` facade are in the same stream, so
+    // the checks below cover them too.
+    assert!(
+        stdout.contains(r#""log.target":"#),
+        "no library `log` record at trace:\n{stdout}"
+    );
     for (what, secret) in [
         ("client token", CLIENT_TOKEN),
         ("jwt secret", JWT_SECRET),
