@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{StatusCode, Uri};
 use awc::error::{PayloadError, SendRequestError};
 use bytes::Bytes;
-use rand::Rng;
+use rand::RngExt;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
