@@ -30,7 +30,8 @@ pub enum Command {
     CheckConfig,
     /// Probe a running instance's /healthz and exit 0 when it answers 200 (for container health checks).
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
-        url: String,
+        /// The URL to probe; by default /healthz on the configured server.listen.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
 }

@@ -11,7 +11,11 @@ use proof_stand_in::ProofStandIn;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url }) = &cli.command {
-        return match healthcheck::probe(url) {
+        let url = match url {
+            Some(url) => Ok(url.clone()),
+            None => configured_healthz_url(&cli),
+        };
+        return match url.and_then(|url| healthcheck::probe(&url)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("proof-bff: healthcheck: {error}");
@@ -68,6 +72,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `/healthz` on the listen address the service itself would read from the same file and
+/// environment, so a container probe follows a changed port without being told.
+fn configured_healthz_url(cli: &Cli) -> Result<String, String> {
+    let sources = SettingsSources {
+        preset: if cli.sandbox {
+            sandbox::preset()
+        } else {
+            Vec::new()
+        },
+        file: cli.config.clone(),
+    };
+    let settings = Settings::load(&sources).map_err(|error| format!("config error: {error}"))?;
+    healthcheck::healthz_url(&settings.server.listen)
 }
 
 /// The validated configuration, and in sandbox mode what the stand-in needs to start.

@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{StatusCode, Uri};
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
-use rand::Rng;
+use rand::RngExt;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 

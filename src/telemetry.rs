@@ -17,6 +17,7 @@ use tracing::field::Empty;
 use tracing_actix_web::RootSpanBuilder;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::configuration::{LogConfig, LogFormat};
@@ -87,8 +88,8 @@ where
 }
 
 /// Installs the subscriber for the process, writing to standard output.
-pub fn init(log: &LogConfig) -> Result<(), tracing::subscriber::SetGlobalDefaultError> {
-    tracing::subscriber::set_global_default(stdout_subscriber(log))
+pub fn init(log: &LogConfig) -> Result<(), TryInitError> {
+    install(stdout_subscriber(log))
 }
 
 /// The process's subscriber: pretty logs are coloured only on a terminal, and not when
@@ -98,6 +99,13 @@ fn stdout_subscriber(log: &LogConfig) -> Box<dyn tracing::Subscriber + Send + Sy
     let ansi = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     build_subscriber(log, &filter_from_env(log), std::io::stdout, ansi)
+}
+
+/// Makes `subscriber` the process's global default, once per process, and routes the `log`
+/// records of dependencies (actix-web, awc, rustls) into it, so they pass the same filter and
+/// reach the same writer as our own events instead of being dropped.
+pub fn install(subscriber: Box<dyn tracing::Subscriber + Send + Sync>) -> Result<(), TryInitError> {
+    subscriber.try_init()
 }
 
 /// The id of one request: the caller's `X-Request-Id` when it is sane, else a fresh UUID. It is

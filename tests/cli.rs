@@ -1205,6 +1205,12 @@ fn logs_are_json_lines_and_never_carry_secrets_even_at_trace() {
         stdout.contains("request completed"),
         "no request log:\n{stdout}"
     );
+    // Records the service's libraries write through the `log` facade are in the same stream, so
+    // the checks below cover them too.
+    assert!(
+        stdout.contains(r#""log.target":"#),
+        "no library `log` record at trace:\n{stdout}"
+    );
     for (what, secret) in [
         ("client token", CLIENT_TOKEN),
         ("jwt secret", JWT_SECRET),
@@ -1216,6 +1222,39 @@ fn logs_are_json_lines_and_never_carry_secrets_even_at_trace() {
             assert!(leaked.is_empty(), "the {what} is in {stream}: {leaked:?}");
         }
     }
+}
+
+/// `proof-bff healthcheck` as the image's `HEALTHCHECK` runs it: no `--url`, the config file named
+/// by `PROOF_BFF_CONFIG`, overrides from the environment.
+fn healthcheck(config: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = bff();
+    command
+        .arg("healthcheck")
+        .env("PROOF_BFF_CONFIG", config)
+        .envs(env.iter().copied());
+    command.output().expect("run proof-bff healthcheck")
+}
+
+#[test]
+fn healthcheck_without_a_url_probes_the_configured_listen_address() {
+    let upstream = Upstream::start();
+    let service = Service::start(service_config(&upstream), TempDir::new(), &[]);
+    let dir = TempDir::new();
+    // Listening on every interface, as in the image: the probe goes through loopback.
+    let config = service_config(&upstream)
+        .set_str("server", "listen", &format!("0.0.0.0:{}", service.port))
+        .write_to(&dir);
+
+    assert_passes(&healthcheck(&config, &[]));
+
+    // The environment overrides the file for the probe as it does for the service: nothing
+    // listens on this port, so the probe fails.
+    let elsewhere = format!("127.0.0.1:{}", free_port());
+    let output = healthcheck(&config, &[("PROOF_BFF__SERVER__LISTEN", &elsewhere)]);
+    assert_fails_naming(&output, &["healthcheck", &elsewhere]);
+
+    let output = healthcheck(&dir.path("missing.toml"), &[]);
+    assert_fails_naming(&output, &["missing.toml"]);
 }
 
 #[test]

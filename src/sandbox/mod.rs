@@ -9,7 +9,7 @@ mod routes;
 
 use std::net::TcpListener;
 
-use rand::Rng;
+use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use routes::{demo_css, demo_js, demo_page, login};

@@ -1540,12 +1540,39 @@ async fn logs_never_contain_secrets_the_users_email_or_the_session_token() {
         .unwrap();
     assert_eq!(response.status(), 400);
 
+    // A Proof reached over TLS that hangs up in the handshake, so the TLS library logs through the
+    // `log` facade (the one path in this test where it runs at all).
+    let hang_up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_base_url = format!("https://{}", hang_up.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = hang_up.accept().await {
+            drop(stream);
+        }
+    });
+    let tls_app = spawn(|s| {
+        s.proof.base_url = tls_base_url;
+        s.proof.max_attempts = 1;
+    })
+    .await;
+    let response = tls_app
+        .checkout_as(&token)
+        .json(&checkout_body())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_server_error(), "{}", response.status());
+
     let logs = logs().text();
     assert!(
         logs.contains(PROBE_USER),
         "the user id is logged, so the capture works"
     );
     assert!(logs.contains("request completed"));
+    assert!(
+        logs.lines()
+            .any(|line| line.contains(r#""log.target":"rustls::"#)),
+        "the TLS library's `log` records reach the capture, so they are checked below too"
+    );
     for (what, secret) in [
         ("client_token", CLIENT_TOKEN),
         ("session.jwt.secret", JWT_SECRET),

@@ -51,7 +51,7 @@ pub fn logs() -> &'static CapturedLogs {
         };
         let subscriber =
             proof_bff::telemetry::subscriber_with_filter(&config, "trace", move || writer.clone());
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per process");
+        proof_bff::telemetry::install(subscriber).expect("one subscriber per process");
         logs
     })
 }
