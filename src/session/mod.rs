@@ -1,0 +1,71 @@
+//! Who the user is. Identity comes only from the partner's session, never from the request body:
+//! each session source (today a JWT in a cookie or bearer header, [`jwt`]) turns a request into a
+//! [`SessionUser`] or a [`SessionError`], and the routes ask nothing else.
+//!
+//! The user's email is personal data. It is carried in [`UserEmail`], which cannot be printed by
+//! accident, so that request logging and error reporting stay free of it.
+
+pub mod jwt;
+mod token;
+mod user;
+
+use std::fmt;
+
+pub use jwt::{JwtAlgorithm, JwtConfigError, JwtVerifier, JwtVerifierSettings, sign_hs256};
+pub use token::{token_from_authorization, token_from_cookie_header};
+pub use user::is_valid_user_id;
+
+/// The authenticated user, as asserted by a verified session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    pub user_id: String,
+    pub email: UserEmail,
+}
+
+/// An email address that has passed the session checks.
+///
+/// Deliberately has no `Display`, `Serialize` or revealing `Debug`: reading the address takes an
+/// explicit [`UserEmail::expose`], which keeps it out of logs and error messages by default.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserEmail(String);
+
+impl UserEmail {
+    /// The address itself, for the places that legitimately need it (e.g. the upstream API).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        user::is_valid_email(value).then(|| Self(value.to_owned()))
+    }
+}
+
+impl fmt::Debug for UserEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UserEmail(<redacted>)")
+    }
+}
+
+/// Why a request has no usable session. Carries no detail on purpose: the reason a token was
+/// rejected is of use to an attacker probing forgeries, not to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("no session")]
+    Missing,
+    #[error("invalid session")]
+    Invalid,
+    #[error("session expired")]
+    Expired,
+}
+
+impl SessionError {
+    /// Stable machine-readable code for API error bodies: `"no_session"`, `"invalid_session"` or
+    /// `"session_expired"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "no_session",
+            Self::Invalid => "invalid_session",
+            Self::Expired => "session_expired",
+        }
+    }
+}
