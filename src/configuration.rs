@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::checkout_request::CheckoutPolicy;
+use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
 use crate::origin::{AllowedOrigins, normalise_origin};
 use crate::sandbox::SandboxSession;

@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::checkout_request::ValidationError;
+use crate::checkout::ValidationError;
 use crate::rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::SessionError;
 

@@ -1,6 +1,6 @@
 //! proof-bff: a backend-for-frontend that creates Proof widget sessions server-side.
 
-pub mod checkout_request;
+pub mod checkout;
 pub mod cli;
 pub mod client_ip;
 pub mod configuration;
@@ -9,7 +9,7 @@ pub mod csrf;
 pub mod error;
 pub mod healthcheck;
 pub mod origin;
-pub mod proof_client;
+pub mod proof;
 pub mod rate_limit;
 pub mod readiness;
 pub mod routes;

@@ -10,11 +10,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::checkout_request::CheckoutPolicy;
+use crate::checkout::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
 use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
 use crate::cors;
-use crate::proof_client::{ProofClient, ProofEndpoint};
+use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
 use crate::readiness::Readiness;
 use crate::routes;

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use proof_bff::checkout_request::{CheckoutPolicy, CheckoutType, parse_checkout_request};
+use proof_bff::checkout::{CheckoutPolicy, CheckoutType, parse_checkout_request};
 use proof_bff::client_ip::{ClientIp, ClientIpResolver, ClientIpSource, TrustedProxies};
 use proof_bff::session::{
     JwtAlgorithm, JwtVerifier, JwtVerifierSettings, SessionError, SessionUser,

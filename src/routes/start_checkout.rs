@@ -9,13 +9,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::checkout_request::{
-    CheckoutRequest, ValidationError, WidgetSessionRequest, parse_checkout_request,
-};
+use crate::checkout::{CheckoutRequest, ValidationError, parse_checkout_request};
 use crate::client_ip::ClientIp;
 use crate::csrf::check_caller;
 use crate::error::CheckoutError;
-use crate::proof_client::{ProofClient, UpstreamAnswer};
+use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
 use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::{
     SessionError, SessionUser, token_from_authorization, token_from_cookie_header,

@@ -2,7 +2,6 @@
 //! allow-list of headers with the secret injected last, bounded in time and size, and retried
 //! exactly as Proof's guidance says.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +14,14 @@ use rand::RngExt;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
+use super::retry::{Decision, RetryState, Retryable};
+use super::wire::{error_slug, is_json_media_type, is_json_object};
 use crate::configuration::ProofConfig;
 use crate::error::{UpstreamError, UpstreamFailure};
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
 const USER_AGENT: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
 
 /// What the worker-independent part of the client needs, built once from the configuration.
@@ -290,90 +289,6 @@ impl AttemptError {
     }
 }
 
-/// A failure that Proof's guidance allows to retry, as the retry rules tell them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Retryable {
-    /// The connection was never made.
-    NotSent,
-    /// 502 `upstream_error` / `upstream_unavailable`: a provider behind Proof failed.
-    ProviderFailed,
-    /// 500 `internal_error`: retried once per checkout.
-    InternalError,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Decision {
-    Retry { after: Duration },
-    Stop,
-}
-
-/// The retries of one checkout: how many attempts were made, the once-only `internal_error`
-/// retry, and the deadline. Owned by the loop in [`ProofClient::create_widget_session`], so the
-/// attempt count every error reports comes from one place; [`RetryState::decide`] takes the
-/// clock and the jitter as arguments, so the rules are tested without a network or a real clock.
-#[derive(Debug)]
-struct RetryState {
-    attempts: u32,
-    max_attempts: u32,
-    deadline: Instant,
-    /// The least time a retry must still have once its backoff is over: a retry cut off by the
-    /// deadline before it could even connect would turn Proof's last answer into a timeout.
-    min_attempt_time: Duration,
-    internal_error_retried: bool,
-}
-
-impl RetryState {
-    fn new(max_attempts: u32, deadline: Instant, min_attempt_time: Duration) -> Self {
-        Self {
-            attempts: 0,
-            max_attempts,
-            deadline,
-            min_attempt_time,
-            internal_error_retried: false,
-        }
-    }
-
-    /// Attempts started so far.
-    fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
-    /// Counts a new attempt and returns the time left for it, or `None` when the deadline has
-    /// passed and no attempt is made.
-    fn start_attempt(&mut self, now: Instant) -> Option<Duration> {
-        let time_left = self.deadline.saturating_duration_since(now);
-        if time_left.is_zero() {
-            return None;
-        }
-        self.attempts += 1;
-        Some(time_left)
-    }
-
-    /// Whether the attempt that just failed with `why` is retried, and after how long. `jitter`
-    /// in `[0, 1]` picks the backoff within its range.
-    fn decide(&self, why: Retryable, now: Instant, jitter: f64) -> Decision {
-        if self.attempts >= self.max_attempts
-            || (why == Retryable::InternalError && self.internal_error_retried)
-        {
-            return Decision::Stop;
-        }
-        let after = backoff(self.attempts, jitter);
-        if after.saturating_add(self.min_attempt_time)
-            >= self.deadline.saturating_duration_since(now)
-        {
-            return Decision::Stop;
-        }
-        Decision::Retry { after }
-    }
-
-    /// Records that the loop acts on a [`Decision::Retry`] for `why`.
-    fn retrying(&mut self, why: Retryable) {
-        if why == Retryable::InternalError {
-            self.internal_error_retried = true;
-        }
-    }
-}
-
 /// The `reason` of a retry in the logs.
 struct RetryReason<'a>(&'a UpstreamFailure);
 
@@ -395,29 +310,6 @@ enum Verdict {
     /// reported when they do not.
     Retryable(Retryable, UpstreamFailure),
     Final(UpstreamFailure),
-}
-
-/// The error slug in Proof's envelope, the only part of a 5xx body that decides a retry.
-#[derive(serde::Deserialize)]
-struct ProofErrorSlug<'a> {
-    #[serde(borrow)]
-    error: Option<Cow<'a, str>>,
-}
-
-fn error_slug(body: &[u8]) -> Option<Cow<'_, str>> {
-    // serde would also read a JSON array as the struct's fields in order: only an object counts.
-    if !starts_like_object(body) {
-        return None;
-    }
-    serde_json::from_slice::<ProofErrorSlug>(body)
-        .ok()
-        .and_then(|b| b.error)
-}
-
-fn starts_like_object(body: &[u8]) -> bool {
-    body.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'{')
 }
 
 fn classify(outcome: Result<RawAnswer, AttemptError>) -> Verdict {
@@ -552,105 +444,11 @@ impl fmt::Display for LoggableContentType<'_> {
     }
 }
 
-/// `application/json` or a structured `application/*+json` type, with any parameters.
-fn is_json_media_type(value: &HeaderValue) -> bool {
-    let essence = value
-        .as_bytes()
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    let Some(subtype) = essence
-        .split_at_checked("application/".len())
-        .filter(|(kind, _)| kind.eq_ignore_ascii_case(b"application/"))
-        .map(|(_, subtype)| subtype)
-    else {
-        return false;
-    };
-    subtype.eq_ignore_ascii_case(b"json")
-        || subtype.len() > "+json".len()
-            && subtype[subtype.len() - "+json".len()..].eq_ignore_ascii_case(b"+json")
-}
-
-/// The widget needs an object; checking the whole document parses keeps a truncated or HTML
-/// answer from reaching the browser, without rebuilding the bytes.
-fn is_json_object(body: &[u8]) -> bool {
-    starts_like_object(body) && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
-}
-
-/// Exponential backoff with jitter before retry `retry` (1-based): half fixed, half chosen by
-/// `jitter` in `[0, 1]`, so retries from many requests spread.
-fn backoff(retry: u32, jitter: f64) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1 << retry.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
-    let half = ceiling / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use std::io;
 
     use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for retry in 1..20 {
-            let ceiling = BACKOFF_BASE
-                .saturating_mul(1 << (retry - 1).min(16))
-                .min(BACKOFF_CAP);
-            assert_eq!(backoff(retry, 0.0), ceiling / 2, "retry {retry}");
-            assert_eq!(backoff(retry, 1.0), ceiling, "retry {retry}");
-            let d = backoff(retry, 0.37);
-            assert!(d > ceiling / 2 && d < ceiling, "retry {retry}: {d:?}");
-        }
-    }
-
-    #[test]
-    fn only_json_objects_are_widget_answers() {
-        assert!(is_json_object(br#" {"a": 1.50, "b": "\u00e9"} "#));
-        assert!(!is_json_object(b"[1,2]"));
-        assert!(!is_json_object(b"<html></html>"));
-        assert!(!is_json_object(br#"{"a": 1"#));
-        assert!(!is_json_object(b""));
-    }
-
-    #[test]
-    fn json_media_types_are_recognised_with_parameters_and_in_any_case() {
-        for json in [
-            "application/json",
-            "Application/JSON",
-            "application/json; charset=utf-8",
-            " application/json ;charset=UTF-8",
-            "application/problem+json",
-            "application/vnd.proof.error+JSON; v=2",
-        ] {
-            assert!(
-                is_json_media_type(&HeaderValue::from_static(json)),
-                "{json}"
-            );
-        }
-        for other in [
-            "",
-            "text/html",
-            "text/json",
-            "application/",
-            "application/+json",
-            "application/jsonp",
-            "application/json-seq",
-            "application/x-www-form-urlencoded",
-            "text/html+json",
-            "json",
-        ] {
-            assert!(
-                !is_json_media_type(&HeaderValue::from_static(other)),
-                "{other}"
-            );
-        }
-    }
 
     #[test]
     fn the_declared_length_is_checked_only_for_bodies_as_sent() {
@@ -732,128 +530,5 @@ mod tests {
             AttemptError::from_send(SendRequestError::Timeout),
             AttemptError::TimedOut
         ));
-    }
-
-    fn started(max_attempts: u32, deadline: Duration) -> (RetryState, Instant) {
-        let start = Instant::now();
-        let mut state = RetryState::new(max_attempts, start + deadline, Duration::ZERO);
-        assert_eq!(state.start_attempt(start), Some(deadline));
-        (state, start)
-    }
-
-    /// Acts on a retry decision the way the loop does: waits, then starts the next attempt.
-    fn retry(state: &mut RetryState, why: Retryable, now: Instant) -> Instant {
-        let Decision::Retry { after } = state.decide(why, now, 0.5) else {
-            panic!("attempt {} with {why:?} was not retried", state.attempts());
-        };
-        state.retrying(why);
-        let now = now + after;
-        assert!(state.start_attempt(now).is_some());
-        now
-    }
-
-    #[test]
-    fn every_retryable_failure_is_retried_up_to_max_attempts_with_a_growing_backoff() {
-        for why in [Retryable::NotSent, Retryable::ProviderFailed] {
-            let (mut state, mut now) = started(4, Duration::from_secs(60));
-            for attempt in 1..4 {
-                assert_eq!(state.attempts(), attempt);
-                assert_eq!(
-                    state.decide(why, now, 0.0),
-                    Decision::Retry {
-                        after: 50 * MS * (1 << (attempt - 1))
-                    }
-                );
-                assert_eq!(
-                    state.decide(why, now, 1.0),
-                    Decision::Retry {
-                        after: 100 * MS * (1 << (attempt - 1))
-                    }
-                );
-                now = retry(&mut state, why, now);
-            }
-            assert_eq!(state.attempts(), 4);
-            assert_eq!(state.decide(why, now, 0.0), Decision::Stop, "{why:?}");
-        }
-    }
-
-    #[test]
-    fn with_max_attempts_1_nothing_is_retried() {
-        let (state, now) = started(1, Duration::from_secs(60));
-        for why in [
-            Retryable::NotSent,
-            Retryable::ProviderFailed,
-            Retryable::InternalError,
-        ] {
-            assert_eq!(state.decide(why, now, 0.0), Decision::Stop, "{why:?}");
-        }
-    }
-
-    #[test]
-    fn internal_error_is_retried_once_per_checkout_even_between_other_retries() {
-        let (mut state, now) = started(10, Duration::from_secs(60));
-        let now = retry(&mut state, Retryable::InternalError, now);
-        let now = retry(&mut state, Retryable::ProviderFailed, now);
-        assert_eq!(
-            state.decide(Retryable::InternalError, now, 0.0),
-            Decision::Stop
-        );
-        // The other rules are not spent by it.
-        let now = retry(&mut state, Retryable::NotSent, now);
-        assert_eq!(state.attempts(), 4);
-        assert!(matches!(
-            state.decide(Retryable::ProviderFailed, now, 0.0),
-            Decision::Retry { .. }
-        ));
-    }
-
-    #[test]
-    fn no_retry_whose_backoff_reaches_the_deadline() {
-        let (state, start) = started(5, Duration::from_millis(1000));
-        // First backoff: 50 ms at jitter 0, 100 ms at jitter 1.
-        let now = start + 940 * MS;
-        assert_eq!(
-            state.decide(Retryable::ProviderFailed, now, 0.0),
-            Decision::Retry { after: 50 * MS }
-        );
-        assert_eq!(
-            state.decide(Retryable::ProviderFailed, now, 1.0),
-            Decision::Stop
-        );
-        assert_eq!(
-            state.decide(Retryable::NotSent, start + 950 * MS, 0.0),
-            Decision::Stop,
-            "a backoff that ends exactly at the deadline"
-        );
-        assert_eq!(
-            state.decide(Retryable::NotSent, start + 5 * Duration::from_secs(1), 0.0),
-            Decision::Stop
-        );
-    }
-
-    #[test]
-    fn no_retry_without_time_left_to_connect_after_its_backoff() {
-        let start = Instant::now();
-        let mut state = RetryState::new(5, start + 1000 * MS, 300 * MS);
-        state.start_attempt(start);
-        // 50 ms of backoff and 300 ms to connect fit in the 400 ms left, but not in 350 ms.
-        assert_eq!(
-            state.decide(Retryable::NotSent, start + 600 * MS, 0.0),
-            Decision::Retry { after: 50 * MS }
-        );
-        assert_eq!(
-            state.decide(Retryable::NotSent, start + 650 * MS, 0.0),
-            Decision::Stop
-        );
-    }
-
-    #[test]
-    fn no_attempt_starts_after_the_deadline_and_none_is_counted() {
-        let (mut state, start) = started(5, Duration::from_millis(100));
-        assert_eq!(state.start_attempt(start + 100 * MS), None);
-        assert_eq!(state.start_attempt(start + 101 * MS), None);
-        assert_eq!(state.attempts(), 1);
-        assert_eq!(state.start_attempt(start + 40 * MS), Some(60 * MS));
-        assert_eq!(state.attempts(), 2);
     }
 }

@@ -1,0 +1,10 @@
+//! Everything that speaks Proof's partner API: the per-worker client with its retry rules
+//! ([`client`]) and Proof's wire types ([`wire`]). Nothing outside this folder builds a request to
+//! Proof or reads one of its answers.
+
+mod client;
+mod retry;
+mod wire;
+
+pub use client::{ProofClient, ProofEndpoint, UpstreamAnswer};
+pub use wire::WidgetSessionRequest;
