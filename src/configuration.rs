@@ -10,9 +10,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
-use crate::origin::{AllowedOrigins, normalise_origin};
 use crate::sandbox::SandboxSession;
 use crate::session::{JwtAlgorithm, JwtVerifier, JwtVerifierSettings};
 

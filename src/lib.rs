@@ -1,14 +1,12 @@
 //! proof-bff: a backend-for-frontend that creates Proof widget sessions server-side.
 
+pub mod browser;
 pub mod checkout;
 pub mod cli;
 pub mod client_ip;
 pub mod configuration;
-pub mod cors;
-pub mod csrf;
 pub mod error;
 pub mod healthcheck;
-pub mod origin;
 pub mod proof;
 pub mod rate_limit;
 pub mod readiness;

@@ -10,10 +10,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
+use crate::browser::cors;
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
 use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
-use crate::cors;
 use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
 use crate::readiness::Readiness;

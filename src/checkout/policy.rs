@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::amount::Amount;
-use crate::origin::normalise_origin;
+use crate::browser::origin::normalise_origin;
 
 /// Longest accepted `network` or `currency` name: real identifiers are far
 /// shorter, and a bound keeps the values cheap to log and forward.

@@ -37,7 +37,7 @@ use url::Url;
 
 use super::amount::{Amount, check_amount};
 use super::policy::{CheckoutPolicy, CheckoutType, MAX_NAME_LEN, is_valid_name};
-use crate::origin::authority_has_userinfo;
+use crate::browser::origin::authority_has_userinfo;
 
 /// Longest accepted `redirect_url`, a common practical limit for URLs.
 const MAX_REDIRECT_URL_LEN: usize = 2048;

@@ -9,9 +9,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use crate::browser::csrf::check_caller;
 use crate::checkout::{CheckoutRequest, ValidationError, parse_checkout_request};
 use crate::client_ip::ClientIp;
-use crate::csrf::check_caller;
 use crate::error::CheckoutError;
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
 use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{SESSION_TTL_S, SandboxSession};
-use crate::csrf::check_caller;
+use crate::browser::csrf::check_caller;
 use crate::error::{CheckoutError, envelope_response};
 use crate::startup::CheckoutContext;
 

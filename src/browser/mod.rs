@@ -1,0 +1,7 @@
+//! What a browser may do: which pages may call with the user's cookie (the one `Origin` decision,
+//! [`origin`]), CORS and the headers every answer carries ([`cors`]), and the CSRF defence of the
+//! cookie-carrying POSTs ([`csrf`]).
+
+pub mod cors;
+pub mod csrf;
+pub mod origin;
