@@ -4,6 +4,7 @@ pub mod checkout_request;
 pub mod cli;
 pub mod client_ip;
 pub mod configuration;
+pub mod connection;
 pub mod cors;
 pub mod csrf;
 pub mod error;

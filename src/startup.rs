@@ -13,6 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::checkout_request::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
 use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
+use crate::connection;
 use crate::cors;
 use crate::proof_client::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
@@ -83,6 +84,7 @@ impl Application {
         });
         let readiness_data = web::Data::from(readiness.clone());
         let sandbox = config.sandbox.map(web::Data::new);
+        let client_request_timeout = config.server.client_request_timeout;
         let mut server = HttpServer::new(move || {
             let proof = web::Data::new(ProofClient::new(endpoint.clone()));
             let sandbox = sandbox.clone();
@@ -114,10 +116,18 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .disable_signals()
-        .shutdown_timeout(config.server.shutdown_timeout.as_secs());
-        if config.server.workers > 0 {
-            server = server.workers(config.server.workers);
-        }
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs())
+        // Covers the headers of a connection's first request.
+        .client_request_timeout(client_request_timeout)
+        .client_disconnect_timeout(connection::linger(client_request_timeout))
+        .keep_alive(config.server.keep_alive);
+        let workers = effective_workers(config.server.workers);
+        server = server
+            .workers(workers)
+            .max_connections(connection::max_connections_per_worker(
+                config.server.max_connections,
+                workers,
+            ));
         let server = server.listen(listener)?.run();
         let handle = ApplicationHandle {
             readiness,
@@ -160,6 +170,18 @@ impl Application {
         signals.abort();
         cleanup.abort();
         served
+    }
+}
+
+/// The number of workers the server runs: as configured, or one per core as actix would choose
+/// (it runs at most 512).
+fn effective_workers(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .min(512)
     }
 }
 

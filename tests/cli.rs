@@ -93,6 +93,9 @@ impl Config {
                     ("listen", s("127.0.0.1:8080")),
                     ("workers", raw("1")),
                     ("shutdown_timeout_s", raw("5")),
+                    ("client_request_timeout_ms", raw("10000")),
+                    ("keep_alive_s", raw("15")),
+                    ("max_connections", raw("10000")),
                     ("max_body_bytes", raw("16384")),
                 ],
             ),
@@ -390,6 +393,26 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             Config::valid().set("proof", "max_attempts", "0"),
             vec!["proof.max_attempts"],
         ),
+        (
+            "client_request_timeout_ms zero",
+            Config::valid().set("server", "client_request_timeout_ms", "0"),
+            vec!["server.client_request_timeout_ms"],
+        ),
+        (
+            "client_request_timeout_ms beyond an hour",
+            Config::valid().set("server", "client_request_timeout_ms", "3600001"),
+            vec!["server.client_request_timeout_ms"],
+        ),
+        (
+            "keep_alive_s beyond an hour",
+            Config::valid().set("server", "keep_alive_s", "3601"),
+            vec!["server.keep_alive_s"],
+        ),
+        (
+            "max_connections zero",
+            Config::valid().set("server", "max_connections", "0"),
+            vec!["server.max_connections"],
+        ),
     ];
     let mut failures = Vec::new();
     for (name, config, needles) in cases {
@@ -400,6 +423,12 @@ fn check_config_names_the_key_for_each_invalid_setting() {
         }
     }
     assert!(failures.is_empty(), "cases that failed: {failures:?}");
+}
+
+#[test]
+fn check_config_accepts_keep_alive_s_zero_as_keep_alive_off() {
+    let output = check_config_with(&Config::valid().set("server", "keep_alive_s", "0"), &[]);
+    assert_passes(&output);
 }
 
 #[test]
