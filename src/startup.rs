@@ -13,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::checkout_request::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
 use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
-use crate::connection;
+use crate::connection::{self, RequestBodyBound};
 use crate::cors;
 use crate::proof_client::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
@@ -92,6 +92,7 @@ impl Application {
                 .wrap(from_fn(cors::browser_headers))
                 .wrap(TracingLogger::<BffRootSpan>::new())
                 .wrap(RequestIdMiddleware)
+                .wrap(RequestBodyBound::new(client_request_timeout))
                 .app_data(context.clone())
                 .app_data(readiness_data.clone())
                 .app_data(proof)
@@ -117,7 +118,8 @@ impl Application {
         })
         .disable_signals()
         .shutdown_timeout(config.server.shutdown_timeout.as_secs())
-        // Covers the headers of a connection's first request.
+        // Covers the headers of a connection's first request; bodies are bounded by
+        // RequestBodyBound.
         .client_request_timeout(client_request_timeout)
         .client_disconnect_timeout(connection::linger(client_request_timeout))
         .keep_alive(config.server.keep_alive);
