@@ -280,8 +280,12 @@ async fn a_checkout_whose_body_stalls_half_way_gets_408_request_timeout_and_the_
 }
 
 #[tokio::test]
-async fn a_drain_is_not_held_by_connections_that_never_send_their_body() {
-    let app = spawn(|settings| settings.server.shutdown_timeout_s = 60).await;
+async fn a_drain_is_not_held_by_connections_that_never_finish_their_request() {
+    let app = spawn(|settings| {
+        settings.server.shutdown_timeout_s = 60;
+        settings.server.keep_alive_s = 300;
+    })
+    .await;
     let body = checkout_body().to_string();
     let mut stalled_checkout = connect(&app).await;
     stalled_checkout
@@ -310,21 +314,159 @@ async fn a_drain_is_not_held_by_connections_that_never_send_their_body() {
         .expect("/healthz answers before its body");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
+    let mut stalled_headers = kept_alive(&app).await;
+    stalled_headers
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", app.port).as_bytes())
+        .await
+        .unwrap();
+
     let handle = app.handle.clone();
     let drain = tokio::spawn(async move { handle.drain().await });
     tokio::time::timeout(Duration::from_secs(15), drain)
         .await
-        .expect("the drain waited on connections that never send their body (timeout 60 s)")
+        .expect("the drain waited on connections that never finish their request (timeout 60 s)")
         .unwrap();
     for (name, stream) in [
         ("stalled checkout", &mut stalled_checkout),
         ("answered probe", &mut answered_probe),
+        ("kept alive, headers stalled", &mut stalled_headers),
     ] {
         assert!(
             read_until_closed(stream, GENEROUS).await.is_some(),
             "{name}: still open after the drain"
         );
     }
+}
+
+/// A connection that has been answered once and is kept alive.
+async fn kept_alive(app: &TestApp) -> TcpStream {
+    let mut stream = connect(app).await;
+    stream.write_all(healthz(app).as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let answered = tokio::time::timeout(GENEROUS, async {
+        loop {
+            if let Some(response) = RawResponse::parse(&received) {
+                let length: usize = response
+                    .header("content-length")
+                    .and_then(|value| value.parse().ok())
+                    .expect("a sized answer");
+                if response.body.len() >= length {
+                    return response;
+                }
+            }
+            let n = stream.read(&mut buffer).await.expect("read the answer");
+            assert!(n > 0, "closed before the answer was complete");
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("/healthz answered");
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.header("connection"), None, "kept alive");
+    stream
+}
+
+fn healthz(app: &TestApp) -> String {
+    format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        app.port
+    )
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_whose_next_headers_stop_half_way_is_closed() {
+    // Keep-alive longer than the test, so only the bound on headers can close it.
+    let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
+    let mut stream = kept_alive(&app).await;
+    stream
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", app.port).as_bytes())
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut stream, GENEROUS).await.is_some(),
+        "still open {GENEROUS:?} after headers stopped half way ({REQUEST_TIMEOUT_MS} ms allowed)"
+    );
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_whose_next_headers_trickle_in_is_closed() {
+    let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
+    let stream = kept_alive(&app).await;
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        // A header byte every 200 ms, for far longer than the headers may take.
+        let headers = format!(
+            "GET /healthz HTTP/1.1\r\nX-Slow: {}\r\n\r\n",
+            "a".repeat(200)
+        );
+        for byte in headers.as_bytes() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(GENEROUS, async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(
+        closed.is_ok(),
+        "still open {GENEROUS:?} while headers trickled in ({REQUEST_TIMEOUT_MS} ms allowed)"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_reads_none_of_its_answers_is_disconnected() {
+    let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
+    // A small receive window, so the server's writes block soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    const REQUESTS: usize = 20_000;
+    let pipelined = healthz(&app).repeat(REQUESTS);
+    let writing = tokio::spawn(async move {
+        let _ = writer.write_all(pipelined.as_bytes()).await;
+        writer
+    });
+    // Read nothing for well over the request timeout.
+    tokio::time::sleep(Duration::from_millis(REQUEST_TIMEOUT_MS * 3)).await;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 65536];
+    let closed = tokio::time::timeout(GENEROUS, async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    writing.abort();
+    let answers = received
+        .windows(12)
+        .filter(|w| w == b"HTTP/1.1 200")
+        .count();
+    assert!(
+        closed.is_ok(),
+        "still open after {answers} answers: a client that stopped reading kept its connection"
+    );
+    assert!(
+        answers < REQUESTS,
+        "all {REQUESTS} answers arrived: the server waited for the client to read"
+    );
 }
 
 #[tokio::test]
