@@ -1087,6 +1087,61 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
 }
 
 #[test]
+fn sigterm_is_not_held_by_connections_that_never_finish_their_request() {
+    let config = Config::valid()
+        .set("server", "shutdown_timeout_s", "60")
+        .set("server", "client_request_timeout_ms", "2000");
+    let mut service = Service::start(config, TempDir::new(), &[]);
+    let port = service.port;
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let connect = || {
+        let stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    // A probe that announces a chunked body and never sends it: answered at once.
+    let mut probe = connect();
+    probe
+        .write_all(
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut status_line = [0u8; 12];
+    probe.read_exact(&mut status_line).unwrap();
+    assert_eq!(&status_line, b"HTTP/1.1 200");
+    // A checkout whose body stops half way.
+    let mut stalled = connect();
+    stalled
+        .write_all(
+            format!(
+                "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {APP_ORIGIN}\r\n\
+                 Cookie: session={}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{}",
+                session_jwt(JWT_SECRET),
+                CHECKOUT_BODY.len(),
+                &CHECKOUT_BODY[..CHECKOUT_BODY.len() / 2]
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+
+    service.signal("-TERM");
+    // Far below shutdown_timeout_s: nothing the clients hold back keeps the process.
+    let status = service.wait_for_exit(Duration::from_secs(15));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGTERM with held connections: {status:?}\nstderr: {}",
+        captured(&service.stderr)
+    );
+}
+
+#[test]
 fn sigint_exits_zero() {
     let mut service = Service::start(Config::valid(), TempDir::new(), &[]);
     service.signal("-INT");

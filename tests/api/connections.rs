@@ -280,6 +280,51 @@ async fn a_checkout_whose_body_stalls_half_way_gets_408_request_timeout_and_the_
 }
 
 #[tokio::test]
+async fn a_checkout_whose_body_trickles_in_past_the_timeout_gets_408_request_timeout() {
+    let app = spawn(|_| {}).await;
+    let body = checkout_body().to_string();
+    let head = format!(
+        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
+         Cookie: session={}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.port,
+        session_token(),
+        body.len()
+    );
+    let (mut reader, mut writer) = connect(&app).await.into_split();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // A byte every 200 ms: the whole body would take far longer than allowed.
+        for byte in body.into_bytes() {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let closed = tokio::time::timeout(GENEROUS, async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(
+        closed.is_ok(),
+        "still open {GENEROUS:?} while the body trickled in"
+    );
+    let response = RawResponse::parse(&received).expect("an answer before the close");
+    assert_eq!(response.status, 408);
+    let envelope: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(envelope["code"], "request_timeout");
+    assert!(app.proof_requests().await.is_empty(), "Proof was called");
+}
+
+#[tokio::test]
 async fn a_drain_is_not_held_by_connections_that_never_finish_their_request() {
     let app = spawn(|settings| {
         settings.server.shutdown_timeout_s = 60;
