@@ -60,6 +60,9 @@ pub struct ServerSettings {
     pub listen: String,
     pub workers: usize,
     pub shutdown_timeout_s: u64,
+    pub client_request_timeout_ms: u64,
+    pub keep_alive_s: u64,
+    pub max_connections: usize,
     pub max_body_bytes: usize,
 }
 
@@ -69,6 +72,9 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8080".into(),
             workers: 0,
             shutdown_timeout_s: 30,
+            client_request_timeout_ms: 10000,
+            keep_alive_s: 15,
+            max_connections: 10000,
             max_body_bytes: 16384,
         }
     }
@@ -367,6 +373,12 @@ pub struct ServerConfig {
     pub listen: String,
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    /// A request's headers and body must both arrive within this.
+    pub client_request_timeout: Duration,
+    /// Zero turns keep-alive off: every connection closes after its response.
+    pub keep_alive: Duration,
+    /// For the whole instance; split across the workers when the server starts.
+    pub max_connections: usize,
     pub max_body_bytes: usize,
 }
 
@@ -418,6 +430,8 @@ pub struct LogConfig {
 }
 
 const MAX_ATTEMPTS_LIMIT: u32 = 10;
+const MAX_CLIENT_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
+const MAX_KEEP_ALIVE_S: u64 = 3600;
 
 impl Settings {
     /// Checks every key and builds the values the service runs on.
@@ -451,10 +465,33 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
             "must be at least 1",
         ));
     }
+    // Zero would let a client that never finishes its request hold its connection forever; the
+    // upper bounds keep deadlines far from the clock's range.
+    if !(1..=MAX_CLIENT_REQUEST_TIMEOUT_MS).contains(&s.client_request_timeout_ms) {
+        return Err(ConfigError::key(
+            "server.client_request_timeout_ms",
+            format!("must be between 1 and {MAX_CLIENT_REQUEST_TIMEOUT_MS}"),
+        ));
+    }
+    if s.keep_alive_s > MAX_KEEP_ALIVE_S {
+        return Err(ConfigError::key(
+            "server.keep_alive_s",
+            format!("must be at most {MAX_KEEP_ALIVE_S} (0 turns keep-alive off)"),
+        ));
+    }
+    if s.max_connections == 0 {
+        return Err(ConfigError::key(
+            "server.max_connections",
+            "must be at least 1",
+        ));
+    }
     Ok(ServerConfig {
         listen: s.listen,
         workers: s.workers,
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_s),
+        client_request_timeout: Duration::from_millis(s.client_request_timeout_ms),
+        keep_alive: Duration::from_secs(s.keep_alive_s),
+        max_connections: s.max_connections,
         max_body_bytes: s.max_body_bytes,
     })
 }

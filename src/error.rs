@@ -56,6 +56,8 @@ pub enum CheckoutError {
     UnsupportedMediaType,
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("request body not received in time")]
+    RequestTimeout,
     #[error("{0}")]
     Validation(#[from] ValidationError),
     #[error("rate limited ({})", .0.kind.code())]
@@ -129,6 +131,13 @@ impl CheckoutError {
                 "invalid_request",
                 "body_too_large",
                 format!("the request body must be at most {limit} bytes").into(),
+            ),
+            // The connection is closed after this answer, as the body was not read to its end.
+            E::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "request_timeout",
+                "the request did not arrive in time".into(),
             ),
             E::Validation(e) => (
                 StatusCode::BAD_REQUEST,

@@ -5,6 +5,7 @@ pub mod checkout;
 pub mod cli;
 pub mod client_ip;
 pub mod configuration;
+pub mod connection;
 pub mod error;
 pub mod healthcheck;
 pub mod proof;

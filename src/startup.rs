@@ -7,13 +7,14 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::cors;
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
 use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
+use crate::connection::{self, ConnectionLimits, RequestBodyBound};
 use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
 use crate::readiness::Readiness;
@@ -83,13 +84,21 @@ impl Application {
         });
         let readiness_data = web::Data::from(readiness.clone());
         let sandbox = config.sandbox.map(web::Data::new);
-        let mut server = HttpServer::new(move || {
+        let limits = ConnectionLimits {
+            client_request_timeout: config.server.client_request_timeout,
+            keep_alive: config.server.keep_alive,
+        };
+        let local_addr = listener.local_addr()?;
+        let workers = effective_workers(config.server.workers);
+        // One HTTP service per worker, each with its own upstream client.
+        let worker_service = move || {
             let proof = web::Data::new(ProofClient::new(endpoint.clone()));
             let sandbox = sandbox.clone();
-            App::new()
+            let app = App::new()
                 .wrap(from_fn(cors::browser_headers))
                 .wrap(TracingLogger::<BffRootSpan>::new())
                 .wrap(RequestIdMiddleware)
+                .wrap(RequestBodyBound::new(limits.client_request_timeout))
                 .app_data(context.clone())
                 .app_data(readiness_data.clone())
                 .app_data(proof)
@@ -114,14 +123,19 @@ impl Application {
                             .route("/sandbox/login", web::post().to(sandbox::login));
                     }
                 })
-                .default_service(web::to(routes::not_found))
-        })
-        .disable_signals()
-        .shutdown_timeout(config.server.shutdown_timeout.as_secs());
-        if config.server.workers > 0 {
-            server = server.workers(config.server.workers);
-        }
-        let server = server.listen(listener)?.run();
+                .default_service(web::to(routes::not_found));
+            connection::http1(app, limits, local_addr)
+        };
+        let server = Server::build()
+            .workers(workers)
+            .max_concurrent_connections(connection::max_connections_per_worker(
+                config.server.max_connections,
+                workers,
+            ))
+            .shutdown_timeout(config.server.shutdown_timeout.as_secs())
+            .disable_signals()
+            .listen("proof-bff", listener, worker_service)?
+            .run();
         let handle = ApplicationHandle {
             readiness,
             server: server.handle(),
@@ -163,6 +177,18 @@ impl Application {
         let stopped = serve_until_signalled(server, handle).await;
         cleanup.abort();
         stopped
+    }
+}
+
+/// The number of workers the server runs: as configured, or one per core as actix would choose
+/// (it runs at most 512).
+fn effective_workers(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .min(512)
     }
 }
 

@@ -93,6 +93,9 @@ impl Config {
                     ("listen", s("127.0.0.1:8080")),
                     ("workers", raw("1")),
                     ("shutdown_timeout_s", raw("5")),
+                    ("client_request_timeout_ms", raw("10000")),
+                    ("keep_alive_s", raw("15")),
+                    ("max_connections", raw("10000")),
                     ("max_body_bytes", raw("16384")),
                 ],
             ),
@@ -390,6 +393,26 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             Config::valid().set("proof", "max_attempts", "0"),
             vec!["proof.max_attempts"],
         ),
+        (
+            "client_request_timeout_ms zero",
+            Config::valid().set("server", "client_request_timeout_ms", "0"),
+            vec!["server.client_request_timeout_ms"],
+        ),
+        (
+            "client_request_timeout_ms beyond an hour",
+            Config::valid().set("server", "client_request_timeout_ms", "3600001"),
+            vec!["server.client_request_timeout_ms"],
+        ),
+        (
+            "keep_alive_s beyond an hour",
+            Config::valid().set("server", "keep_alive_s", "3601"),
+            vec!["server.keep_alive_s"],
+        ),
+        (
+            "max_connections zero",
+            Config::valid().set("server", "max_connections", "0"),
+            vec!["server.max_connections"],
+        ),
     ];
     let mut failures = Vec::new();
     for (name, config, needles) in cases {
@@ -400,6 +423,12 @@ fn check_config_names_the_key_for_each_invalid_setting() {
         }
     }
     assert!(failures.is_empty(), "cases that failed: {failures:?}");
+}
+
+#[test]
+fn check_config_accepts_keep_alive_s_zero_as_keep_alive_off() {
+    let output = check_config_with(&Config::valid().set("server", "keep_alive_s", "0"), &[]);
+    assert_passes(&output);
 }
 
 #[test]
@@ -1306,6 +1335,61 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
         status.and_then(|s| s.code()),
         Some(0),
         "exit after SIGTERM: {status:?}\nstderr: {}",
+        captured(&service.stderr)
+    );
+}
+
+#[test]
+fn sigterm_is_not_held_by_connections_that_never_finish_their_request() {
+    let config = Config::valid()
+        .set("server", "shutdown_timeout_s", "60")
+        .set("server", "client_request_timeout_ms", "2000");
+    let mut service = Service::start(config, TempDir::new(), &[]);
+    let port = service.port;
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let connect = || {
+        let stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    // A probe that announces a chunked body and never sends it: answered at once.
+    let mut probe = connect();
+    probe
+        .write_all(
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut status_line = [0u8; 12];
+    probe.read_exact(&mut status_line).unwrap();
+    assert_eq!(&status_line, b"HTTP/1.1 200");
+    // A checkout whose body stops half way.
+    let mut stalled = connect();
+    stalled
+        .write_all(
+            format!(
+                "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {APP_ORIGIN}\r\n\
+                 Cookie: session={}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{}",
+                session_jwt(JWT_SECRET),
+                CHECKOUT_BODY.len(),
+                &CHECKOUT_BODY[..CHECKOUT_BODY.len() / 2]
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+
+    service.signal("-TERM");
+    // Far below shutdown_timeout_s: nothing the clients hold back keeps the process.
+    let status = service.wait_for_exit(Duration::from_secs(15));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGTERM with held connections: {status:?}\nstderr: {}",
         captured(&service.stderr)
     );
 }

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use crate::browser::csrf::check_caller;
 use crate::checkout::{CheckoutRequest, ValidationError, parse_checkout_request};
 use crate::client_ip::ClientIp;
+use crate::connection::is_request_timeout;
 use crate::error::CheckoutError;
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
 use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
@@ -148,6 +149,7 @@ fn require_json(req: &HttpRequest) -> Result<(), CheckoutError> {
 }
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
+/// The payload ends with a timeout error once the request's time is up (see `RequestBodyBound`).
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -166,6 +168,7 @@ async fn read_body(
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| match error {
             PayloadError::Overflow => CheckoutError::BodyTooLarge { limit },
+            error if is_request_timeout(&error) => CheckoutError::RequestTimeout,
             // A broken chunked encoding or a body cut short is the client's fault, not size.
             _ => CheckoutError::Validation(ValidationError {
                 field: "body".into(),

@@ -4,6 +4,7 @@ mod browser_rules;
 mod browser_support;
 mod checkout;
 mod client_ip;
+mod connections;
 mod errors;
 mod helpers;
 mod probes;

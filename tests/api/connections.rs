@@ -1,0 +1,572 @@
+//! What a client can hold back, over raw sockets: a body announced and never sent, a body that
+//! stops half way, idle connections, more connections than allowed. None of it may keep a
+//! connection, a worker or a graceful drain waiting past the configured bounds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proof_bff::configuration::Settings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+/// The configured `client_request_timeout_ms` in these tests. Actix measures its part of it on
+/// a clock it refreshes every 500 ms, and a busy worker refreshes it late: a shorter timeout
+/// would time out honest clients (the /healthz probes) on a loaded machine.
+const REQUEST_TIMEOUT_MS: u64 = 2000;
+/// Far above the configured bounds (so a busy machine cannot fail a test), far below "never".
+const GENEROUS: Duration = Duration::from_secs(10);
+
+async fn spawn(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(|settings| {
+        settings.server.client_request_timeout_ms = REQUEST_TIMEOUT_MS;
+        customise(settings);
+    })
+    .await
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect to the service")
+}
+
+/// Everything the server sends until it closes the connection (end of stream or reset), or
+/// `None` if it is still open after `limit`.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_all).await.ok()?;
+    Some(received)
+}
+
+/// Reads until one response head has arrived; `None` if the connection closes first or nothing
+/// complete arrives within `limit`.
+async fn read_head(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read_head = async {
+        loop {
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(String::from_utf8_lossy(&received[..end]).into_owned());
+            }
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_head).await.ok().flatten()
+}
+
+/// A raw response: status, lower-cased headers, body.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&bytes[..end]).ok()?;
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        Some(Self {
+            status,
+            headers,
+            body: bytes[end + 4..].to_vec(),
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Healthz,
+    UnknownPath,
+    AnonymousCheckout,
+    SignedInCheckout,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Framing {
+    Chunked,
+    ContentLength,
+}
+
+/// A request head that announces a body; the body itself is never sent.
+fn head_announcing_a_body(app: &TestApp, target: Target, framing: Framing) -> String {
+    let (method, path, extra) = match target {
+        Target::Healthz => ("GET", "/healthz", String::new()),
+        Target::UnknownPath => ("POST", "/no-such-route", String::new()),
+        Target::AnonymousCheckout => (
+            "POST",
+            "/start-checkout",
+            format!("Origin: {APP_ORIGIN}\r\nContent-Type: application/json\r\n"),
+        ),
+        Target::SignedInCheckout => (
+            "POST",
+            "/start-checkout",
+            format!(
+                "Origin: {APP_ORIGIN}\r\nCookie: session={}\r\nContent-Type: application/json\r\n",
+                session_token()
+            ),
+        ),
+    };
+    let framing = match framing {
+        Framing::Chunked => "Transfer-Encoding: chunked",
+        Framing::ContentLength => "Content-Length: 64",
+    };
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{extra}{framing}\r\n\r\n",
+        app.port
+    )
+}
+
+#[tokio::test]
+async fn connections_that_never_send_their_announced_body_are_closed_while_healthz_keeps_answering()
+{
+    let app = spawn(|_| {}).await;
+    let targets = [
+        Target::Healthz,
+        Target::UnknownPath,
+        Target::AnonymousCheckout,
+        Target::SignedInCheckout,
+    ];
+    let mut held = Vec::new();
+    for i in 0..150 {
+        let target = targets[i % targets.len()];
+        let framing = if (i / targets.len()).is_multiple_of(2) {
+            Framing::Chunked
+        } else {
+            Framing::ContentLength
+        };
+        let mut stream = connect(&app).await;
+        stream
+            .write_all(head_announcing_a_body(&app, target, framing).as_bytes())
+            .await
+            .unwrap();
+        held.push(tokio::spawn(async move {
+            let closed = read_until_closed(&mut stream, GENEROUS).await;
+            (target, framing, closed)
+        }));
+    }
+
+    // A fresh connection each time: the held ones must not starve new clients.
+    let probe = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut probes = 0;
+    while held.iter().any(|task| !task.is_finished()) {
+        let status = probe
+            .get(format!("{}/healthz", app.address))
+            .timeout(GENEROUS)
+            .send()
+            .await
+            .expect("/healthz answers on a fresh connection")
+            .status();
+        assert_eq!(status, 200, "/healthz while connections are held");
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(probes > 0);
+
+    let mut still_open = BTreeMap::<String, usize>::new();
+    for task in held {
+        let (target, framing, closed) = task.await.unwrap();
+        match closed {
+            None => {
+                *still_open
+                    .entry(format!("{target:?}/{framing:?}"))
+                    .or_default() += 1
+            }
+            Some(bytes) => {
+                // Whatever was answered, it was answered in our envelope or as the probe.
+                let expected = match target {
+                    Target::Healthz => 200,
+                    Target::UnknownPath => 404,
+                    Target::AnonymousCheckout => 401,
+                    Target::SignedInCheckout => 408,
+                };
+                let response = RawResponse::parse(&bytes)
+                    .unwrap_or_else(|| panic!("{target:?}/{framing:?}: no answer before close"));
+                assert_eq!(response.status, expected, "{target:?}/{framing:?}");
+                assert_eq!(
+                    response.header("connection"),
+                    Some("close"),
+                    "{target:?}/{framing:?}: the answer says the connection closes"
+                );
+            }
+        }
+    }
+    assert!(
+        still_open.is_empty(),
+        "still open {GENEROUS:?} after announcing a body ({REQUEST_TIMEOUT_MS} ms allowed), \
+         of 150: {still_open:?}"
+    );
+    assert!(app.proof_requests().await.is_empty(), "Proof was called");
+}
+
+#[tokio::test]
+async fn a_checkout_whose_body_stalls_half_way_gets_408_request_timeout_and_the_connection_closes()
+{
+    let app = spawn(|_| {}).await;
+    let body = checkout_body().to_string();
+    let half = &body[..body.len() / 2];
+    let head = format!(
+        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
+         Cookie: session={}\r\nContent-Type: application/json\r\n",
+        app.port,
+        session_token()
+    );
+    let requests = [
+        (
+            "content-length",
+            format!("{head}Content-Length: {}\r\n\r\n{half}", body.len()),
+        ),
+        (
+            "chunked",
+            format!(
+                "{head}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{half}\r\n",
+                half.len()
+            ),
+        ),
+    ];
+    for (framing, request) in requests {
+        let mut stream = connect(&app).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let bytes = read_until_closed(&mut stream, GENEROUS)
+            .await
+            .unwrap_or_else(|| panic!("{framing}: still open {GENEROUS:?} after the body stalled"));
+        let response = RawResponse::parse(&bytes)
+            .unwrap_or_else(|| panic!("{framing}: closed without an answer"));
+        assert_eq!(response.status, 408, "{framing}");
+        assert_eq!(response.header("connection"), Some("close"), "{framing}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{framing}"
+        );
+        assert!(response.header("x-request-id").is_some(), "{framing}");
+        let envelope: serde_json::Value = serde_json::from_slice(&response.body)
+            .unwrap_or_else(|e| panic!("{framing}: not JSON ({e})"));
+        assert_eq!(envelope["error"], "invalid_request", "{framing}");
+        assert_eq!(envelope["code"], "request_timeout", "{framing}");
+        assert!(envelope["message"].is_string(), "{framing}");
+    }
+    assert!(app.proof_requests().await.is_empty(), "Proof was called");
+}
+
+#[tokio::test]
+async fn a_checkout_whose_body_trickles_in_past_the_timeout_gets_408_request_timeout() {
+    let app = spawn(|_| {}).await;
+    let body = checkout_body().to_string();
+    let head = format!(
+        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
+         Cookie: session={}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.port,
+        session_token(),
+        body.len()
+    );
+    let (mut reader, mut writer) = connect(&app).await.into_split();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // A byte every 200 ms: the whole body would take far longer than allowed.
+        for byte in body.into_bytes() {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let closed = tokio::time::timeout(GENEROUS, async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(
+        closed.is_ok(),
+        "still open {GENEROUS:?} while the body trickled in"
+    );
+    let response = RawResponse::parse(&received).expect("an answer before the close");
+    assert_eq!(response.status, 408);
+    let envelope: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(envelope["code"], "request_timeout");
+    assert!(app.proof_requests().await.is_empty(), "Proof was called");
+}
+
+#[tokio::test]
+async fn a_drain_is_not_held_by_connections_that_never_finish_their_request() {
+    let app = spawn(|settings| {
+        settings.server.shutdown_timeout_s = 60;
+        settings.server.keep_alive_s = 300;
+    })
+    .await;
+    let body = checkout_body().to_string();
+    let mut stalled_checkout = connect(&app).await;
+    stalled_checkout
+        .write_all(
+            format!(
+                "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
+                 Cookie: session={}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{}",
+                app.port,
+                session_token(),
+                body.len(),
+                &body[..body.len() / 2]
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answered_probe = connect(&app).await;
+    answered_probe
+        .write_all(head_announcing_a_body(&app, Target::Healthz, Framing::Chunked).as_bytes())
+        .await
+        .unwrap();
+    // The probe is answered at once: from here on the server holds both connections.
+    let head = read_head(&mut answered_probe, GENEROUS)
+        .await
+        .expect("/healthz answers before its body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let mut stalled_headers = kept_alive(&app).await;
+    stalled_headers
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", app.port).as_bytes())
+        .await
+        .unwrap();
+
+    let handle = app.handle.clone();
+    let drain = tokio::spawn(async move { handle.drain().await });
+    tokio::time::timeout(Duration::from_secs(15), drain)
+        .await
+        .expect("the drain waited on connections that never finish their request (timeout 60 s)")
+        .unwrap();
+    for (name, stream) in [
+        ("stalled checkout", &mut stalled_checkout),
+        ("answered probe", &mut answered_probe),
+        ("kept alive, headers stalled", &mut stalled_headers),
+    ] {
+        assert!(
+            read_until_closed(stream, GENEROUS).await.is_some(),
+            "{name}: still open after the drain"
+        );
+    }
+}
+
+/// A connection that has been answered once and is kept alive.
+async fn kept_alive(app: &TestApp) -> TcpStream {
+    let mut stream = connect(app).await;
+    stream.write_all(healthz(app).as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let answered = tokio::time::timeout(GENEROUS, async {
+        loop {
+            if let Some(response) = RawResponse::parse(&received) {
+                let length: usize = response
+                    .header("content-length")
+                    .and_then(|value| value.parse().ok())
+                    .expect("a sized answer");
+                if response.body.len() >= length {
+                    return response;
+                }
+            }
+            let n = stream.read(&mut buffer).await.expect("read the answer");
+            assert!(n > 0, "closed before the answer was complete");
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("/healthz answered");
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.header("connection"), None, "kept alive");
+    stream
+}
+
+fn healthz(app: &TestApp) -> String {
+    format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        app.port
+    )
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_whose_next_headers_stop_half_way_is_closed() {
+    // Keep-alive longer than the test, so only the bound on headers can close it.
+    let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
+    let mut stream = kept_alive(&app).await;
+    stream
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", app.port).as_bytes())
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut stream, GENEROUS).await.is_some(),
+        "still open {GENEROUS:?} after headers stopped half way ({REQUEST_TIMEOUT_MS} ms allowed)"
+    );
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_whose_next_headers_trickle_in_is_closed() {
+    let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
+    let stream = kept_alive(&app).await;
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        // A header byte every 200 ms, for far longer than the headers may take.
+        let headers = format!(
+            "GET /healthz HTTP/1.1\r\nX-Slow: {}\r\n\r\n",
+            "a".repeat(200)
+        );
+        for byte in headers.as_bytes() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(GENEROUS, async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(
+        closed.is_ok(),
+        "still open {GENEROUS:?} while headers trickled in ({REQUEST_TIMEOUT_MS} ms allowed)"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_reads_none_of_its_answers_is_disconnected() {
+    let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
+    // A small receive window, so the server's writes block soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    const REQUESTS: usize = 20_000;
+    let pipelined = healthz(&app).repeat(REQUESTS);
+    let writing = tokio::spawn(async move {
+        let _ = writer.write_all(pipelined.as_bytes()).await;
+        writer
+    });
+    // Read nothing for well over the request timeout.
+    tokio::time::sleep(Duration::from_millis(REQUEST_TIMEOUT_MS * 3)).await;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 65536];
+    let closed = tokio::time::timeout(GENEROUS, async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    writing.abort();
+    let answers = received
+        .windows(12)
+        .filter(|w| w == b"HTTP/1.1 200")
+        .count();
+    assert!(
+        closed.is_ok(),
+        "still open after {answers} answers: a client that stopped reading kept its connection"
+    );
+    assert!(
+        answers < REQUESTS,
+        "all {REQUESTS} answers arrived: the server waited for the client to read"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_s_zero_closes_every_connection_after_its_answer() {
+    let app = spawn(|settings| settings.server.keep_alive_s = 0).await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                app.port
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let bytes = read_until_closed(&mut stream, GENEROUS)
+        .await
+        .expect("the connection closes after the answer");
+    let response = RawResponse::parse(&bytes).expect("an answer");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn beyond_max_connections_a_new_connection_waits_until_one_closes() {
+    let app = spawn(|settings| {
+        settings.server.max_connections = 1;
+        settings.server.keep_alive_s = 60;
+    })
+    .await;
+    let healthz = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        app.port
+    );
+    let mut first = connect(&app).await;
+    first.write_all(healthz.as_bytes()).await.unwrap();
+    let head = read_head(&mut first, GENEROUS)
+        .await
+        .expect("first answered");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    // The first connection stays open (keep-alive), so the second waits in the backlog.
+    let mut second = connect(&app).await;
+    second.write_all(healthz.as_bytes()).await.unwrap();
+    assert!(
+        read_head(&mut second, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a connection beyond max_connections was served"
+    );
+
+    drop(first);
+    let head = read_head(&mut second, GENEROUS)
+        .await
+        .expect("the waiting connection is served once the first closes");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
