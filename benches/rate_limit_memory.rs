@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::clock::FakeRelativeClock;
-use proof_bff::configuration::RateLimitConfig;
+use proof_bff::rate_limit::RateLimitConfig;
 use proof_bff::rate_limit::RateLimiter;
 
 struct CountingAllocator;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
+use crate::rate_limit::RateLimitConfig;
 use crate::sandbox::SandboxSession;
 use crate::session::{JwtAlgorithm, JwtVerifier, JwtVerifierSettings};
 
@@ -407,14 +408,6 @@ pub struct SessionConfig {
     pub cookie: String,
     pub bearer: bool,
     pub verifier: JwtVerifier,
-}
-
-#[derive(Debug, Clone)]
-pub struct RateLimitConfig {
-    pub per_user_burst: u32,
-    pub per_user_per_minute: u32,
-    pub per_ip_burst: u32,
-    pub per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

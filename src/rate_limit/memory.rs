@@ -1,60 +1,21 @@
-//! Per-user and per-client-address limits (GCRA, one limiter shared by every worker).
+//! The in-memory backend (`rate_limit.backend = "memory"`): governor's keyed GCRA, one limiter
+//! shared by every worker of the instance.
 //!
-//! Both are checked before Proof is called: the per-address limit before the session is even
-//! verified, so a flood of garbage tokens is cut cheaply, and the per-user limit once the user is
-//! known. Keys are stored compactly: a user is a keyed 64-bit hash of the user id (never the raw
-//! string, never the email), an address is its IPv4 value or its IPv6 /64 prefix (one host usually
-//! holds a whole /64, so rotating inside it does not escape the limit).
+//! Keys are stored compactly: a user is a keyed 64-bit hash of the user id (never the raw string,
+//! never the email), an address is its IPv4 value or its IPv6 /64 prefix (one host usually holds a
+//! whole /64, so rotating inside it does not escape the limit).
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::time::Duration;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::HeaderValue;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{NotUntil, Quota};
 
-use crate::configuration::RateLimitConfig;
-
-pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-/// How often keys that are back to a fresh state are dropped.
-pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Which limit refused a request; also the policy name in the `RateLimit*` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitKind {
-    PerUser,
-    PerIp,
-}
-
-impl LimitKind {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::PerUser => "per_user",
-            Self::PerIp => "per_ip",
-        }
-    }
-}
-
-/// A refusal: when to try again, and the headers that describe it.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub kind: LimitKind,
-    /// Whole seconds, rounded up, at least 1.
-    pub retry_after_s: u64,
-    pub rate_limit: HeaderValue,
-}
-
-/// A request's standing against the per-user limit after it was let through.
-#[derive(Debug, Clone)]
-pub struct Allowance {
-    pub rate_limit: HeaderValue,
-}
+use super::{Allowance, LimitKind, RateLimitConfig, Refusal, ceil_seconds, rate_limit_header};
 
 type KeyedLimiter<K, C> =
     governor::RateLimiter<K, DashMapStateStore<K>, C, StateInformationMiddleware>;
@@ -181,20 +142,6 @@ impl<C: Clock + Clone> RateLimiter<C> {
     }
 }
 
-fn rate_limit_header(kind: LimitKind, remaining: u32, reset_s: u64) -> HeaderValue {
-    HeaderValue::try_from(format!("\"{}\";r={remaining};t={reset_s}", kind.code()))
-        .unwrap_or(HeaderValue::from_static("\"per_user\";r=0;t=1"))
-}
-
-fn ceil_seconds(duration: Duration) -> u64 {
-    let whole = duration.as_secs();
-    if duration.subsec_nanos() > 0 {
-        whole + 1
-    } else {
-        whole
-    }
-}
-
 /// IPv4 as is; IPv6 by its /64 prefix.
 fn ip_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
@@ -209,6 +156,8 @@ fn ip_key(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use governor::clock::FakeRelativeClock;
 
     fn config(burst: u32, per_minute: u32) -> RateLimitConfig {
