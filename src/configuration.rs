@@ -10,12 +10,13 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::browser::BrowserConfig;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
 use crate::rate_limit::RateLimitConfig;
 use crate::sandbox::SandboxSession;
-use crate::session::{JwtAlgorithm, JwtVerifier, JwtVerifierSettings};
+use crate::session::{JwtAlgorithm, JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
 
 /// Prefix of every environment override: `PROOF_BFF__SECTION__KEY`.
 pub const ENV_PREFIX: &str = "PROOF_BFF";
@@ -359,7 +360,7 @@ pub struct AppConfig {
     pub server: ServerConfig,
     pub proof: ProofConfig,
     pub browser: BrowserConfig,
-    pub session: SessionConfig,
+    pub session: SessionSource,
     pub client_ip: ClientIpResolver,
     pub checkout: CheckoutPolicy,
     pub rate_limit: RateLimitConfig,
@@ -394,20 +395,6 @@ pub struct ProofConfig {
     pub deadline: Duration,
     pub max_attempts: u32,
     pub address: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct BrowserConfig {
-    pub allowed_origins: AllowedOrigins,
-    pub require_csrf_header: bool,
-    pub allow_missing_origin: bool,
-}
-
-#[derive(Debug)]
-pub struct SessionConfig {
-    pub cookie: String,
-    pub bearer: bool,
-    pub verifier: JwtVerifier,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -655,7 +642,7 @@ fn validate_browser(s: BrowserSettings) -> Result<BrowserConfig, ConfigError> {
     })
 }
 
-fn validate_session(s: SessionSettings) -> Result<SessionConfig, ConfigError> {
+fn validate_session(s: SessionSettings) -> Result<SessionSource, ConfigError> {
     match s.source.as_str() {
         "jwt" => {}
         "jwks" | "introspect" | "headers" => {
@@ -724,11 +711,11 @@ fn validate_session(s: SessionSettings) -> Result<SessionConfig, ConfigError> {
         leeway_s: jwt.leeway_s,
     })
     .map_err(|e| ConfigError(e.to_string()))?;
-    Ok(SessionConfig {
+    Ok(SessionSource::Jwt(JwtSession {
         cookie: jwt.cookie,
         bearer: jwt.bearer,
         verifier,
-    })
+    }))
 }
 
 /// RFC 6265 cookie-name: a token.

@@ -11,29 +11,14 @@ use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::cors;
-use crate::checkout::CheckoutPolicy;
-use crate::client_ip::ClientIpResolver;
-use crate::configuration::{AppConfig, BrowserConfig, SessionConfig};
-use crate::connection::{self, ConnectionLimits, RequestBodyBound};
+use crate::checkout::{self, CheckoutContext};
+use crate::configuration::AppConfig;
+use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
+use crate::http::{self, Readiness};
 use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
-use crate::readiness::Readiness;
-use crate::routes;
 use crate::sandbox;
 use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
-
-/// What every worker shares for `/start-checkout`, built once.
-#[derive(Debug)]
-pub struct CheckoutContext {
-    pub browser: BrowserConfig,
-    pub session: SessionConfig,
-    pub client_ip: ClientIpResolver,
-    pub checkout: CheckoutPolicy,
-    pub max_body_bytes: usize,
-    pub address: Option<String>,
-    pub readiness: Arc<Readiness>,
-    pub rate_limiter: Arc<RateLimiter>,
-}
 
 pub struct Application {
     port: u16,
@@ -72,8 +57,8 @@ impl Application {
         );
         let readiness = Arc::new(Readiness::default());
         let rate_limiter = Arc::new(RateLimiter::new(&config.rate_limit));
+        let browser = web::Data::new(config.browser);
         let context = web::Data::new(CheckoutContext {
-            browser: config.browser,
             session: config.session,
             client_ip: config.client_ip,
             checkout: config.checkout,
@@ -99,20 +84,21 @@ impl Application {
                 .wrap(TracingLogger::<BffRootSpan>::new())
                 .wrap(RequestIdMiddleware)
                 .wrap(RequestBodyBound::new(limits.client_request_timeout))
+                .app_data(browser.clone())
                 .app_data(context.clone())
                 .app_data(readiness_data.clone())
                 .app_data(proof)
                 .service(
                     web::resource("/start-checkout")
-                        .route(web::post().to(routes::start_checkout))
+                        .route(web::post().to(checkout::start_checkout))
                         .route(web::method(Method::OPTIONS).to(cors::preflight))
-                        .default_service(web::to(routes::method_not_allowed)),
+                        .default_service(web::to(http::method_not_allowed)),
                 )
                 // Some health checkers probe with HEAD: the same answer, its body left out.
-                .route("/healthz", web::get().to(routes::healthz))
-                .route("/healthz", web::head().to(routes::healthz))
-                .route("/readyz", web::get().to(routes::readyz))
-                .route("/readyz", web::head().to(routes::readyz))
+                .route("/healthz", web::get().to(http::healthz))
+                .route("/healthz", web::head().to(http::healthz))
+                .route("/readyz", web::get().to(http::readyz))
+                .route("/readyz", web::head().to(http::readyz))
                 .configure(|app| {
                     // The demo page and dev login exist only in sandbox mode.
                     if let Some(session) = sandbox {
@@ -123,7 +109,7 @@ impl Application {
                             .route("/sandbox/login", web::post().to(sandbox::login));
                     }
                 })
-                .default_service(web::to(routes::not_found));
+                .default_service(web::to(http::not_found));
             connection::http1(app, limits, local_addr)
         };
         let server = Server::build()

@@ -11,8 +11,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpRequest, HttpResponse, web};
 
-use crate::error::envelope_response;
-use crate::startup::CheckoutContext;
+use super::{BrowserConfig, CallerOrigin};
+use crate::http::envelope_response;
 
 const ALLOWED_METHODS: &str = "POST";
 const ALLOWED_REQUEST_HEADERS: [&str; 3] = ["content-type", "x-csrf", "x-request-id"];
@@ -27,8 +27,8 @@ pub async fn browser_headers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let allowed_origin = req
-        .app_data::<web::Data<CheckoutContext>>()
-        .and_then(|context| allowed_origin(req.headers(), context));
+        .app_data::<web::Data<BrowserConfig>>()
+        .and_then(|browser| allowed_origin(req.headers(), browser));
     let mut response = next.call(req).await?;
     let headers = response.headers_mut();
     if let Some(origin) = allowed_origin {
@@ -55,21 +55,18 @@ pub async fn browser_headers(
 }
 
 /// The request's single `Origin`, when it is one of the partner's.
-fn allowed_origin(headers: &HeaderMap, context: &CheckoutContext) -> Option<HeaderValue> {
-    let mut origins = headers.get_all(header::ORIGIN);
-    match (origins.next(), origins.next()) {
-        (Some(origin), None) if context.browser.allowed_origins.allows(origin.as_bytes()) => {
-            Some(origin.clone())
-        }
-        _ => None,
+fn allowed_origin(headers: &HeaderMap, browser: &BrowserConfig) -> Option<HeaderValue> {
+    match browser.allowed_origins.judge(headers) {
+        CallerOrigin::Allowed(origin) => Some(origin.clone()),
+        CallerOrigin::Missing | CallerOrigin::Foreign => None,
     }
 }
 
 /// `OPTIONS /start-checkout`: granted only to an allowed origin asking for what the route needs.
 /// It touches neither the session nor the rate limits.
-pub async fn preflight(req: HttpRequest, context: web::Data<CheckoutContext>) -> HttpResponse {
+pub async fn preflight(req: HttpRequest, browser: web::Data<BrowserConfig>) -> HttpResponse {
     let headers = req.headers();
-    let origin_allowed = allowed_origin(headers, &context).is_some();
+    let origin_allowed = allowed_origin(headers, &browser).is_some();
     let method_allowed = headers
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
         .is_some_and(|m| m.as_bytes() == Method::POST.as_str().as_bytes());

@@ -5,27 +5,34 @@
 //! `X-CSRF: 1` header forces a CORS preflight for anything not sent by the partner's script.
 
 use actix_web::HttpRequest;
-use actix_web::http::header;
 
-use crate::configuration::BrowserConfig;
-use crate::error::CheckoutError;
+use super::{BrowserConfig, CallerOrigin};
 
-pub fn check_caller(req: &HttpRequest, browser: &BrowserConfig) -> Result<(), CheckoutError> {
+/// Why a caller was refused before anything else about the request was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallerRefused {
+    #[error("origin not allowed")]
+    ForbiddenOrigin,
+    #[error("X-CSRF header missing")]
+    CsrfHeaderMissing,
+}
+
+pub fn check_caller(req: &HttpRequest, browser: &BrowserConfig) -> Result<(), CallerRefused> {
     let headers = req.headers();
-    let mut origins = headers.get_all(header::ORIGIN);
-    match (origins.next(), origins.next()) {
-        (Some(origin), None) if browser.allowed_origins.allows(origin.as_bytes()) => {}
+    match browser.allowed_origins.judge(headers) {
+        CallerOrigin::Allowed(_) => {}
         // Server-to-server callers send neither Origin nor Sec-Fetch-Site; a browser that
         // somehow omits Origin still says where the request comes from.
-        (None, _) if browser.allow_missing_origin && !is_cross_site_browser_request(req) => {}
-        _ => return Err(CheckoutError::ForbiddenOrigin),
+        CallerOrigin::Missing
+            if browser.allow_missing_origin && !is_cross_site_browser_request(req) => {}
+        _ => return Err(CallerRefused::ForbiddenOrigin),
     }
     if browser.require_csrf_header
         && headers
             .get("x-csrf")
             .is_none_or(|value| value.as_bytes() != b"1")
     {
-        return Err(CheckoutError::CsrfHeaderMissing);
+        return Err(CallerRefused::CsrfHeaderMissing);
     }
     Ok(())
 }

@@ -5,3 +5,14 @@
 pub mod cors;
 pub mod csrf;
 pub mod origin;
+
+pub use csrf::{CallerRefused, check_caller};
+pub use origin::{AllowedOrigins, CallerOrigin};
+
+/// The `[browser]` rules, checked.
+#[derive(Debug, Clone)]
+pub struct BrowserConfig {
+    pub allowed_origins: AllowedOrigins,
+    pub require_csrf_header: bool,
+    pub allow_missing_origin: bool,
+}

@@ -1,4 +1,8 @@
-//! Browser origins: the partner's allow-list and the `Origin` we present to Proof.
+//! Browser origins: the partner's allow-list, the decision about a request's `Origin`, and the
+//! form every configured origin (the partner's pages, the `Origin` we present to Proof, redirect
+//! targets) is normalised to.
+
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 
 /// Turns a configured origin into the exact form a browser sends in `Origin`
 /// (`scheme://host[:port]`, lower-case host, default port left out), so a plain byte comparison
@@ -63,6 +67,27 @@ impl AllowedOrigins {
     pub fn allows(&self, origin: &[u8]) -> bool {
         self.0.iter().any(|allowed| allowed.as_bytes() == origin)
     }
+
+    /// The one decision about a request's `Origin` header that CORS and the CSRF check share.
+    pub fn judge<'a>(&self, headers: &'a HeaderMap) -> CallerOrigin<'a> {
+        let mut origins = headers.get_all(header::ORIGIN);
+        match (origins.next(), origins.next()) {
+            (Some(origin), None) if self.allows(origin.as_bytes()) => CallerOrigin::Allowed(origin),
+            (None, _) => CallerOrigin::Missing,
+            _ => CallerOrigin::Foreign,
+        }
+    }
+}
+
+/// What a request's `Origin` says about its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerOrigin<'a> {
+    /// Exactly one `Origin`, one of the partner's.
+    Allowed(&'a HeaderValue),
+    /// No `Origin` at all: a server-to-server caller, or a same-origin `GET`.
+    Missing,
+    /// Another origin, `null`, or more than one `Origin` header.
+    Foreign,
 }
 
 #[cfg(test)]

@@ -1,13 +1,21 @@
-//! `POST /start-checkout`: what the browser may ask for (the body, [`request`]), the partner's
-//! limits on it ([`policy`]) and the amounts it names ([`amount`]).
+//! `POST /start-checkout`: the route's phases in the order they run ([`route`]), what the browser
+//! may ask for ([`request`]), the partner's limits on it ([`policy`]), the amounts it names
+//! ([`amount`]), what every worker shares to serve it ([`context`]), and why the service itself
+//! refuses or fails one ([`error`]).
 
 mod amount;
+mod context;
+mod error;
 mod policy;
 mod request;
+mod route;
 
 pub use amount::Amount;
+pub use context::CheckoutContext;
+pub use error::CheckoutError;
 pub use policy::{CheckoutPolicy, CheckoutType};
 pub use request::{CheckoutRequest, ValidationError, parse_checkout_request};
+pub use route::start_checkout;
 
 #[cfg(test)]
 mod tests;

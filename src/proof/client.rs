@@ -14,10 +14,10 @@ use rand::RngExt;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
+use super::error::{UpstreamError, UpstreamFailure};
 use super::retry::{Decision, RetryState, Retryable};
 use super::wire::{error_slug, is_json_media_type, is_json_object};
 use crate::configuration::ProofConfig;
-use crate::error::{UpstreamError, UpstreamFailure};
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.

@@ -3,8 +3,10 @@
 //! Proof or reads one of its answers.
 
 mod client;
+mod error;
 mod retry;
 mod wire;
 
 pub use client::{ProofClient, ProofEndpoint, UpstreamAnswer};
+pub use error::{UpstreamError, UpstreamFailure};
 pub use wire::WidgetSessionRequest;

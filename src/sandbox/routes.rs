@@ -8,9 +8,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{SESSION_TTL_S, SandboxSession};
-use crate::browser::csrf::check_caller;
-use crate::error::{CheckoutError, envelope_response};
-use crate::startup::CheckoutContext;
+use crate::browser::{BrowserConfig, check_caller};
+use crate::checkout::CheckoutError;
+use crate::http::envelope_response;
 
 const PAGE: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/demo.js");
@@ -56,10 +56,10 @@ pub struct LoginRequest {
 pub async fn login(
     req: HttpRequest,
     body: web::Bytes,
-    context: web::Data<CheckoutContext>,
+    browser: web::Data<BrowserConfig>,
     session: web::Data<SandboxSession>,
 ) -> Result<HttpResponse, CheckoutError> {
-    check_caller(&req, &context.browser)?;
+    check_caller(&req, &browser)?;
     let Ok(login) = serde_json::from_slice::<LoginRequest>(&body) else {
         return Ok(envelope_response(
             StatusCode::BAD_REQUEST,

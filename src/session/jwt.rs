@@ -9,11 +9,13 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+use super::token::{token_from_authorization, token_from_cookie_header};
 use super::user::{MAX_USER_ID_CHARS, is_valid_email, is_valid_user_id};
 use super::{SessionError, SessionUser, UserEmail};
 
@@ -79,6 +81,37 @@ pub struct JwtConfigError(pub String);
 impl JwtConfigError {
     fn new(message: impl Into<String>) -> Self {
         Self(message.into())
+    }
+}
+
+/// `session.source = "jwt"`: where the token travels and how it is checked.
+#[derive(Debug)]
+pub struct JwtSession {
+    /// The cookie that holds the token.
+    pub cookie: String,
+    /// Whether `Authorization: Bearer <token>` is read too (after the cookie).
+    pub bearer: bool,
+    pub verifier: JwtVerifier,
+}
+
+impl JwtSession {
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<SessionUser, SessionError> {
+        let token = token_from_cookie_header(
+            headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
+            &self.cookie,
+        )
+        .or_else(|| {
+            if !self.bearer {
+                return None;
+            }
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| token_from_authorization(v.as_bytes()))
+        });
+        match token {
+            Some(token) => self.verifier.verify(token),
+            None => Err(SessionError::Missing),
+        }
     }
 }
 

@@ -11,9 +11,30 @@ mod user;
 
 use std::fmt;
 
-pub use jwt::{JwtAlgorithm, JwtConfigError, JwtVerifier, JwtVerifierSettings, sign_hs256};
+use actix_web::HttpRequest;
+
+pub use jwt::{
+    JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings, sign_hs256,
+};
 pub use token::{token_from_authorization, token_from_cookie_header};
 pub use user::is_valid_user_id;
+
+/// Where the routes learn who the user is: one variant per `session.source`, each reading only
+/// what its source can vouch for.
+#[derive(Debug)]
+pub enum SessionSource {
+    /// `session.source = "jwt"`: a JWT signed by the partner's app, in a cookie or bearer header.
+    Jwt(JwtSession),
+}
+
+impl SessionSource {
+    /// The signed-in user, or why there is none. Never reads identity from the request body.
+    pub fn authenticate(&self, req: &HttpRequest) -> Result<SessionUser, SessionError> {
+        match self {
+            Self::Jwt(jwt) => jwt.authenticate(req.headers()),
+        }
+    }
+}
 
 /// The authenticated user, as asserted by a verified session token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,13 +1,9 @@
-mod health;
-mod start_checkout;
-
-pub use health::{healthz, readyz};
-pub use start_checkout::start_checkout;
+//! Answers for what no route serves: an unknown path, a method a route does not take.
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 
-use crate::error::envelope_response;
+use super::envelope_response;
 
 /// Unknown paths get the same envelope as every other error.
 pub async fn not_found() -> HttpResponse {

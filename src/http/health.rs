@@ -1,9 +1,12 @@
+//! Liveness and readiness probes, and the readiness they report.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 
-use crate::error::envelope_response;
-use crate::readiness::Readiness;
+use super::envelope_response;
 
 /// Liveness: the process is serving.
 pub async fn healthz() -> HttpResponse {
@@ -34,4 +37,20 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .body(r#"{"status":"ready"}"#)
+}
+
+/// Whether the instance should still receive traffic.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
 }

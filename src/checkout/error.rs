@@ -1,55 +1,24 @@
-//! The JSON error envelope the service answers with: Proof's own shape,
-//! `{"error": "...", "code": "...", "message": "..."}`, so a frontend handles one shape.
+//! Why the service itself refused or failed a checkout, and the status, error and code each reason
+//! answers with in the envelope.
 
 use std::borrow::Cow;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
-use crate::checkout::ValidationError;
+use super::ValidationError;
+use crate::browser::CallerRefused;
+use crate::http::envelope_response;
+use crate::proof::{UpstreamError, UpstreamFailure};
 use crate::rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::SessionError;
-
-#[derive(Serialize)]
-struct Envelope<'a> {
-    error: &'a str,
-    code: &'a str,
-    message: &'a str,
-}
-
-/// Builds an error response in the envelope.
-pub fn envelope_response(
-    status: StatusCode,
-    error: &str,
-    code: &str,
-    message: &str,
-) -> HttpResponse {
-    let body = serde_json::to_vec(&Envelope {
-        error,
-        code,
-        message,
-    })
-    .unwrap_or_else(|_| {
-        br#"{"error":"internal_error","code":"internal_error","message":"internal error"}"#.to_vec()
-    });
-    HttpResponse::build(status)
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .body(body)
-}
 
 /// Why the service itself refused or failed a checkout.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
-    #[error("origin not allowed")]
-    ForbiddenOrigin,
-    #[error("X-CSRF header missing")]
-    CsrfHeaderMissing,
+    #[error("{0}")]
+    Caller(#[from] CallerRefused),
     #[error("{0}")]
     Session(#[from] SessionError),
     #[error("request body must be application/json")]
@@ -68,42 +37,17 @@ pub enum CheckoutError {
     Upstream(#[from] UpstreamError),
 }
 
-/// Why the call to Proof gave no usable answer, and after how many attempts. Proof's own 4xx
-/// answers are not errors: they are passed through.
-#[derive(Debug, thiserror::Error)]
-#[error("{kind} after {attempts} attempt(s)")]
-pub struct UpstreamError {
-    pub kind: UpstreamFailure,
-    /// Requests started towards Proof, the last one included.
-    pub attempts: u32,
-}
-
-/// What went wrong with the last attempt.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamFailure {
-    #[error("Proof refused our credentials or origin (HTTP {status})")]
-    Misconfigured { status: u16 },
-    #[error("Proof answered HTTP {status}")]
-    ProviderError { status: u16 },
-    #[error("Proof unreachable or the connection broke: {cause}")]
-    Unavailable { cause: String },
-    #[error("Proof answered HTTP {status} with an unusable body: {cause}")]
-    InvalidResponse { status: u16, cause: &'static str },
-    #[error("no answer from Proof in time ({cause})")]
-    Timeout { cause: &'static str },
-}
-
 impl CheckoutError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str, Cow<'static, str>) {
         use CheckoutError as E;
         match self {
-            E::ForbiddenOrigin => (
+            E::Caller(CallerRefused::ForbiddenOrigin) => (
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "forbidden_origin",
                 "the request's Origin is not allowed to call this service".into(),
             ),
-            E::CsrfHeaderMissing => (
+            E::Caller(CallerRefused::CsrfHeaderMissing) => (
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "csrf",

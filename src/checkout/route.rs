@@ -9,17 +9,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::browser::csrf::check_caller;
-use crate::checkout::{CheckoutRequest, ValidationError, parse_checkout_request};
+use super::{
+    CheckoutContext, CheckoutError, CheckoutRequest, ValidationError, parse_checkout_request,
+};
+use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
-use crate::connection::is_request_timeout;
-use crate::error::CheckoutError;
+use crate::http::connection::is_request_timeout;
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
 use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
-use crate::session::{
-    SessionError, SessionUser, token_from_authorization, token_from_cookie_header,
-};
-use crate::startup::CheckoutContext;
+use crate::session::SessionUser;
 use crate::telemetry::RequestId;
 
 pub async fn start_checkout(
@@ -27,12 +25,13 @@ pub async fn start_checkout(
     request_id: RequestId,
     payload: web::Payload,
     context: web::Data<CheckoutContext>,
+    browser: web::Data<BrowserConfig>,
     proof: web::Data<ProofClient>,
 ) -> Result<HttpResponse, CheckoutError> {
     if context.readiness.is_draining() {
         return Err(CheckoutError::ShuttingDown);
     }
-    check_caller(&req, &context.browser)?;
+    check_caller(&req, &browser)?;
     let client_ip = resolve_client_ip(&req, &context);
     limit_client_ip(client_ip, &context)?;
     let user = authenticate(&req, &context)?;
@@ -111,25 +110,10 @@ fn authenticate(
     req: &HttpRequest,
     context: &CheckoutContext,
 ) -> Result<SessionUser, CheckoutError> {
-    let session = &context.session;
-    let headers = req.headers();
-    let token = token_from_cookie_header(
-        headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
-        &session.cookie,
-    )
-    .or_else(|| {
-        if !session.bearer {
-            return None;
-        }
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| token_from_authorization(v.as_bytes()))
-    });
-    let user = match token {
-        Some(token) => session.verifier.verify(token),
-        None => Err(SessionError::Missing),
-    }
-    .inspect_err(|e| tracing::info!(reason = e.code(), "session refused"))?;
+    let user = context
+        .session
+        .authenticate(req)
+        .inspect_err(|e| tracing::info!(reason = e.code(), "session refused"))?;
     tracing::Span::current().record("user_id", user.user_id.as_str());
     Ok(user)
 }

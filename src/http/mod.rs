@@ -1,0 +1,11 @@
+//! The HTTP pieces every route shares: the error envelope, the health probes, answers for unknown
+//! routes, and the bounds on what one client connection may hold back.
+
+pub mod connection;
+mod envelope;
+mod fallback;
+mod health;
+
+pub use envelope::envelope_response;
+pub use fallback::{method_not_allowed, not_found};
+pub use health::{Readiness, healthz, readyz};
