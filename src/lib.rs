@@ -4,7 +4,7 @@ pub mod browser;
 pub mod checkout;
 pub mod cli;
 pub mod client_ip;
-pub mod configuration;
+pub mod config;
 pub mod healthcheck;
 pub mod http;
 pub mod proof;

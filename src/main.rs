@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use proof_bff::cli::{Cli, Command};
-use proof_bff::configuration::{AppConfig, ConfigError, Settings, SettingsSources};
+use proof_bff::config::{AppConfig, ConfigError, Settings, SettingsSources};
 use proof_bff::sandbox::{self, SandboxPlan};
 use proof_bff::startup::{Application, Stopped};
 use proof_bff::{healthcheck, telemetry};

@@ -12,10 +12,10 @@ use tracing_actix_web::TracingLogger;
 
 use crate::browser::cors;
 use crate::checkout::{self, CheckoutContext};
-use crate::configuration::AppConfig;
+use crate::config::AppConfig;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
 use crate::http::{self, Readiness};
-use crate::proof::{ProofClient, ProofEndpoint};
+use crate::proof::ProofClient;
 use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
 use crate::sandbox;
 use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
@@ -51,10 +51,7 @@ impl Application {
 
     pub fn build_with_listener(config: AppConfig, listener: TcpListener) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
-        let endpoint = Arc::new(
-            ProofEndpoint::new(&config.proof)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-        );
+        let endpoint = Arc::new(config.proof.endpoint);
         let readiness = Arc::new(Readiness::default());
         let rate_limiter = Arc::new(RateLimiter::new(&config.rate_limit));
         let browser = web::Data::new(config.browser);

@@ -11,13 +11,12 @@ use actix_web::http::{StatusCode, Uri};
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 use rand::RngExt;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::error::{UpstreamError, UpstreamFailure};
 use super::retry::{Decision, RetryState, Retryable};
 use super::wire::{error_slug, is_json_media_type, is_json_object};
-use crate::configuration::ProofConfig;
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.
@@ -36,8 +35,23 @@ pub struct ProofEndpoint {
     max_attempts: u32,
 }
 
+/// The checked `[proof]` values the endpoint is built from.
+#[derive(Debug)]
+pub struct ProofEndpointSettings {
+    /// The full URL of `POST /widget/session` under the configured base URL.
+    pub widget_session_url: String,
+    pub client_token: SecretString,
+    pub origin: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub deadline: Duration,
+    pub max_attempts: u32,
+}
+
 impl ProofEndpoint {
-    pub fn new(config: &ProofConfig) -> Result<Self, String> {
+    /// Fails only on values no checked configuration holds; the configuration layer calls it, so
+    /// `check-config` reports any such problem before the service starts.
+    pub fn new(config: &ProofEndpointSettings) -> Result<Self, String> {
         let url: Uri = config
             .widget_session_url
             .parse()

@@ -7,6 +7,14 @@ mod error;
 mod retry;
 mod wire;
 
-pub use client::{ProofClient, ProofEndpoint, UpstreamAnswer};
+pub use client::{ProofClient, ProofEndpoint, ProofEndpointSettings, UpstreamAnswer};
 pub use error::{UpstreamError, UpstreamFailure};
 pub use wire::WidgetSessionRequest;
+
+/// The `[proof]` settings, checked: how to reach Proof, and what a checkout adds to each session.
+#[derive(Debug)]
+pub struct ProofConfig {
+    pub endpoint: ProofEndpoint,
+    /// `proof.address`: sent only when Proof asked the partner to.
+    pub address: Option<String>,
+}

@@ -14,8 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use routes::{demo_css, demo_js, demo_page, login};
 
-use crate::configuration::{ConfigError, PresetValue, Settings};
-use crate::session::sign_hs256;
+use crate::config::{ConfigError, PresetValue, SessionSourceName, Settings};
+use crate::session::{JwtAlgorithm, sign_hs256};
 use proof_stand_in::StandInConfig;
 
 /// The Origin the sandbox's BFF presents to the stand-in, registered there.
@@ -109,8 +109,8 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
 
     // The login route signs HS256 tokens with the standard claims, so the sandbox verifies those.
     let jwt = &mut settings.session.jwt;
-    settings.session.source = "jwt".into();
-    jwt.algorithm = "HS256".into();
+    settings.session.source = SessionSourceName::Jwt;
+    jwt.algorithm = JwtAlgorithm::HS256;
     jwt.user_id_claim = "sub".into();
     jwt.email_claim = "email".into();
     jwt.issuer.clear();

@@ -36,10 +36,24 @@ const MAX_LEEWAY_S: u64 = 3600;
 /// The signature algorithm the identity provider uses. Pinned by configuration so that a token
 /// cannot choose how it is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum JwtAlgorithm {
     HS256,
     RS256,
     ES256,
+}
+
+impl TryFrom<String> for JwtAlgorithm {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "HS256" => Ok(Self::HS256),
+            "RS256" => Ok(Self::RS256),
+            "ES256" => Ok(Self::ES256),
+            _ => Err(format!("{name:?} is not one of HS256, RS256, ES256")),
+        }
+    }
 }
 
 impl JwtAlgorithm {

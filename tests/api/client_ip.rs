@@ -6,7 +6,7 @@
 
 use std::net::TcpListener;
 
-use proof_bff::configuration::Settings;
+use proof_bff::config::Settings;
 use proof_bff::startup::Application;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

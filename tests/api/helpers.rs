@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use proof_bff::configuration::{AppConfig, LogConfig, LogFormat, Settings};
+use proof_bff::config::{AppConfig, LogConfig, LogFormat, Settings};
 use proof_bff::session::sign_hs256;
 use proof_bff::startup::{Application, ApplicationHandle};
 use secrecy::SecretString;

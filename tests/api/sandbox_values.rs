@@ -17,7 +17,7 @@ struct Sandbox {
 
 const STATUS_STEP: Duration = Duration::from_millis(200);
 
-async fn sandbox_with(customise: impl FnOnce(&mut proof_bff::configuration::Settings)) -> Sandbox {
+async fn sandbox_with(customise: impl FnOnce(&mut proof_bff::config::Settings)) -> Sandbox {
     let mut stand_in =
         StandInConfig::sandbox(SecretString::from(CLIENT_TOKEN), vec![PROOF_ORIGIN.into()]);
     stand_in.slow_answer = Duration::from_millis(1500);

@@ -1,358 +1,23 @@
-//! Settings as an operator writes them (TOML file, then `PROOF_BFF__*` environment variables), and
-//! their validation into the typed values the service runs on.
-//!
-//! Every problem is reported as one line naming the key, before anything is bound or called.
+//! Every setting checked and turned into the typed value the service runs on, before anything is
+//! bound or called, so `check-config` catches every problem start-up could hit. Each problem is one
+//! line naming the key; a secret or a URL's password is never quoted.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
+use super::ConfigError;
+use super::settings::*;
 use crate::browser::BrowserConfig;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
+use crate::proof::{ProofConfig, ProofEndpoint, ProofEndpointSettings};
 use crate::rate_limit::RateLimitConfig;
 use crate::sandbox::SandboxSession;
-use crate::session::{JwtAlgorithm, JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
-
-/// Prefix of every environment override: `PROOF_BFF__SECTION__KEY`.
-pub const ENV_PREFIX: &str = "PROOF_BFF";
-const ENV_SEPARATOR: &str = "__";
-
-/// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &[
-    "browser.allowed_origins",
-    "client_ip.trusted_proxies",
-    "checkout.networks",
-    "checkout.currencies",
-    "checkout.types",
-    "checkout.redirect_url_origins",
-];
-
-/// A configuration problem: one line, naming the key.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-impl ConfigError {
-    fn key(key: &str, problem: impl std::fmt::Display) -> Self {
-        Self(format!("{key}: {problem}"))
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    pub server: ServerSettings,
-    pub proof: ProofSettings,
-    pub browser: BrowserSettings,
-    pub session: SessionSettings,
-    pub client_ip: ClientIpSettings,
-    pub checkout: CheckoutSettings,
-    pub rate_limit: RateLimitSettings,
-    pub log: LogSettings,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSettings {
-    pub listen: String,
-    pub workers: usize,
-    pub shutdown_timeout_s: u64,
-    pub client_request_timeout_ms: u64,
-    pub keep_alive_s: u64,
-    pub max_connections: usize,
-    pub max_body_bytes: usize,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            workers: 0,
-            shutdown_timeout_s: 30,
-            client_request_timeout_ms: 10000,
-            keep_alive_s: 15,
-            max_connections: 10000,
-            max_body_bytes: 16384,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProofSettings {
-    pub base_url: String,
-    pub client_token: SecretString,
-    pub client_token_file: String,
-    pub origin: String,
-    pub connect_timeout_ms: u64,
-    pub request_timeout_ms: u64,
-    pub deadline_ms: u64,
-    pub max_attempts: u32,
-    pub address: String,
-}
-
-impl Default for ProofSettings {
-    fn default() -> Self {
-        Self {
-            base_url: String::new(),
-            client_token: SecretString::from(""),
-            client_token_file: String::new(),
-            origin: String::new(),
-            connect_timeout_ms: 1000,
-            request_timeout_ms: 10000,
-            deadline_ms: 15000,
-            max_attempts: 3,
-            address: String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrowserSettings {
-    pub allowed_origins: Vec<String>,
-    pub require_csrf_header: bool,
-    pub allow_missing_origin: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SessionSettings {
-    pub source: String,
-    pub jwt: JwtSettings,
-}
-
-impl Default for SessionSettings {
-    fn default() -> Self {
-        Self {
-            source: "jwt".into(),
-            jwt: JwtSettings::default(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JwtSettings {
-    pub cookie: String,
-    pub bearer: bool,
-    pub algorithm: String,
-    pub secret: SecretString,
-    pub secret_file: String,
-    pub public_key_pem_file: String,
-    pub issuer: String,
-    pub audience: String,
-    pub user_id_claim: String,
-    pub email_claim: String,
-    pub leeway_s: u64,
-}
-
-impl Default for JwtSettings {
-    fn default() -> Self {
-        Self {
-            cookie: "session".into(),
-            bearer: false,
-            algorithm: "HS256".into(),
-            secret: SecretString::from(""),
-            secret_file: String::new(),
-            public_key_pem_file: String::new(),
-            issuer: String::new(),
-            audience: String::new(),
-            user_id_claim: "sub".into(),
-            email_claim: "email".into(),
-            leeway_s: 30,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClientIpSettings {
-    pub trusted_proxies: Vec<String>,
-    pub source: String,
-}
-
-impl Default for ClientIpSettings {
-    fn default() -> Self {
-        Self {
-            trusted_proxies: Vec::new(),
-            source: "x-forwarded-for".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CheckoutSettings {
-    pub networks: Vec<String>,
-    pub currencies: Vec<String>,
-    pub types: Vec<String>,
-    pub redirect_url_origins: Vec<String>,
-    pub max_amount: String,
-}
-
-impl Default for CheckoutSettings {
-    fn default() -> Self {
-        Self {
-            networks: Vec::new(),
-            currencies: Vec::new(),
-            types: vec!["buy".into()],
-            redirect_url_origins: Vec::new(),
-            max_amount: String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimitSettings {
-    pub backend: String,
-    pub redis_url: SecretString,
-    pub redis_url_file: String,
-    pub per_user_burst: u32,
-    pub per_user_per_minute: u32,
-    pub per_ip_burst: u32,
-    pub per_ip_per_minute: u32,
-    pub on_backend_error: String,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            backend: "memory".into(),
-            redis_url: SecretString::from(""),
-            redis_url_file: String::new(),
-            per_user_burst: 5,
-            per_user_per_minute: 10,
-            per_ip_burst: 20,
-            per_ip_per_minute: 60,
-            on_backend_error: "deny".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
-    pub format: String,
-    pub level: String,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            format: "json".into(),
-            level: "info".into(),
-        }
-    }
-}
-
-/// Where settings come from, lowest precedence first.
-#[derive(Debug, Default)]
-pub struct SettingsSources {
-    /// Key/value pairs applied over the defaults and under the file (the sandbox preset).
-    pub preset: Vec<(String, PresetValue)>,
-    pub file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub enum PresetValue {
-    Str(String),
-    List(Vec<String>),
-}
-
-impl Settings {
-    /// Reads the file (when given) and the process environment.
-    pub fn load(sources: &SettingsSources) -> Result<Self, ConfigError> {
-        Self::load_with_env(sources, std::env::vars_os())
-    }
-
-    /// Like [`Settings::load`], with the environment passed in so tests need not mutate the process's.
-    pub fn load_with_env(
-        sources: &SettingsSources,
-        env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-    ) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder();
-        for (key, value) in &sources.preset {
-            builder = match value {
-                PresetValue::Str(s) => builder.set_default(key.as_str(), s.as_str()),
-                PresetValue::List(items) => builder.set_default(key.as_str(), items.clone()),
-            }
-            .map_err(|e| ConfigError::key(key, e))?;
-        }
-        if let Some(path) = &sources.file {
-            if !path.is_file() {
-                return Err(ConfigError(format!(
-                    "config file {}: not found or not a file",
-                    path.display()
-                )));
-            }
-            builder = builder
-                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
-        }
-        // The environment is read by hand rather than with `config::Environment`: its list parsing
-        // needs `try_parsing`, which would turn a token like "0042" into the number 42.
-        for (key, value) in environment_overrides(env)? {
-            builder = match value {
-                PresetValue::Str(s) => builder.set_override(key.as_str(), s),
-                PresetValue::List(items) => builder.set_override(key.as_str(), items),
-            }
-            .map_err(|e| ConfigError::key(&key, e))?;
-        }
-        let config = builder.build().map_err(one_line_error)?;
-        config.try_deserialize::<Settings>().map_err(one_line_error)
-    }
-}
-
-/// The TOML parser's messages carry a multi-line excerpt of the file; one line is kept per problem
-/// so a start-up failure is a single log line. The excerpt (`N | <the line>`) is always dropped:
-/// the broken line may hold a secret.
-fn one_line_error(error: config::ConfigError) -> ConfigError {
-    let text = error.to_string();
-    let line = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('|') && !line.contains(" | "))
-        .collect::<Vec<_>>()
-        .join(": ");
-    ConfigError(line)
-}
-
-fn environment_overrides(
-    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-) -> Result<Vec<(String, PresetValue)>, ConfigError> {
-    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
-    let mut overrides = Vec::new();
-    for (name, value) in env {
-        let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let key = rest.to_ascii_lowercase().replace(ENV_SEPARATOR, ".");
-        let value = value
-            .into_string()
-            .map_err(|_| ConfigError(format!("{name}: not valid UTF-8")))?;
-        let value = if LIST_KEYS.contains(&key.as_str()) {
-            PresetValue::List(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|item| !item.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            )
-        } else {
-            PresetValue::Str(value)
-        };
-        overrides.push((key, value));
-    }
-    Ok(overrides)
-}
+use crate::session::{JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
 
 /// Everything the service runs on, checked.
 #[derive(Debug)]
@@ -382,25 +47,6 @@ pub struct ServerConfig {
     /// For the whole instance; split across the workers when the server starts.
     pub max_connections: usize,
     pub max_body_bytes: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct ProofConfig {
-    /// The full URL of `POST /widget/session` under the configured base URL.
-    pub widget_session_url: String,
-    pub client_token: SecretString,
-    pub origin: String,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub deadline: Duration,
-    pub max_attempts: u32,
-    pub address: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Pretty,
 }
 
 #[derive(Debug, Clone)]
@@ -546,7 +192,7 @@ fn validate_proof(s: ProofSettings) -> Result<ProofConfig, ConfigError> {
             "must be at most 256 printable characters",
         ));
     }
-    Ok(ProofConfig {
+    let endpoint = ProofEndpoint::new(&ProofEndpointSettings {
         widget_session_url,
         client_token,
         origin,
@@ -554,6 +200,10 @@ fn validate_proof(s: ProofSettings) -> Result<ProofConfig, ConfigError> {
         request_timeout,
         deadline,
         max_attempts: s.max_attempts,
+    })
+    .map_err(ConfigError)?;
+    Ok(ProofConfig {
+        endpoint,
         address: (!address.is_empty()).then(|| address.to_owned()),
     })
 }
@@ -643,20 +293,11 @@ fn validate_browser(s: BrowserSettings) -> Result<BrowserConfig, ConfigError> {
 }
 
 fn validate_session(s: SessionSettings) -> Result<SessionSource, ConfigError> {
-    match s.source.as_str() {
-        "jwt" => {}
-        "jwks" | "introspect" | "headers" => {
-            return Err(ConfigError::key(
-                "session.source",
-                format!("{:?} is not supported yet; use \"jwt\"", s.source),
-            ));
-        }
-        other => {
-            return Err(ConfigError::key(
-                "session.source",
-                format!("{other:?} is not one of jwt"),
-            ));
-        }
+    if s.source != SessionSourceName::Jwt {
+        return Err(ConfigError::key(
+            "session.source",
+            "only \"jwt\" is supported so far",
+        ));
     }
     let jwt = s.jwt;
     if !is_cookie_name(&jwt.cookie) {
@@ -665,17 +306,7 @@ fn validate_session(s: SessionSettings) -> Result<SessionSource, ConfigError> {
             format!("{:?} is not a valid cookie name", jwt.cookie),
         ));
     }
-    let algorithm = match jwt.algorithm.as_str() {
-        "HS256" => JwtAlgorithm::HS256,
-        "RS256" => JwtAlgorithm::RS256,
-        "ES256" => JwtAlgorithm::ES256,
-        other => {
-            return Err(ConfigError::key(
-                "session.jwt.algorithm",
-                format!("{other:?} is not one of HS256, RS256, ES256"),
-            ));
-        }
-    };
+    let algorithm = jwt.algorithm;
     let hs256_secret = read_secret(
         "session.jwt.secret",
         jwt.secret,
@@ -751,25 +382,10 @@ fn validate_rate_limit(s: RateLimitSettings) -> Result<RateLimitConfig, ConfigEr
         };
         validate_redis_url(&redis_url).map_err(|problem| ConfigError::key(key, problem))?;
     }
-    match s.backend.as_str() {
-        "memory" => {}
-        "redis" => {
-            return Err(ConfigError::key(
-                "rate_limit.backend",
-                "\"redis\" is not supported yet; use \"memory\"",
-            ));
-        }
-        other => {
-            return Err(ConfigError::key(
-                "rate_limit.backend",
-                format!("{other:?} is not one of memory, redis"),
-            ));
-        }
-    }
-    if !matches!(s.on_backend_error.as_str(), "deny" | "allow") {
+    if s.backend == RateLimitBackend::Redis {
         return Err(ConfigError::key(
-            "rate_limit.on_backend_error",
-            format!("{:?} is not one of deny, allow", s.on_backend_error),
+            "rate_limit.backend",
+            "\"redis\" is not supported yet; use \"memory\"",
         ));
     }
     for (key, value) in [
@@ -814,16 +430,7 @@ fn validate_redis_url(redis_url: &SecretString) -> Result<(), String> {
 }
 
 fn validate_log(s: LogSettings) -> Result<LogConfig, ConfigError> {
-    let format = match s.format.as_str() {
-        "json" => LogFormat::Json,
-        "pretty" => LogFormat::Pretty,
-        other => {
-            return Err(ConfigError::key(
-                "log.format",
-                format!("{other:?} is not one of json, pretty"),
-            ));
-        }
-    };
+    let format = s.format;
     if tracing_subscriber::EnvFilter::try_new(&s.level).is_err() {
         return Err(ConfigError::key(
             "log.level",

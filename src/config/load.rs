@@ -1,0 +1,138 @@
+//! Where settings come from, lowest precedence first: the defaults, a preset (the sandbox's), the
+//! TOML file, then `PROOF_BFF__SECTION__KEY` environment variables. Unknown keys are errors.
+
+use std::path::PathBuf;
+
+use super::{ConfigError, Settings};
+
+/// Prefix of every environment override: `PROOF_BFF__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "PROOF_BFF";
+const ENV_SEPARATOR: &str = "__";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "browser.allowed_origins",
+    "client_ip.trusted_proxies",
+    "checkout.networks",
+    "checkout.currencies",
+    "checkout.types",
+    "checkout.redirect_url_origins",
+];
+
+/// Where settings come from, lowest precedence first.
+#[derive(Debug, Default)]
+pub struct SettingsSources {
+    /// Key/value pairs applied over the defaults and under the file (the sandbox preset).
+    pub preset: Vec<(String, PresetValue)>,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PresetValue {
+    Str(String),
+    List(Vec<String>),
+}
+
+impl Settings {
+    /// Reads the file (when given) and the process environment.
+    pub fn load(sources: &SettingsSources) -> Result<Self, ConfigError> {
+        Self::load_with_env(sources, std::env::vars_os())
+    }
+
+    /// Like [`Settings::load`], with the environment passed in so tests need not mutate the process's.
+    pub fn load_with_env(
+        sources: &SettingsSources,
+        env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in &sources.preset {
+            builder = match value {
+                PresetValue::Str(s) => builder.set_default(key.as_str(), s.as_str()),
+                PresetValue::List(items) => builder.set_default(key.as_str(), items.clone()),
+            }
+            .map_err(|e| ConfigError::key(key, e))?;
+        }
+        if let Some(path) = &sources.file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {}: not found or not a file",
+                    path.display()
+                )));
+            }
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        // The environment is read by hand rather than with `config::Environment`: its list parsing
+        // needs `try_parsing`, which would turn a token like "0042" into the number 42.
+        for (key, value) in environment_overrides(env)? {
+            builder = match value {
+                PresetValue::Str(s) => builder.set_override(key.as_str(), s),
+                PresetValue::List(items) => builder.set_override(key.as_str(), items),
+            }
+            .map_err(|e| ConfigError::key(&key, e))?;
+        }
+        let config = builder.build().map_err(one_line_error)?;
+        config.try_deserialize::<Settings>().map_err(one_line_error)
+    }
+}
+
+/// The TOML parser's messages carry a multi-line excerpt of the file; one line is kept per problem
+/// so a start-up failure is a single log line. The excerpt (`N | <the line>`) is always dropped:
+/// the broken line may hold a secret.
+fn one_line_error(error: config::ConfigError) -> ConfigError {
+    let text = error.to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('|') && !line.contains(" | "))
+        .collect::<Vec<_>>()
+        .join(": ");
+    ConfigError(key_first(line))
+}
+
+/// `<problem> for key `<key>`` becomes `<key>: <problem>`, the shape of every other error here.
+fn key_first(line: String) -> String {
+    const MARKER: &str = " for key `";
+    let Some(at) = line.rfind(MARKER) else {
+        return line;
+    };
+    let rest = &line[at + MARKER.len()..];
+    match rest.split_once('`') {
+        Some((key, "")) => format!("{key}: {}", &line[..at]),
+        Some((key, file)) if file.starts_with(" in ") => {
+            format!("{key}: {} ({})", &line[..at], file.trim_start())
+        }
+        _ => line,
+    }
+}
+
+fn environment_overrides(
+    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, PresetValue)>, ConfigError> {
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
+    let mut overrides = Vec::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace(ENV_SEPARATOR, ".");
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError(format!("{name}: not valid UTF-8")))?;
+        let value = if LIST_KEYS.contains(&key.as_str()) {
+            PresetValue::List(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        } else {
+            PresetValue::Str(value)
+        };
+        overrides.push((key, value));
+    }
+    Ok(overrides)
+}

@@ -1,0 +1,23 @@
+//! Configuration: the settings as an operator writes them ([`settings`]), where they are read from
+//! ([`load`]), and their validation into the typed values each capability runs on ([`validate`]).
+//! Capabilities own their typed configuration (`BrowserConfig`, `SessionSource`, `ProofConfig`,
+//! `RateLimitConfig`, …); this folder builds them and is the only place that knows the file's shape.
+
+mod load;
+mod settings;
+mod validate;
+
+pub use load::{ENV_PREFIX, PresetValue, SettingsSources};
+pub use settings::*;
+pub use validate::{AppConfig, LogConfig, ServerConfig};
+
+/// A configuration problem: one line, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub(crate) fn key(key: &str, problem: impl std::fmt::Display) -> Self {
+        Self(format!("{key}: {problem}"))
+    }
+}
