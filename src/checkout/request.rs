@@ -38,6 +38,7 @@ use url::Url;
 use super::amount::{Amount, check_amount};
 use super::policy::{CheckoutPolicy, CheckoutType, MAX_NAME_LEN, is_valid_name};
 use crate::browser::origin::authority_has_userinfo;
+use crate::proof::WidgetSessionRequest;
 
 /// Longest accepted `redirect_url`, a common practical limit for URLs.
 const MAX_REDIRECT_URL_LEN: usize = 2048;
@@ -55,6 +56,28 @@ pub struct CheckoutRequest {
     pub amount: Amount,
     pub checkout_type: Option<CheckoutType>,
     pub redirect_url: Option<String>,
+}
+
+impl CheckoutRequest {
+    /// Proof's session body for this checkout and the server-side identity; `client_ip` and
+    /// `address` start absent and are set by the caller when known.
+    pub fn widget_session<'a>(
+        &'a self,
+        partner_user_id: &'a str,
+        user_email: &'a str,
+    ) -> WidgetSessionRequest<'a> {
+        WidgetSessionRequest {
+            partner_user_id,
+            user_email,
+            network: &self.network,
+            currency: &self.currency,
+            amount: self.amount.as_str(),
+            checkout_type: self.checkout_type.map(|t| t.as_str()),
+            redirect_url: self.redirect_url.as_deref(),
+            client_ip: None,
+            address: None,
+        }
+    }
 }
 
 /// Why a request was refused: the field (`"body"` for the body as a whole)

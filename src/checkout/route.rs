@@ -176,7 +176,7 @@ fn widget_session_body(
     let request = WidgetSessionRequest {
         client_ip: client_ip.for_upstream(),
         address: context.address.as_deref(),
-        ..WidgetSessionRequest::from_checked(&user.user_id, user.email.expose(), checkout)
+        ..checkout.widget_session(&user.user_id, user.email.expose())
     };
     // Serialising borrowed strings and an IpAddr into a Vec cannot fail.
     Bytes::from(serde_json::to_vec(&request).unwrap_or_default())

@@ -738,7 +738,7 @@ fn widget_session_request_serialisation() {
         &strict_policy(),
     )
     .unwrap();
-    let mut body = WidgetSessionRequest::from_checked("user-1", "a@b.example", &req);
+    let mut body = req.widget_session("user-1", "a@b.example");
     body.client_ip = Some("203.0.113.7".parse().unwrap());
     body.address = Some("0xabc");
     assert_eq!(
@@ -774,7 +774,7 @@ fn widget_session_request_serialisation() {
                "network": "ethereum", "currency": "usdc", "amount": "1"})
     );
     let sell = WidgetSessionRequest {
-        checkout_type: Some(CheckoutType::Sell),
+        checkout_type: Some("sell"),
         ..minimal
     };
     assert_eq!(serde_json::to_value(&sell).unwrap()["type"], json!("sell"));
@@ -788,7 +788,7 @@ fn widget_session_request_debug_redacts_personal_data() {
         network: "ethereum",
         currency: "usdc",
         amount: "1",
-        checkout_type: Some(CheckoutType::Buy),
+        checkout_type: Some("buy"),
         redirect_url: None,
         client_ip: Some("198.51.100.23".parse().unwrap()),
         address: Some("0xdeadbeef"),

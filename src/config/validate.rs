@@ -16,8 +16,7 @@ use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
 use crate::proof::{ProofConfig, ProofEndpoint, ProofEndpointSettings};
 use crate::rate_limit::RateLimitConfig;
-use crate::sandbox::SandboxSession;
-use crate::session::{JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
+use crate::session::{DevSession, JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
 
 /// Everything the service runs on, checked.
 #[derive(Debug)]
@@ -32,7 +31,7 @@ pub struct AppConfig {
     pub log: LogConfig,
     /// Set only by `--sandbox`, never from the file or the environment: it adds the dev login and
     /// the demo page.
-    pub sandbox: Option<SandboxSession>,
+    pub sandbox: Option<DevSession>,
 }
 
 #[derive(Debug, Clone)]

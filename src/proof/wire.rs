@@ -7,8 +7,6 @@ use std::net::IpAddr;
 
 use actix_web::http::header::HeaderValue;
 
-use crate::checkout::{CheckoutRequest, CheckoutType};
-
 /// The body of the upstream `POST /widget/session`, defined once so that
 /// field names, order and omission of absent fields are fixed in one place.
 ///
@@ -23,7 +21,8 @@ pub struct WidgetSessionRequest<'a> {
     pub currency: &'a str,
     pub amount: &'a str,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub checkout_type: Option<CheckoutType>,
+    /// `buy` or `sell`, as the checkout was checked.
+    pub checkout_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_url: Option<&'a str>,
     /// Serialised as its usual text form (`"203.0.113.7"`, `"2001:db8::1"`).
@@ -31,29 +30,6 @@ pub struct WidgetSessionRequest<'a> {
     pub client_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<&'a str>,
-}
-
-impl<'a> WidgetSessionRequest<'a> {
-    /// Combines a checked browser request with the server-side identity;
-    /// `client_ip` and `address` start absent and are set by the caller when
-    /// known.
-    pub fn from_checked(
-        partner_user_id: &'a str,
-        user_email: &'a str,
-        request: &'a CheckoutRequest,
-    ) -> Self {
-        Self {
-            partner_user_id,
-            user_email,
-            network: &request.network,
-            currency: &request.currency,
-            amount: request.amount.as_str(),
-            checkout_type: request.checkout_type,
-            redirect_url: request.redirect_url.as_deref(),
-            client_ip: None,
-            address: None,
-        }
-    }
 }
 
 struct Redacted;

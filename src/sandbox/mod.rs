@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub use routes::{demo_css, demo_js, demo_page, login};
 
 use crate::config::{ConfigError, PresetValue, SessionSourceName, Settings};
-use crate::session::{JwtAlgorithm, sign_hs256};
+use crate::session::{DevSession, JwtAlgorithm};
 use proof_stand_in::StandInConfig;
 
 /// The Origin the sandbox's BFF presents to the stand-in, registered there.
@@ -39,39 +39,12 @@ pub fn preset() -> Vec<(String, PresetValue)> {
     ]
 }
 
-/// What signs the sandbox's dev sessions.
-#[derive(Clone)]
-pub struct SandboxSession {
-    secret: SecretString,
-    pub cookie: String,
-}
-
-impl std::fmt::Debug for SandboxSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxSession")
-            .field("cookie", &self.cookie)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SandboxSession {
-    pub fn sign(&self, user_id: &str, email: &str) -> Result<String, String> {
-        sign_hs256(
-            self.secret.expose_secret().as_bytes(),
-            user_id,
-            email,
-            SESSION_TTL_S,
-        )
-        .map_err(|e| e.to_string())
-    }
-}
-
 /// What `--sandbox` needs to start the stand-in: its configuration and its bound (not yet
 /// serving) socket, and the dev session signer.
 pub struct SandboxPlan {
     pub stand_in: StandInConfig,
     pub stand_in_listener: TcpListener,
-    pub session: SandboxSession,
+    pub session: DevSession,
 }
 
 /// Points the settings at a stand-in on a fresh loopback port, and fills in what a newcomer has
@@ -127,10 +100,7 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
                 .to_owned(),
         ),
     };
-    let session = SandboxSession {
-        secret: session_secret,
-        cookie: jwt.cookie.clone(),
-    };
+    let session = DevSession::new(session_secret, jwt.cookie.clone(), SESSION_TTL_S);
 
     let registered_origin = settings.proof.origin.trim().to_owned();
     let stand_in = StandInConfig::sandbox(client_token, vec![registered_origin]);
@@ -164,7 +134,7 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// What `--sandbox` prints at start: where the page is and one curl line that works.
-pub fn banner(page_origin: &str, stand_in_url: &str, session: &SandboxSession) -> String {
+pub fn banner(page_origin: &str, stand_in_url: &str, session: &DevSession) -> String {
     let token = session
         .sign("sandbox-user", "sandbox-user@example.com")
         .unwrap_or_default();

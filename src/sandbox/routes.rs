@@ -7,10 +7,10 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{SESSION_TTL_S, SandboxSession};
 use crate::browser::{BrowserConfig, check_caller};
 use crate::checkout::CheckoutError;
 use crate::http::envelope_response;
+use crate::session::DevSession;
 
 const PAGE: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/demo.js");
@@ -57,7 +57,7 @@ pub async fn login(
     req: HttpRequest,
     body: web::Bytes,
     browser: web::Data<BrowserConfig>,
-    session: web::Data<SandboxSession>,
+    session: web::Data<DevSession>,
 ) -> Result<HttpResponse, CheckoutError> {
     check_caller(&req, &browser)?;
     let Ok(login) = serde_json::from_slice::<LoginRequest>(&body) else {
@@ -84,7 +84,7 @@ pub async fn login(
         .http_only(true)
         .same_site(SameSite::Lax)
         .max_age(actix_web::cookie::time::Duration::seconds(
-            SESSION_TTL_S as i64,
+            i64::try_from(session.ttl_s).unwrap_or(i64::MAX),
         ))
         .finish();
     let body = serde_json::json!({ "user_id": login.user_id.trim() }).to_string();

@@ -303,6 +303,45 @@ impl JwtVerifier {
     }
 }
 
+/// Signs the HS256 session tokens of the sandbox's dev login, with the key its verifier checks.
+#[derive(Clone)]
+pub struct DevSession {
+    secret: SecretString,
+    /// The cookie the token is set in.
+    pub cookie: String,
+    /// How long a dev session lasts.
+    pub ttl_s: u64,
+}
+
+impl fmt::Debug for DevSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevSession")
+            .field("cookie", &self.cookie)
+            .field("ttl_s", &self.ttl_s)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevSession {
+    pub fn new(secret: SecretString, cookie: String, ttl_s: u64) -> Self {
+        Self {
+            secret,
+            cookie,
+            ttl_s,
+        }
+    }
+
+    pub fn sign(&self, user_id: &str, email: &str) -> Result<String, String> {
+        sign_hs256(
+            self.secret.expose_secret().as_bytes(),
+            user_id,
+            email,
+            self.ttl_s,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
 /// Signs a session token with an HS256 secret, for the sandbox dev login and for tests.
 ///
 /// Applies the same rules the verifier does (secret length, user id and email shape) so that it

@@ -14,7 +14,8 @@ use std::fmt;
 use actix_web::HttpRequest;
 
 pub use jwt::{
-    JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings, sign_hs256,
+    DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
+    sign_hs256,
 };
 pub use token::{token_from_authorization, token_from_cookie_header};
 pub use user::is_valid_user_id;
