@@ -146,7 +146,9 @@ async fn head_on_healthz_and_readyz_answers_200_like_get_without_a_body() {
 
 #[tokio::test]
 async fn head_on_readyz_answers_503_without_a_body_while_draining() {
-    let app = spawn_app().await;
+    // A drain that could last a minute: it ends when the test drops its connection, not on a
+    // timeout that a slow machine might reach first.
+    let app = spawn_app_with(|s| s.server.shutdown_timeout_s = 60).await;
     // Once the drain starts the listener accepts nothing new, so the probe uses a connection
     // opened before it.
     let mut connection = Connection::open(app.port).await;
