@@ -47,16 +47,13 @@ fn settings(url: &str, cluster: bool, timeout: Duration) -> RedisSettings {
 
 async fn limiter(url: &str, quotas: &RateLimitConfig) -> Arc<RedisLimiter> {
     Arc::new(
-        RedisLimiter::new(settings(url, false, RELAXED), quotas, KEY_SECRET)
-            .await
-            .expect("a limiter"),
+        RedisLimiter::new(settings(url, false, RELAXED), quotas, KEY_SECRET).expect("a limiter"),
     )
 }
 
 async fn cluster_limiter(url: &str, quotas: &RateLimitConfig) -> Arc<RedisLimiter> {
     Arc::new(
         RedisLimiter::new(settings(url, true, RELAXED), quotas, KEY_SECRET)
-            .await
             .expect("a cluster limiter"),
     )
 }
@@ -420,7 +417,6 @@ async fn keys_are_keyed_hashes_never_the_user_id_email_or_address() {
         &config,
         b"a different key secret, 32 bytes",
     )
-    .await
     .unwrap();
     stranger.check_user(users[0]).await.unwrap().unwrap();
     assert_eq!(server.keys().len(), 5);
@@ -482,9 +478,8 @@ async fn a_stopped_redis_is_a_backend_error_and_checks_recover_when_it_is_back()
     };
     let url = format!("redis://{BFF_USER}:{BFF_PASSWORD}@{}", server.addr());
     let timeout = Duration::from_millis(200);
-    let limiter = RedisLimiter::new(settings(&url, false, timeout), &quotas(3, 1), KEY_SECRET)
-        .await
-        .unwrap();
+    let limiter =
+        RedisLimiter::new(settings(&url, false, timeout), &quotas(3, 1), KEY_SECRET).unwrap();
     assert!(limiter.check_user("heidi").await.unwrap().is_ok());
 
     server.stop();
@@ -517,15 +512,17 @@ async fn a_redis_that_does_not_answer_is_a_timeout_and_checks_recover_when_it_an
     };
     let url = format!("redis://{BFF_USER}:{BFF_PASSWORD}@{}", server.addr());
     let timeout = Duration::from_millis(200);
-    let limiter = RedisLimiter::new(settings(&url, false, timeout), &quotas(3, 1), KEY_SECRET)
-        .await
-        .unwrap();
+    let limiter =
+        RedisLimiter::new(settings(&url, false, timeout), &quotas(3, 1), KEY_SECRET).unwrap();
     assert!(limiter.check_user("ivan").await.unwrap().is_ok());
 
     server.pause();
     for _ in 0..3 {
         let started = Instant::now();
-        let err = limiter.check_ip("192.0.2.1".parse().unwrap()).await;
+        // The outer bound turns a call that would hang into a failure of this test.
+        let err = tokio::time::timeout(EVENTUALLY, limiter.check_ip("192.0.2.1".parse().unwrap()))
+            .await
+            .expect("the call ends by itself");
         let elapsed = started.elapsed();
         let err = err.expect_err("a frozen Redis answers nothing");
         assert_eq!(err.failure(), &Failure::Timeout(timeout), "{err:?}");
@@ -551,9 +548,8 @@ async fn a_refused_password_recovers_once_the_server_accepts_it() {
         return;
     };
     let url = format!("redis://:the-new-password@{}", server.addr());
-    let limiter = RedisLimiter::new(settings(&url, false, RELAXED), &quotas(3, 1), KEY_SECRET)
-        .await
-        .unwrap();
+    let limiter =
+        RedisLimiter::new(settings(&url, false, RELAXED), &quotas(3, 1), KEY_SECRET).unwrap();
     let err = limiter
         .check_user("judy")
         .await
@@ -634,13 +630,12 @@ async fn settings_are_checked_and_errors_never_show_the_url() {
             key_prefix: prefix.to_owned(),
             timeout,
         };
-        let config = config.clone();
-        async move { RedisLimiter::new(settings, &config, secret).await }
+        RedisLimiter::new(settings, &config, secret)
     };
     let good = "redis://app:hunter2-secret@127.0.0.1:1";
     let second = Duration::from_secs(1);
 
-    assert!(new(good, PREFIX, second, KEY_SECRET).await.is_ok());
+    assert!(new(good, PREFIX, second, KEY_SECRET).is_ok());
     for (url, prefix, timeout, secret) in [
         (
             "http://app:hunter2-secret@127.0.0.1:1",
@@ -661,20 +656,77 @@ async fn settings_are_checked_and_errors_never_show_the_url() {
         (good, PREFIX, Duration::ZERO, KEY_SECRET),
         (good, PREFIX, second, b"too short"),
     ] {
-        let err: RedisSetupError = new(url, prefix, timeout, secret)
-            .await
-            .expect_err("refused settings");
+        let err: RedisSetupError = new(url, prefix, timeout, secret).expect_err("refused settings");
         for text in [err.to_string(), format!("{err:?}")] {
             assert!(!text.contains("hunter2"), "{text}");
         }
     }
 
     // Nothing listens on port 1: the error says where, not how we log in.
-    let limiter = new(good, PREFIX, second, KEY_SECRET).await.unwrap();
+    let limiter = new(good, PREFIX, second, KEY_SECRET).unwrap();
     let err = limiter
         .check_user("kate")
         .await
         .expect_err("nothing listens");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
     assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// actix-web's layout: the limiter is built on the main thread's runtime and shared by workers,
+/// each a single-threaded runtime of its own; a worker that stops takes its tasks with it.
+#[test]
+fn one_limiter_serves_single_threaded_workers_and_outlives_one_of_them() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let main = current_thread_runtime();
+    let limiter = main.block_on(limiter(&server.url(), &quotas(3, 1)));
+    let (stop_main, main_stopped) = tokio::sync::oneshot::channel::<()>();
+    let main_thread = std::thread::spawn(move || {
+        main.block_on(async {
+            let _ = main_stopped.await;
+        })
+    });
+
+    let worker = |limiter: Arc<RedisLimiter>| {
+        std::thread::spawn(move || {
+            current_thread_runtime().block_on(async {
+                let mut allowed = 0;
+                for _ in 0..20 {
+                    let outcome = tokio::time::timeout(EVENTUALLY, limiter.check_user("rob"))
+                        .await
+                        .expect("a check ends")
+                        .expect("Redis answers");
+                    allowed += usize::from(outcome.is_ok());
+                }
+                allowed
+            })
+        })
+    };
+    // Both workers end, and with them their runtimes and whatever tasks ran on them.
+    let allowed: usize = [worker(limiter.clone()), worker(limiter.clone())]
+        .into_iter()
+        .map(|worker| worker.join().expect("the worker"))
+        .sum();
+    assert_eq!(allowed, 3);
+
+    // A worker started later still gets answers.
+    let later = std::thread::spawn(move || {
+        current_thread_runtime().block_on(async {
+            tokio::time::timeout(EVENTUALLY, until_allowed(&limiter, "sam"))
+                .await
+                .expect("the limiter works from a new worker")
+        })
+    });
+    let took = later.join().expect("the later worker");
+    eprintln!("a new worker was answered after {took:?}");
+    let _ = stop_main.send(());
+    main_thread.join().expect("the main runtime");
 }

@@ -25,6 +25,10 @@
 //!   after a second with nothing but failures it is also replaced outright, which covers what
 //!   reconnecting on I/O errors does not: a connection that went silent, or a server that refused
 //!   our password for a while. Recovery needs no restart.
+//! - **Its own thread**: the connection's tasks run on a single-threaded runtime that the limiter
+//!   owns, and every call is handed to it. actix-web's workers are single-threaded runtimes of
+//!   their own: a connection driven by one of them would stall while that worker is busy, and die
+//!   with it when it stops, failing the other workers' checks.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv6Addr};
@@ -39,6 +43,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, RedisError, RedisFuture, RedisResult, Script, ServerErrorKind, Value};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use super::{Allowance, LimitKind, RateLimitConfig, Refusal, ceil_seconds, rate_limit_header};
 
@@ -88,6 +94,8 @@ pub enum RedisSetupError {
     ShortKeySecret,
     #[error("Redis at {addr}: {cause}")]
     Client { addr: String, cause: String },
+    #[error("the Redis connection's thread could not start: {0}")]
+    Thread(std::io::Error),
 }
 
 /// A Redis call that failed or did not answer in time. Its text names the configured `host:port`
@@ -128,10 +136,10 @@ pub enum Failure {
 }
 
 /// The per-user and per-address limits, their state in Redis. One per process, shared by every
-/// worker (it is `Send + Sync`; each call clones a handle to the one multiplexed connection).
+/// worker (it is `Send + Sync`); the checks may be awaited on any tokio runtime with time enabled.
 ///
 /// ```text
-/// let limiter = RedisLimiter::new(settings, &quotas, &key_secret).await?;
+/// let limiter = RedisLimiter::new(settings, &quotas, &key_secret)?;
 /// match limiter.check_ip(ip).await {
 ///     Ok(Ok(())) => {}                     // allowed
 ///     Ok(Err(refusal)) => {}               // 429 per_ip, Retry-After and RateLimit from `refusal`
@@ -147,7 +155,8 @@ pub struct RedisLimiter {
     timeout: Duration,
     addr: Arc<str>,
     cluster: bool,
-    script: Script,
+    /// The script's SHA1, for EVALSHA.
+    sha: Arc<str>,
     policy: HeaderValue,
 }
 
@@ -164,14 +173,14 @@ impl std::fmt::Debug for RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// Checks the settings and prepares the connection, without waiting for Redis: a replica may
-    /// start while Redis is down, its checks fail with [`BackendError`] until Redis is reachable,
-    /// and [`ping`](Self::ping) tells readiness. Must be called inside the tokio runtime that will
-    /// drive the connection's background tasks.
+    /// Checks the settings, starts the connection's thread and prepares the connection, without
+    /// waiting for Redis: a replica may start while Redis is down, its checks fail with
+    /// [`BackendError`] until Redis is reachable, and [`ping`](Self::ping) tells readiness. Needs no
+    /// runtime, so a configuration check can build one too.
     ///
     /// `key_secret` keys the hash in every Redis key: every replica must use the same one, or they
     /// count separately. At least [`MIN_KEY_SECRET_BYTES`] bytes.
-    pub async fn new(
+    pub fn new(
         settings: RedisSettings,
         quotas: &RateLimitConfig,
         key_secret: &[u8],
@@ -216,8 +225,9 @@ impl RedisLimiter {
                 .set_response_timeout(None);
             Target::Single(client, config)
         };
+        let runtime = Runtime::start().map_err(RedisSetupError::Thread)?;
         let connection = target
-            .connect()
+            .connect(&runtime.handle)
             .map_err(|err| setup_error(&addr, &url, &err))?;
         Ok(Self {
             link: Link {
@@ -228,6 +238,7 @@ impl RedisLimiter {
                     failing_since: None,
                 }),
                 addr: addr.clone(),
+                runtime,
             },
             per_user: Limit::new(
                 LimitKind::PerUser,
@@ -244,7 +255,7 @@ impl RedisLimiter {
             timeout,
             addr,
             cluster,
-            script: Script::new(GCRA_SCRIPT),
+            sha: Script::new(GCRA_SCRIPT).get_hash().into(),
             policy: policy_header(quotas),
         })
     }
@@ -312,16 +323,11 @@ impl RedisLimiter {
 
     async fn run(&self, limit: &Limit, key: String) -> Result<Outcome, BackendError> {
         let (t, tau) = (limit.t_us, limit.tau_us);
-        let script = &self.script;
+        let sha = self.sha.clone();
         let (allowed, value): (i64, i64) = self
             .call(|mut connection| async move {
                 let mut evalsha = redis::cmd("EVALSHA");
-                evalsha
-                    .arg(script.get_hash())
-                    .arg(1)
-                    .arg(&key)
-                    .arg(t)
-                    .arg(tau);
+                evalsha.arg(&*sha).arg(1).arg(&key).arg(t).arg(tau);
                 match evalsha.query_async(&mut connection).await {
                     Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                         let mut eval = redis::cmd("EVAL");
@@ -345,20 +351,33 @@ impl RedisLimiter {
         })
     }
 
-    /// One bounded call on the current connection, which is replaced after a second of failures.
+    /// One call on the current connection, run on the connection's thread and bounded by the
+    /// timeout; the connection is replaced after a second of failures.
     async fn call<T, F, Fut>(&self, operation: F) -> Result<T, BackendError>
     where
         F: FnOnce(Connection) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
     {
-        let connection = self.link.current();
-        let failure = match tokio::time::timeout(self.timeout, operation(connection)).await {
-            Ok(Ok(value)) => {
+        let task = self
+            .link
+            .runtime
+            .handle
+            .spawn(operation(self.link.current()));
+        let abort = task.abort_handle();
+        let failure = match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(Ok(value))) => {
                 self.link.succeeded();
                 return Ok(value);
             }
-            Ok(Err(err)) => describe(&err),
-            Err(_) => Failure::Timeout(self.timeout),
+            Ok(Ok(Err(err))) => describe(&err),
+            // Only when the connection's thread is gone, which a live limiter never lets happen.
+            Ok(Err(_)) => Failure::Other("the Redis call was cancelled".to_owned()),
+            Err(_) => {
+                // A call that took too long is abandoned, not left queued behind newer ones.
+                abort.abort();
+                Failure::Timeout(self.timeout)
+            }
         };
         self.link.failed();
         Err(BackendError {
@@ -531,8 +550,10 @@ enum Target {
 }
 
 impl Target {
-    /// A connection that connects on first use (and reconnects by itself after I/O errors).
-    fn connect(&self) -> RedisResult<Connection> {
+    /// A connection that connects on first use (and reconnects by itself after I/O errors), its
+    /// tasks on the limiter's runtime.
+    fn connect(&self, runtime: &Handle) -> RedisResult<Connection> {
+        let _inside = runtime.enter();
         match self {
             Self::Single(client, config) => {
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
@@ -550,6 +571,37 @@ struct Link {
     target: Target,
     state: Mutex<LinkState>,
     addr: Arc<str>,
+    runtime: Runtime,
+}
+
+/// A single-threaded runtime on a thread of its own, for the connection's tasks and calls; it
+/// stops when the limiter is dropped.
+struct Runtime {
+    handle: Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Runtime {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("redis-rate-limit".to_owned())
+            .spawn(move || {
+                // Returns when the sender is dropped with the limiter; the runtime and its tasks
+                // are dropped here, on their own thread.
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
 }
 
 struct LinkState {
@@ -582,7 +634,7 @@ impl Link {
         {
             return;
         }
-        match self.target.connect() {
+        match self.target.connect(&self.runtime.handle) {
             Ok(connection) => {
                 state.connection = connection;
                 state.created = now;
