@@ -45,13 +45,13 @@ fn settings(url: &str, cluster: bool, timeout: Duration) -> RedisSettings {
     }
 }
 
-async fn limiter(url: &str, quotas: &RateLimitConfig) -> Arc<RedisLimiter> {
+fn limiter(url: &str, quotas: &RateLimitConfig) -> Arc<RedisLimiter> {
     Arc::new(
         RedisLimiter::new(settings(url, false, RELAXED), quotas, KEY_SECRET).expect("a limiter"),
     )
 }
 
-async fn cluster_limiter(url: &str, quotas: &RateLimitConfig) -> Arc<RedisLimiter> {
+fn cluster_limiter(url: &str, quotas: &RateLimitConfig) -> Arc<RedisLimiter> {
     Arc::new(
         RedisLimiter::new(settings(url, true, RELAXED), quotas, KEY_SECRET)
             .expect("a cluster limiter"),
@@ -129,8 +129,8 @@ async fn two_limiters_sharing_one_redis_let_exactly_the_burst_through() {
     // One a minute: nothing is replenished while the test runs.
     let config = quotas(3, 1);
     let limiters = [
-        limiter(&server.url(), &config).await,
-        limiter(&server.url(), &config).await,
+        limiter(&server.url(), &config),
+        limiter(&server.url(), &config),
     ];
 
     assert_eq!(burst_of_users(&limiters, "dave").await, EXACTLY_THE_BURST);
@@ -193,7 +193,7 @@ async fn headers_are_the_in_memory_backends_for_the_same_requests() {
         per_ip_burst: 2,
         per_ip_per_minute: 30,
     };
-    let redis = limiter(&server.url(), &config).await;
+    let redis = limiter(&server.url(), &config);
     let memory = RateLimiter::new(&config);
     assert_eq!(redis.policy(), memory.policy());
 
@@ -292,7 +292,7 @@ async fn the_script_runs_by_its_sha_and_comes_back_after_script_flush() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let limiter = limiter(&server.url(), &quotas(5, 1)).await;
+    let limiter = limiter(&server.url(), &quotas(5, 1));
     let remaining = |outcome: Result<Allowance, Refusal>| {
         parse_rate_limit(&outcome.expect("allowed").rate_limit).1
     };
@@ -323,7 +323,7 @@ async fn keys_expire_when_their_state_is_fresh_again() {
         return;
     };
     // One cell every 100 ms: a used cell is back within 100 ms, two within 200 ms.
-    let limiter = limiter(&server.url(), &quotas(2, 600)).await;
+    let limiter = limiter(&server.url(), &quotas(2, 600));
     let ip: IpAddr = "198.51.100.20".parse().unwrap();
     assert!(limiter.check_user("grace").await.unwrap().is_ok());
     assert!(limiter.check_user("grace").await.unwrap().is_ok());
@@ -370,7 +370,7 @@ async fn keys_are_keyed_hashes_never_the_user_id_email_or_address() {
         return;
     };
     let config = quotas(5, 1);
-    let limiter = limiter(&server.url(), &config).await;
+    let limiter = limiter(&server.url(), &config);
     let users = ["alice@example.com", "user-4242"];
     let ips = ["203.0.113.7", "2001:db8:abcd:12::42"];
     for user in users {
@@ -408,7 +408,7 @@ async fn keys_are_keyed_hashes_never_the_user_id_email_or_address() {
     }
 
     // The same secret on another replica: the same keys, so one count.
-    let replica = self::limiter(&server.url(), &config).await;
+    let replica = self::limiter(&server.url(), &config);
     replica.check_user(users[0]).await.unwrap().unwrap();
     assert_eq!(server.keys().len(), 4);
     // Another secret: other keys.
@@ -496,6 +496,7 @@ async fn a_stopped_redis_is_a_backend_error_and_checks_recover_when_it_is_back()
             "{err:?}"
         );
         assert_names_only_the_address(&err, &server);
+        eprintln!("stopped: {err}");
     }
     assert!(limiter.ping().await.is_err());
 
@@ -532,6 +533,7 @@ async fn a_redis_that_does_not_answer_is_a_timeout_and_checks_recover_when_it_an
             "took {elapsed:?}"
         );
         assert_names_only_the_address(&err, &server);
+        eprintln!("frozen: {err}");
     }
 
     server.resume();
@@ -554,6 +556,7 @@ async fn a_refused_password_recovers_once_the_server_accepts_it() {
         .check_user("judy")
         .await
         .expect_err("a wrong password");
+    eprintln!("refused password: {err}");
     for text in [err.to_string(), format!("{err:?}")] {
         assert!(text.contains(&server.addr()), "{text}");
         assert!(!text.contains("the-new-password"), "{text}");
@@ -577,8 +580,8 @@ async fn a_three_master_cluster_lets_exactly_the_burst_through() {
     let config = quotas(3, 1);
     // Two replicas, each told of a different node.
     let limiters = [
-        cluster_limiter(&cluster.url(0), &config).await,
-        cluster_limiter(&cluster.url(1), &config).await,
+        cluster_limiter(&cluster.url(0), &config),
+        cluster_limiter(&cluster.url(1), &config),
     ];
     let users = ["kim", "lou", "mia", "ned", "oli", "pat"];
     for user in users {
@@ -679,21 +682,14 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// actix-web's layout: the limiter is built on the main thread's runtime and shared by workers,
-/// each a single-threaded runtime of its own; a worker that stops takes its tasks with it.
+/// actix-web's layout: one limiter shared by workers, each a single-threaded runtime of its own;
+/// a worker that stops takes its tasks with it, and must not take the others' checks along.
 #[test]
 fn one_limiter_serves_single_threaded_workers_and_outlives_one_of_them() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let main = current_thread_runtime();
-    let limiter = main.block_on(limiter(&server.url(), &quotas(3, 1)));
-    let (stop_main, main_stopped) = tokio::sync::oneshot::channel::<()>();
-    let main_thread = std::thread::spawn(move || {
-        main.block_on(async {
-            let _ = main_stopped.await;
-        })
-    });
+    let limiter = limiter(&server.url(), &quotas(3, 1));
 
     let worker = |limiter: Arc<RedisLimiter>| {
         std::thread::spawn(move || {
@@ -727,6 +723,83 @@ fn one_limiter_serves_single_threaded_workers_and_outlives_one_of_them() {
     });
     let took = later.join().expect("the later worker");
     eprintln!("a new worker was answered after {took:?}");
-    let _ = stop_main.send(());
-    main_thread.join().expect("the main runtime");
+}
+
+const REDISS_URL_VAR: &str = "PROOF_BFF_TEST_REDISS_URL";
+
+/// TLS with a private CA, trusted the way a partner would trust theirs: `SSL_CERT_FILE`. The
+/// variable is read when connecting, and setting it inside this multi-threaded test binary would
+/// race the other tests, so the trusting half runs in a child process of this same binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_connects_with_tls_to_a_server_whose_ca_is_trusted() {
+    if let Ok(url) = std::env::var(REDISS_URL_VAR) {
+        // The child: SSL_CERT_FILE names the CA.
+        let limiter = limiter(&url, &quotas(3, 1));
+        assert!(limiter.check_user("tess").await.expect("TLS works").is_ok());
+        assert!(limiter.ping().await.is_ok());
+        return;
+    }
+    if redis_support::binaries().is_none() {
+        return;
+    }
+    let certificates = redis_support::TestCertificates::generate();
+    let tls_port = redis_support::free_port().to_string();
+    let path = |path: &std::path::Path| path.to_str().expect("a UTF-8 path").to_owned();
+    let password = format!(">{BFF_PASSWORD}");
+    let Some(server) = RedisServer::start_with(
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &path(&certificates.cert),
+            "--tls-key-file",
+            &path(&certificates.key),
+            "--tls-ca-cert-file",
+            &path(&certificates.ca),
+            "--tls-auth-clients",
+            "no",
+            "--user",
+            BFF_USER,
+            "on",
+            &password,
+            "~*",
+            "+@all",
+        ],
+        None,
+    ) else {
+        return;
+    };
+    let url = format!("rediss://{BFF_USER}:{BFF_PASSWORD}@127.0.0.1:{tls_port}");
+
+    // Without the CA the server's certificate is refused: the connection is verified.
+    let untrusting = limiter(&url, &quotas(3, 1));
+    let err = untrusting
+        .check_user("tess")
+        .await
+        .expect_err("an unknown CA");
+    eprintln!("unknown CA: {err}");
+    assert!(matches!(err.failure(), Failure::Connection(_)), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains(BFF_PASSWORD), "{err:?}");
+    assert!(server.keys().is_empty());
+
+    let output = tokio::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args([
+            "--exact",
+            "rediss_connects_with_tls_to_a_server_whose_ca_is_trusted",
+            "--nocapture",
+        ])
+        .env(REDISS_URL_VAR, &url)
+        .env("SSL_CERT_FILE", &certificates.ca)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .await
+        .expect("the child test runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // It counted through TLS: its key is there.
+    assert_eq!(server.keys().len(), 1);
 }
