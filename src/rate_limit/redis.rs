@@ -239,6 +239,7 @@ impl RedisLimiter {
                 }),
                 addr: addr.clone(),
                 runtime,
+                url,
             },
             per_user: Limit::new(
                 LimitKind::PerUser,
@@ -370,9 +371,10 @@ impl RedisLimiter {
                 self.link.succeeded();
                 return Ok(value);
             }
-            Ok(Ok(Err(err))) => describe(&err),
-            // Only when the connection's thread is gone, which a live limiter never lets happen.
-            Ok(Err(_)) => Failure::Other("the Redis call was cancelled".to_owned()),
+            Ok(Ok(Err(err))) => describe(&err).redacted(&self.link.url),
+            // The call panicked, or the connection's thread is gone (which a live limiter never
+            // lets happen).
+            Ok(Err(_)) => Failure::Other("the Redis call ended without an answer".to_owned()),
             Err(_) => {
                 // A call that took too long is abandoned, not left queued behind newer ones.
                 abort.abort();
@@ -482,7 +484,18 @@ fn host_and_port(url: &str) -> Result<String, RedisSetupError> {
 fn setup_error(addr: &str, url: &SecretString, err: &RedisError) -> RedisSetupError {
     RedisSetupError::Client {
         addr: addr.to_owned(),
-        cause: redact(describe(err).to_string(), url),
+        cause: describe(err).redacted(url).to_string(),
+    }
+}
+
+impl Failure {
+    fn redacted(self, url: &SecretString) -> Self {
+        match self {
+            Self::Connection(text) => Self::Connection(redact(text, url)),
+            Self::Server(text) => Self::Server(redact(text, url)),
+            Self::Other(text) => Self::Other(redact(text, url)),
+            timeout @ Self::Timeout(_) => timeout,
+        }
     }
 }
 
@@ -572,6 +585,8 @@ struct Link {
     state: Mutex<LinkState>,
     addr: Arc<str>,
     runtime: Runtime,
+    /// Only to redact it from error texts.
+    url: SecretString,
 }
 
 /// A single-threaded runtime on a thread of its own, for the connection's tasks and calls; it
@@ -646,7 +661,7 @@ impl Link {
             Err(err) => {
                 tracing::warn!(
                     redis = %self.addr,
-                    error = %describe(&err),
+                    error = %describe(&err).redacted(&self.url),
                     "rate limit backend: could not prepare a new Redis connection"
                 );
             }
