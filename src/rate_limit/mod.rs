@@ -6,6 +6,7 @@
 //! known.
 
 mod memory;
+pub mod redis;
 
 use std::time::Duration;
 
