@@ -62,16 +62,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
             clock.clone(),
         )
         .with_middleware::<StateInformationMiddleware>();
-        // draft-ietf-httpapi-ratelimit-headers-08: the sustained quota per window; the burst is an
-        // extension parameter.
-        let policy = HeaderValue::try_from(format!(
-            "\"per_user\";q={};w=60;burst={}, \"per_ip\";q={};w=60;burst={}",
-            config.per_user_per_minute,
-            config.per_user_burst,
-            config.per_ip_per_minute,
-            config.per_ip_burst
-        ))
-        .unwrap_or(HeaderValue::from_static("\"per_user\";w=60"));
+        let policy = config.policy_header();
         Self {
             per_user,
             per_ip,

@@ -60,6 +60,22 @@ pub struct RateLimitConfig {
     pub per_ip_per_minute: u32,
 }
 
+impl RateLimitConfig {
+    /// The `RateLimit-Policy` value, the same on every answer and from every backend
+    /// (draft-ietf-httpapi-ratelimit-headers-08: the sustained quota per window; the burst is an
+    /// extension parameter).
+    pub fn policy_header(&self) -> HeaderValue {
+        HeaderValue::try_from(format!(
+            "\"per_user\";q={};w=60;burst={}, \"per_ip\";q={};w=60;burst={}",
+            self.per_user_per_minute,
+            self.per_user_burst,
+            self.per_ip_per_minute,
+            self.per_ip_burst
+        ))
+        .unwrap_or(HeaderValue::from_static("\"per_user\";w=60"))
+    }
+}
+
 pub(crate) fn rate_limit_header(kind: LimitKind, remaining: u32, reset_s: u64) -> HeaderValue {
     HeaderValue::try_from(format!("\"{}\";r={remaining};t={reset_s}", kind.code()))
         .unwrap_or(HeaderValue::from_static("\"per_user\";r=0;t=1"))

@@ -257,7 +257,7 @@ impl RedisLimiter {
             addr,
             cluster,
             sha: Script::new(GCRA_SCRIPT).get_hash().into(),
-            policy: policy_header(quotas),
+            policy: quotas.policy_header(),
         })
     }
 
@@ -434,18 +434,6 @@ impl Limit {
 enum Outcome {
     Allowed { remaining: u32 },
     Refused { wait: Duration },
-}
-
-/// The same text as the in-memory backend's (draft-ietf-httpapi-ratelimit-headers-08).
-fn policy_header(quotas: &RateLimitConfig) -> HeaderValue {
-    HeaderValue::try_from(format!(
-        "\"per_user\";q={};w=60;burst={}, \"per_ip\";q={};w=60;burst={}",
-        quotas.per_user_per_minute,
-        quotas.per_user_burst,
-        quotas.per_ip_per_minute,
-        quotas.per_ip_burst
-    ))
-    .unwrap_or(HeaderValue::from_static("\"per_user\";w=60"))
 }
 
 /// What is hashed for an address: IPv4 as is, IPv6 by its /64 prefix (one host usually holds a
