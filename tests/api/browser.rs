@@ -4,8 +4,8 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::browser_support::{Browser, launch};
 use crate::helpers::*;
+use crate::support::browser::{Browser, launch};
 
 /// A blank page served from its own loopback origin.
 async fn page_server() -> MockServer {
