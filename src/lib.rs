@@ -5,7 +5,6 @@ pub mod checkout;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
-pub mod healthcheck;
 pub mod http;
 pub mod proof;
 pub mod rate_limit;

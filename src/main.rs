@@ -1,11 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use proof_bff::cli::{Cli, Command};
+use proof_bff::cli::{Cli, Command, healthcheck};
 use proof_bff::config::{AppConfig, ConfigError, Settings, SettingsSources};
 use proof_bff::sandbox::{self, SandboxPlan};
 use proof_bff::startup::{Application, Stopped};
-use proof_bff::{healthcheck, telemetry};
+use proof_bff::telemetry;
 use proof_stand_in::ProofStandIn;
 
 fn main() -> ExitCode {

@@ -1,10 +1,12 @@
 //! Drives the compiled `proof-bff` binary: `check-config`, environment overrides, secrets read from
 //! files, and the running service (logs, graceful shutdown) in front of a small stand-in for Proof.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{ExitStatus, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -12,6 +14,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proof_bff::session::sign_hs256;
+use support::free_port;
+use support::process::{Process, bff};
+use support::raw_http::{self, RawRequest, RawResponse};
 
 const CLIENT_TOKEN: &str = "pk_test_cli_5e1b7d3a9f2c4e6081a3c5e7f9b1d3a5";
 const JWT_SECRET: &str = "cli-hs256-secret-that-is-long-enough-0123456789";
@@ -226,18 +231,6 @@ impl Config {
     fn write_to(&self, dir: &TempDir) -> PathBuf {
         dir.write("proof-bff.toml", &self.render())
     }
-}
-
-/// The binary with an empty environment apart from `PATH`: nothing inherited (`PROOF_BFF*`,
-/// `RUST_LOG`) can change what a test sees.
-fn bff() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_proof-bff"));
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    command.stdin(Stdio::null());
-    command
 }
 
 fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
@@ -904,129 +897,22 @@ fn serve_upstream(stream: TcpStream, gate: &AnswerGate, sender: Sender<UpstreamR
     let _ = stream.flush();
 }
 
-/// A response read by [`http`].
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// One HTTP/1.1 request over a fresh connection with `Connection: close`, read to the end.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<Response> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    if raw.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed without a response",
-        ));
-    }
-    let raw = text(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no head: {raw:?}"))
-    })?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("status: {head:?}"))
-        })?;
-    Ok(Response {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    })
-}
-
 fn session_jwt(secret: &str) -> String {
     sign_hs256(secret.as_bytes(), USER_ID, USER_EMAIL, 600).expect("sign a session token")
 }
 
-fn start_checkout(port: u16, origin: &str, jwt: &str) -> std::io::Result<Response> {
-    let cookie = format!("session={jwt}");
-    http(
-        port,
-        "POST",
-        "/start-checkout",
-        &[
-            ("Origin", origin),
-            ("Cookie", &cookie),
-            ("Content-Type", "application/json"),
-        ],
-        CHECKOUT_BODY,
-    )
-}
-
-/// A loopback port that was free a moment ago: the service binds the configured address itself.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// What a reader thread has collected so far, even if a panicking test poisoned the lock.
-fn captured(buffer: &Mutex<Vec<u8>>) -> String {
-    text(
-        &buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()),
-    )
-}
-
-/// Everything a child wrote to one of its pipes, collected by a reader thread.
-fn collect(pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = buffer.clone();
-    let thread = thread::spawn(move || {
-        let mut pipe = pipe;
-        let mut chunk = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .extend_from_slice(&chunk[..n]);
-        }
-    });
-    (buffer, thread)
+fn start_checkout(port: u16, origin: &str, jwt: &str) -> std::io::Result<RawResponse> {
+    let request = RawRequest::checkout(port, origin, Some(jwt))
+        .header("Connection", "close")
+        .with_body(CHECKOUT_BODY.as_bytes());
+    raw_http::send(port, &request)
 }
 
 /// The service as a child process; killed on drop whatever happened in the test.
 struct Service {
-    child: Child,
+    process: Process,
     port: u16,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
     _dir: TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Service {
@@ -1037,21 +923,10 @@ impl Service {
         let config = config.set_str("server", "listen", &format!("127.0.0.1:{port}"));
         let path = config.write_to(&dir);
         let mut command = bff();
-        command
-            .arg("--config")
-            .arg(&path)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn proof-bff");
-        let (stdout, out_reader) = collect(child.stdout.take().unwrap());
-        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
+        command.arg("--config").arg(&path).envs(env.iter().copied());
         let mut service = Self {
-            child,
+            process: Process::spawn(command),
             port,
-            stdout,
-            stderr,
-            readers: vec![out_reader, err_reader],
             _dir: dir,
         };
         service.wait_until_healthy();
@@ -1059,49 +934,45 @@ impl Service {
     }
 
     fn wait_until_healthy(&mut self) {
+        let probe = RawRequest::new(self.port, "GET", "/healthz")
+            .header("Connection", "close")
+            .with_body(b"");
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.process.exited() {
                 panic!(
                     "proof-bff exited during start-up with {status:?}\nstderr: {}",
-                    captured(&self.stderr)
+                    self.stderr()
                 );
             }
-            if http(self.port, "GET", "/healthz", &[], "").is_ok_and(|r| r.status == 200) {
+            if raw_http::send(self.port, &probe).is_ok_and(|r| r.status == 200) {
                 return;
             }
             assert!(
                 started.elapsed() < STARTUP_TIMEOUT,
                 "GET /healthz did not answer 200 within {STARTUP_TIMEOUT:?}\nstderr: {}",
-                captured(&self.stderr)
+                self.stderr()
             );
             thread::sleep(Duration::from_millis(50));
         }
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed: {status:?}");
+        self.process.signal(signal);
     }
 
     /// Waits for the process to exit on its own; `None` when it is still running after `timeout`.
     fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                for reader in self.readers.drain(..) {
-                    let _ = reader.join();
-                }
-                return Some(status);
-            }
-            if started.elapsed() > timeout {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_for_exit(timeout)
+    }
+
+    /// What the service wrote to stdout so far: its logs.
+    fn stdout(&self) -> String {
+        self.process.stdout.text()
+    }
+
+    fn stderr(&self) -> String {
+        self.process.stderr.text()
     }
 
     /// Stops the service with SIGTERM and returns what it wrote (stdout, stderr), all of it.
@@ -1112,9 +983,7 @@ impl Service {
             status.is_some_and(|s| s.success()),
             "proof-bff did not exit 0 after SIGTERM: {status:?}"
         );
-        let stdout = captured(&self.stdout);
-        let stderr = captured(&self.stderr);
-        (stdout, stderr)
+        (self.stdout(), self.stderr())
     }
 }
 
@@ -1143,7 +1012,7 @@ fn env_token_and_origin_list_reach_the_running_service() {
     let response = start_checkout(service.port, "https://b.example", &session_jwt(JWT_SECRET))
         .expect("POST /start-checkout");
     assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(response.body, WIDGET_BODY);
+    assert_eq!(response.text(), WIDGET_BODY);
 
     let request = upstream.next_request(Duration::from_secs(5));
     assert_eq!(request.request_line, "POST /widget/session HTTP/1.1");
@@ -1327,7 +1196,7 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
         .expect("client thread")
         .expect("in-flight POST /start-checkout");
     assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(response.body, WIDGET_BODY);
+    assert_eq!(response.text(), WIDGET_BODY);
 
     // Nothing is left in flight, so the process exits without waiting out the 60 s timeout.
     let status = service.wait_for_exit(Duration::from_secs(30));
@@ -1335,7 +1204,7 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero() {
         status.and_then(|s| s.code()),
         Some(0),
         "exit after SIGTERM: {status:?}\nstderr: {}",
-        captured(&service.stderr)
+        service.stderr()
     );
 }
 
@@ -1358,10 +1227,10 @@ fn sigterm_is_not_held_by_connections_that_never_finish_their_request() {
     let mut probe = connect();
     probe
         .write_all(
-            format!(
-                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\r\n"
-            )
-            .as_bytes(),
+            RawRequest::new(port, "GET", "/healthz")
+                .header("Transfer-Encoding", "chunked")
+                .head()
+                .as_bytes(),
         )
         .unwrap();
     let mut status_line = [0u8; 12];
@@ -1371,15 +1240,8 @@ fn sigterm_is_not_held_by_connections_that_never_finish_their_request() {
     let mut stalled = connect();
     stalled
         .write_all(
-            format!(
-                "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {APP_ORIGIN}\r\n\
-                 Cookie: session={}\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\n\r\n{}",
-                session_jwt(JWT_SECRET),
-                CHECKOUT_BODY.len(),
-                &CHECKOUT_BODY[..CHECKOUT_BODY.len() / 2]
-            )
-            .as_bytes(),
+            &RawRequest::checkout(port, APP_ORIGIN, Some(&session_jwt(JWT_SECRET)))
+                .with_body_cut_short(CHECKOUT_BODY.as_bytes(), CHECKOUT_BODY.len() / 2),
         )
         .unwrap();
 
@@ -1390,7 +1252,7 @@ fn sigterm_is_not_held_by_connections_that_never_finish_their_request() {
         status.and_then(|s| s.code()),
         Some(0),
         "exit after SIGTERM with held connections: {status:?}\nstderr: {}",
-        captured(&service.stderr)
+        service.stderr()
     );
 }
 
@@ -1403,21 +1265,8 @@ fn sigint_exits_zero() {
         status.and_then(|s| s.code()),
         Some(0),
         "exit after SIGINT: {status:?}\nstderr: {}",
-        captured(&service.stderr)
+        service.stderr()
     );
-}
-
-/// Waits until `needle` shows up in what the service wrote to stdout.
-fn wait_for_log(service: &Service, needle: &str) {
-    let started = Instant::now();
-    while !captured(&service.stdout).contains(needle) {
-        assert!(
-            started.elapsed() < STARTUP_TIMEOUT,
-            "no {needle:?} in the logs within {STARTUP_TIMEOUT:?}:\n{}",
-            captured(&service.stdout)
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A drain that would last up to a minute (a checkout Proof never answers, a 60 s shutdown
@@ -1438,17 +1287,20 @@ fn second_signal_cuts_a_drain_short(first: &str, second: &str) {
     service.signal(first);
     // Only once the drain is under way is the next signal a second one, not a duplicate the
     // kernel merges with the first.
-    wait_for_log(&service, "shutdown signal received: draining");
+    service.process.stdout.wait_for_line(
+        |line| line.contains("shutdown signal received: draining"),
+        STARTUP_TIMEOUT,
+    );
     let signalled = Instant::now();
     service.signal(second);
 
     let status = service.wait_for_exit(Duration::from_secs(20));
-    let stdout = captured(&service.stdout);
+    let stdout = service.stdout();
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(1),
         "exit after {first} then {second}: {status:?}\nstdout: {stdout}\nstderr: {}",
-        captured(&service.stderr)
+        service.stderr()
     );
     // Far below the 60 s the drain could have taken: the second signal did it, not a timeout.
     assert!(

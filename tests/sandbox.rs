@@ -1,90 +1,42 @@
 //! `proof-bff --sandbox` as a newcomer runs it: the compiled binary, its printed curl line, the demo
 //! page in a real browser, the dev login, and the sandbox routes' absence in normal mode.
 
-#[path = "support/browser.rs"]
-mod browser_support;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
+use support::free_port;
+use support::process::{Process, bff};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A running binary, killed on drop; its standard output is read line by line.
+/// A running binary, killed on drop, with what it prints captured.
 struct Service {
-    child: Child,
+    process: Process,
     port: u16,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Service {
     fn start(args: &[&str], env: &[(&str, String)]) -> Self {
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_proof-bff"));
+        let mut command = bff();
         command
             .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PROOF_BFF__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("PROOF_BFF__LOG__FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .env("PROOF_BFF__LOG__FORMAT", "json");
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("the binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Self {
-            child,
+            process: Process::spawn(command),
             port,
-            lines,
-            seen: Vec::new(),
         }
     }
 
     /// Waits for a printed line that satisfies `wanted`.
-    fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
-        let started = Instant::now();
-        loop {
-            if let Some(line) = self.seen.iter().find(|line| wanted(line)) {
-                return line.clone();
-            }
-            let left = STARTUP_TIMEOUT.saturating_sub(started.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "the line never came; output so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+    fn wait_for_line(&self, wanted: impl Fn(&str) -> bool) -> String {
+        self.process.stdout.wait_for_line(wanted, STARTUP_TIMEOUT)
     }
 
     fn address(&self) -> String {
@@ -110,7 +62,7 @@ impl Service {
 
     /// Listening TCP sockets this process owns, from /proc.
     fn listening_sockets(&self) -> usize {
-        let pid = self.child.id();
+        let pid = self.process.id();
         let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("the process's fds")
             .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
@@ -178,7 +130,7 @@ fn parse_curl_line(line: &str) -> CurlLine {
 
 #[tokio::test]
 async fn the_printed_curl_line_returns_widget_parameters_from_the_stand_in() {
-    let mut service = Service::start(&["--sandbox"], &[]);
+    let service = Service::start(&["--sandbox"], &[]);
     let page_line = service.wait_for_line(|line| line.contains("demo page:"));
     assert!(page_line.contains(&format!("http://127.0.0.1:{}/", service.port)));
     let curl =
@@ -276,17 +228,17 @@ secret = "a-production-secret-that-is-long-enough-0123"
         1,
         "only the service itself listens"
     );
+    let printed = service.process.stdout.lines();
     assert!(
-        !service.seen.iter().any(|line| line.contains("stand-in")),
-        "{:?}",
-        service.seen
+        !printed.iter().any(|line| line.contains("stand-in")),
+        "{printed:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn the_dev_login_sets_a_session_cookie_that_starts_a_checkout() {
-    let mut service = Service::start(&["--sandbox"], &[]);
+    let service = Service::start(&["--sandbox"], &[]);
     service.wait_for_line(|line| line.contains("demo page:"));
     service.wait_until_healthy().await;
     let origin = service.address();
@@ -356,10 +308,10 @@ async fn the_dev_login_sets_a_session_cookie_that_starts_a_checkout() {
 
 #[tokio::test]
 async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browser() {
-    let Some(browser) = browser_support::launch().await else {
+    let Some(browser) = support::browser::launch().await else {
         return;
     };
-    let mut service = Service::start(&["--sandbox"], &[]);
+    let service = Service::start(&["--sandbox"], &[]);
     service.wait_for_line(|line| line.contains("demo page:"));
     service.wait_until_healthy().await;
 

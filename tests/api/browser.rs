@@ -4,8 +4,8 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::browser_support::{Browser, launch};
 use crate::helpers::*;
+use crate::support::browser::{Browser, launch};
 
 /// A blank page served from its own loopback origin.
 async fn page_server() -> MockServer {
@@ -24,11 +24,7 @@ async fn page_server() -> MockServer {
 /// Puts a valid session cookie for the service's host in the browser, as the partner's login would.
 /// (WebDriver's add-cookie refuses IP-address hosts, so the page of the service's own origin sets it.)
 async fn sign_in(browser: &Browser, app: &TestApp) {
-    browser
-        .client
-        .goto(&format!("{}/healthz", app.address))
-        .await
-        .unwrap();
+    browser.client.goto(&app.url("/healthz")).await.unwrap();
     let set = browser
         .run_async(&format!(
             "document.cookie = 'session={}; path=/; SameSite=Lax'; done(document.cookie.includes('session='));",

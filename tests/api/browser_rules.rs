@@ -1,41 +1,22 @@
 //! The browser-facing rules at the HTTP level: the CORS preflight, the CSRF checks and the
 //! hardening headers every answer carries.
 
-use reqwest::Method;
-
 use crate::helpers::*;
-
-fn preflight(
-    app: &TestApp,
-    origin: &str,
-    method: &str,
-    headers: Option<&str>,
-) -> reqwest::RequestBuilder {
-    let mut request = app
-        .client
-        .request(Method::OPTIONS, format!("{}/start-checkout", app.address))
-        .header("Origin", origin)
-        .header("Access-Control-Request-Method", method);
-    if let Some(headers) = headers {
-        request = request.header("Access-Control-Request-Headers", headers);
-    }
-    request
-}
 
 #[tokio::test]
 async fn a_preflight_from_an_allowed_origin_grants_exactly_what_the_route_needs() {
     let app = spawn_app().await;
     widget_session_ok().expect(0).mount(&app.proof).await;
 
-    let response = preflight(
-        &app,
-        APP_ORIGIN,
-        "POST",
-        Some("content-type, x-csrf, x-request-id"),
-    )
-    .send()
-    .await
-    .unwrap();
+    let response = app
+        .preflight(
+            APP_ORIGIN,
+            "POST",
+            Some("content-type, x-csrf, x-request-id"),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     let headers = response.headers();
     assert_eq!(headers["access-control-allow-origin"], APP_ORIGIN);
@@ -60,7 +41,8 @@ async fn a_preflight_for_another_method_or_header_is_refused_without_a_grant_of_
         ("POST", Some("content-type, authorization")),
         ("POST", Some("x-custom")),
     ] {
-        let response = preflight(&app, APP_ORIGIN, method, headers)
+        let response = app
+            .preflight(APP_ORIGIN, method, headers)
             .send()
             .await
             .unwrap();
@@ -85,7 +67,8 @@ async fn a_wildcard_or_null_origin_is_never_granted() {
         "https://app.example.com.evil.example",
         "http://app.example.com",
     ] {
-        let response = preflight(&app, origin, "POST", Some("content-type"))
+        let response = app
+            .preflight(origin, "POST", Some("content-type"))
             .send()
             .await
             .unwrap();
@@ -97,14 +80,9 @@ async fn a_wildcard_or_null_origin_is_never_granted() {
                 .is_none()
         );
         let post = app
-            .client
-            .post(format!("{}/start-checkout", app.address))
-            .header("Origin", origin)
-            .header("Cookie", format!("session={}", session_token()))
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .checkout_request(Some(origin), Some(&session_token()))
+            .send_with_valid_body()
+            .await;
         assert_eq!(post.status(), 403, "{origin}");
         assert!(post.headers().get("access-control-allow-origin").is_none());
     }
@@ -118,9 +96,7 @@ async fn without_origin_a_cross_site_browser_request_is_refused_even_when_missin
     widget_session_ok().expect(1).mount(&app.proof).await;
     let post = |site: Option<&'static str>| {
         let mut request = app
-            .client
-            .post(format!("{}/start-checkout", app.address))
-            .header("Cookie", format!("session={}", session_token()))
+            .checkout_request(None, Some(&session_token()))
             .json(&checkout_body());
         if let Some(site) = site {
             request = request.header("Sec-Fetch-Site", site);
@@ -142,28 +118,16 @@ async fn every_answer_carries_the_hardening_headers() {
     let app = spawn_app().await;
     widget_session_ok().mount(&app.proof).await;
     let answers = vec![
-        app.checkout().json(&checkout_body()).send().await.unwrap(),
-        app.anonymous_checkout()
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap(),
+        app.checkout().send_with_valid_body().await,
+        app.anonymous_checkout().send_with_valid_body().await,
+        app.client.get(app.url("/healthz")).send().await.unwrap(),
+        app.client.get(app.url("/readyz")).send().await.unwrap(),
         app.client
-            .get(format!("{}/healthz", app.address))
+            .get(app.url("/no-such-route"))
             .send()
             .await
             .unwrap(),
-        app.client
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .unwrap(),
-        app.client
-            .get(format!("{}/no-such-route", app.address))
-            .send()
-            .await
-            .unwrap(),
-        preflight(&app, APP_ORIGIN, "POST", Some("content-type"))
+        app.preflight(APP_ORIGIN, "POST", Some("content-type"))
             .send()
             .await
             .unwrap(),
@@ -186,12 +150,8 @@ async fn answers_carrying_session_data_are_never_cached() {
     let app = spawn_app().await;
     widget_session_ok().mount(&app.proof).await;
     for response in [
-        app.checkout().json(&checkout_body()).send().await.unwrap(),
-        app.anonymous_checkout()
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap(),
+        app.checkout().send_with_valid_body().await,
+        app.anonymous_checkout().send_with_valid_body().await,
         app.checkout()
             .json(&serde_json::json!({"amount": "1"}))
             .send()

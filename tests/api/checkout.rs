@@ -5,7 +5,7 @@ async fn start_checkout_returns_proofs_body_byte_for_byte() {
     let app = spawn_app().await;
     widget_session_ok().expect(1).mount(&app.proof).await;
 
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -97,7 +97,7 @@ async fn identity_fields_in_the_body_are_refused_and_proof_is_not_called() {
 async fn a_configured_address_is_sent_and_otherwise_omitted() {
     let app = spawn_app_with(|s| s.proof.address = "TRxConfiguredAddress".into()).await;
     widget_session_ok().mount(&app.proof).await;
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
     assert_eq!(response.status(), 200);
     let sent: serde_json::Value =
         serde_json::from_slice(&app.proof_requests().await[0].body).unwrap();
@@ -105,7 +105,7 @@ async fn a_configured_address_is_sent_and_otherwise_omitted() {
 
     let app = spawn_app().await;
     widget_session_ok().mount(&app.proof).await;
-    app.checkout().json(&checkout_body()).send().await.unwrap();
+    app.checkout().send_with_valid_body().await;
     let sent: serde_json::Value =
         serde_json::from_slice(&app.proof_requests().await[0].body).unwrap();
     assert!(sent.get("address").is_none());

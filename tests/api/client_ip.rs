@@ -7,25 +7,11 @@
 use std::net::TcpListener;
 
 use proof_bff::config::Settings;
-use proof_bff::startup::Application;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 use crate::helpers::*;
-use crate::retries::log_events_with_message;
 
 const NO_CLIENT_IP: &str = "no trustworthy client address from a trusted proxy: client_ip left out";
-
-async fn mount_widget_session(proof: &MockServer) {
-    Mock::given(method("POST"))
-        .and(path("/widget/session"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(WIDGET_SESSION_BODY.as_bytes(), "application/json"),
-        )
-        .mount(proof)
-        .await;
-}
 
 fn configure(settings: &mut Settings, trusted_proxies: &[&str], source: &str) {
     settings.client_ip.trusted_proxies = trusted_proxies.iter().map(|s| s.to_string()).collect();
@@ -35,7 +21,7 @@ fn configure(settings: &mut Settings, trusted_proxies: &[&str], source: &str) {
 /// The service with `trusted_proxies` and `source`, Proof answering 200.
 async fn spawn_behind(trusted_proxies: &[&str], source: &str) -> TestApp {
     let app = spawn_app_with(|s| configure(s, trusted_proxies, source)).await;
-    mount_widget_session(&app.proof).await;
+    widget_session_ok().mount(&app.proof).await;
     app
 }
 
@@ -372,29 +358,12 @@ async fn spawn_listening_on(bind: &str, host: &str, trusted_proxies: &[&str]) ->
             return None;
         }
     };
-    logs();
     let proof = MockServer::start().await;
-    mount_widget_session(&proof).await;
+    widget_session_ok().mount(&proof).await;
     let mut settings = base_settings(&proof);
     configure(&mut settings, trusted_proxies, "x-forwarded-for");
     let config = settings.validate().expect("test settings are valid");
-    let application =
-        Application::build_with_listener(config, listener).expect("application builds");
-    let port = application.port();
-    let handle = application.handle();
-    tokio::spawn(application.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .unwrap();
-    Some(TestApp {
-        address: format!("http://{host}:{port}"),
-        port,
-        proof,
-        client,
-        handle,
-    })
+    Some(spawn_on(listener, host, config, proof).await)
 }
 
 #[tokio::test]

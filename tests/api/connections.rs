@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proof_bff::config::Settings;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
@@ -34,9 +34,12 @@ async fn connect(app: &TestApp) -> TcpStream {
 
 /// Everything the server sends until it closes the connection (end of stream or reset), or
 /// `None` if it is still open after `limit`.
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+async fn read_until_closed(
+    stream: &mut (impl AsyncRead + Unpin),
+    limit: Duration,
+) -> Option<Vec<u8>> {
     let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
+    let mut buffer = [0u8; 16384];
     let read_all = async {
         loop {
             match stream.read(&mut buffer).await {
@@ -68,38 +71,6 @@ async fn read_head(stream: &mut TcpStream, limit: Duration) -> Option<String> {
     tokio::time::timeout(limit, read_head).await.ok().flatten()
 }
 
-/// A raw response: status, lower-cased headers, body.
-struct RawResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl RawResponse {
-    fn parse(bytes: &[u8]) -> Option<Self> {
-        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&bytes[..end]).ok()?;
-        let mut lines = head.split("\r\n");
-        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-            .collect();
-        Some(Self {
-            status,
-            headers,
-            body: bytes[end + 4..].to_vec(),
-        })
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Target {
     Healthz,
@@ -116,31 +87,19 @@ enum Framing {
 
 /// A request head that announces a body; the body itself is never sent.
 fn head_announcing_a_body(app: &TestApp, target: Target, framing: Framing) -> String {
-    let (method, path, extra) = match target {
-        Target::Healthz => ("GET", "/healthz", String::new()),
-        Target::UnknownPath => ("POST", "/no-such-route", String::new()),
-        Target::AnonymousCheckout => (
-            "POST",
-            "/start-checkout",
-            format!("Origin: {APP_ORIGIN}\r\nContent-Type: application/json\r\n"),
-        ),
-        Target::SignedInCheckout => (
-            "POST",
-            "/start-checkout",
-            format!(
-                "Origin: {APP_ORIGIN}\r\nCookie: session={}\r\nContent-Type: application/json\r\n",
-                session_token()
-            ),
-        ),
+    let request = match target {
+        Target::Healthz => RawRequest::new(app.port, "GET", "/healthz"),
+        Target::UnknownPath => RawRequest::new(app.port, "POST", "/no-such-route"),
+        Target::AnonymousCheckout => RawRequest::checkout(app.port, APP_ORIGIN, None),
+        Target::SignedInCheckout => {
+            RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+        }
     };
-    let framing = match framing {
-        Framing::Chunked => "Transfer-Encoding: chunked",
-        Framing::ContentLength => "Content-Length: 64",
+    let request = match framing {
+        Framing::Chunked => request.header("Transfer-Encoding", "chunked"),
+        Framing::ContentLength => request.header("Content-Length", "64"),
     };
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{extra}{framing}\r\n\r\n",
-        app.port
-    )
+    request.head()
 }
 
 #[tokio::test]
@@ -181,7 +140,7 @@ async fn connections_that_never_send_their_announced_body_are_closed_while_healt
     let mut probes = 0;
     while held.iter().any(|task| !task.is_finished()) {
         let status = probe
-            .get(format!("{}/healthz", app.address))
+            .get(app.url("/healthz"))
             .timeout(GENEROUS)
             .send()
             .await
@@ -235,28 +194,24 @@ async fn a_checkout_whose_body_stalls_half_way_gets_408_request_timeout_and_the_
     let app = spawn(|_| {}).await;
     let body = checkout_body().to_string();
     let half = &body[..body.len() / 2];
-    let head = format!(
-        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
-         Cookie: session={}\r\nContent-Type: application/json\r\n",
-        app.port,
-        session_token()
-    );
+    let checkout = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()));
     let requests = [
         (
             "content-length",
-            format!("{head}Content-Length: {}\r\n\r\n{half}", body.len()),
+            checkout
+                .clone()
+                .with_body_cut_short(body.as_bytes(), half.len()),
         ),
         (
             "chunked",
-            format!(
-                "{head}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{half}\r\n",
-                half.len()
-            ),
+            (checkout.header("Transfer-Encoding", "chunked").head()
+                + &format!("{:x}\r\n{half}\r\n", half.len()))
+                .into_bytes(),
         ),
     ];
     for (framing, request) in requests {
         let mut stream = connect(&app).await;
-        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(&request).await.unwrap();
         let bytes = read_until_closed(&mut stream, GENEROUS)
             .await
             .unwrap_or_else(|| panic!("{framing}: still open {GENEROUS:?} after the body stalled"));
@@ -283,13 +238,9 @@ async fn a_checkout_whose_body_stalls_half_way_gets_408_request_timeout_and_the_
 async fn a_checkout_whose_body_trickles_in_past_the_timeout_gets_408_request_timeout() {
     let app = spawn(|_| {}).await;
     let body = checkout_body().to_string();
-    let head = format!(
-        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
-         Cookie: session={}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        app.port,
-        session_token(),
-        body.len()
-    );
+    let head = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+        .header("Content-Length", &body.len().to_string())
+        .head();
     let (mut reader, mut writer) = connect(&app).await.into_split();
     writer.write_all(head.as_bytes()).await.unwrap();
     let trickle = tokio::spawn(async move {
@@ -301,22 +252,10 @@ async fn a_checkout_whose_body_trickles_in_past_the_timeout_gets_408_request_tim
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let closed = tokio::time::timeout(GENEROUS, async {
-        loop {
-            match reader.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
+    let received = read_until_closed(&mut reader, GENEROUS).await;
     trickle.abort();
-    assert!(
-        closed.is_ok(),
-        "still open {GENEROUS:?} while the body trickled in"
-    );
+    let received =
+        received.unwrap_or_else(|| panic!("still open {GENEROUS:?} while the body trickled in"));
     let response = RawResponse::parse(&received).expect("an answer before the close");
     assert_eq!(response.status, 408);
     let envelope: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
@@ -335,16 +274,8 @@ async fn a_drain_is_not_held_by_connections_that_never_finish_their_request() {
     let mut stalled_checkout = connect(&app).await;
     stalled_checkout
         .write_all(
-            format!(
-                "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
-                 Cookie: session={}\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\n\r\n{}",
-                app.port,
-                session_token(),
-                body.len(),
-                &body[..body.len() / 2]
-            )
-            .as_bytes(),
+            &RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+                .with_body_cut_short(body.as_bytes(), body.len() / 2),
         )
         .await
         .unwrap();
@@ -361,12 +292,11 @@ async fn a_drain_is_not_held_by_connections_that_never_finish_their_request() {
 
     let mut stalled_headers = kept_alive(&app).await;
     stalled_headers
-        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", app.port).as_bytes())
+        .write_all(healthz(&app).unfinished_head().as_bytes())
         .await
         .unwrap();
 
-    let handle = app.handle.clone();
-    let drain = tokio::spawn(async move { handle.drain().await });
+    let drain = app.start_drain();
     tokio::time::timeout(Duration::from_secs(15), drain)
         .await
         .expect("the drain waited on connections that never finish their request (timeout 60 s)")
@@ -385,38 +315,15 @@ async fn a_drain_is_not_held_by_connections_that_never_finish_their_request() {
 
 /// A connection that has been answered once and is kept alive.
 async fn kept_alive(app: &TestApp) -> TcpStream {
-    let mut stream = connect(app).await;
-    stream.write_all(healthz(app).as_bytes()).await.unwrap();
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let answered = tokio::time::timeout(GENEROUS, async {
-        loop {
-            if let Some(response) = RawResponse::parse(&received) {
-                let length: usize = response
-                    .header("content-length")
-                    .and_then(|value| value.parse().ok())
-                    .expect("a sized answer");
-                if response.body.len() >= length {
-                    return response;
-                }
-            }
-            let n = stream.read(&mut buffer).await.expect("read the answer");
-            assert!(n > 0, "closed before the answer was complete");
-            received.extend_from_slice(&buffer[..n]);
-        }
-    })
-    .await
-    .expect("/healthz answered");
+    let mut connection = RawConnection::open(app.port).await;
+    let answered = connection.exchange(healthz(app).head().as_bytes()).await;
     assert_eq!(answered.status, 200);
     assert_eq!(answered.header("connection"), None, "kept alive");
-    stream
+    connection.into_stream()
 }
 
-fn healthz(app: &TestApp) -> String {
-    format!(
-        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-        app.port
-    )
+fn healthz(app: &TestApp) -> RawRequest {
+    RawRequest::new(app.port, "GET", "/healthz")
 }
 
 #[tokio::test]
@@ -425,7 +332,7 @@ async fn a_kept_alive_connection_whose_next_headers_stop_half_way_is_closed() {
     let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
     let mut stream = kept_alive(&app).await;
     stream
-        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", app.port).as_bytes())
+        .write_all(healthz(&app).unfinished_head().as_bytes())
         .await
         .unwrap();
     assert!(
@@ -438,13 +345,11 @@ async fn a_kept_alive_connection_whose_next_headers_stop_half_way_is_closed() {
 async fn a_kept_alive_connection_whose_next_headers_trickle_in_is_closed() {
     let app = spawn(|settings| settings.server.keep_alive_s = 300).await;
     let stream = kept_alive(&app).await;
+    let healthz = healthz(&app);
     let (mut reader, mut writer) = stream.into_split();
     let trickle = tokio::spawn(async move {
         // A header byte every 200 ms, for far longer than the headers may take.
-        let headers = format!(
-            "GET /healthz HTTP/1.1\r\nX-Slow: {}\r\n\r\n",
-            "a".repeat(200)
-        );
+        let headers = healthz.header("X-Slow", &"a".repeat(200)).head();
         for byte in headers.as_bytes() {
             if writer.write_all(&[*byte]).await.is_err() {
                 return;
@@ -452,19 +357,10 @@ async fn a_kept_alive_connection_whose_next_headers_trickle_in_is_closed() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let mut buffer = [0u8; 1024];
-    let closed = tokio::time::timeout(GENEROUS, async {
-        loop {
-            match reader.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    let closed = read_until_closed(&mut reader, GENEROUS).await;
     trickle.abort();
     assert!(
-        closed.is_ok(),
+        closed.is_some(),
         "still open {GENEROUS:?} while headers trickled in ({REQUEST_TIMEOUT_MS} ms allowed)"
     );
 }
@@ -481,7 +377,7 @@ async fn a_client_that_reads_none_of_its_answers_is_disconnected() {
         .unwrap();
     let (mut reader, mut writer) = stream.into_split();
     const REQUESTS: usize = 20_000;
-    let pipelined = healthz(&app).repeat(REQUESTS);
+    let pipelined = healthz(&app).head().repeat(REQUESTS);
     let writing = tokio::spawn(async move {
         let _ = writer.write_all(pipelined.as_bytes()).await;
         writer
@@ -519,13 +415,7 @@ async fn keep_alive_s_zero_closes_every_connection_after_its_answer() {
     let app = spawn(|settings| settings.server.keep_alive_s = 0).await;
     let mut stream = connect(&app).await;
     stream
-        .write_all(
-            format!(
-                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-                app.port
-            )
-            .as_bytes(),
-        )
+        .write_all(healthz(&app).head().as_bytes())
         .await
         .unwrap();
     let bytes = read_until_closed(&mut stream, GENEROUS)
@@ -543,10 +433,7 @@ async fn beyond_max_connections_a_new_connection_waits_until_one_closes() {
         settings.server.keep_alive_s = 60;
     })
     .await;
-    let healthz = format!(
-        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-        app.port
-    );
+    let healthz = healthz(&app).head();
     let mut first = connect(&app).await;
     first.write_all(healthz.as_bytes()).await.unwrap();
     let head = read_head(&mut first, GENEROUS)

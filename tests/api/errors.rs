@@ -3,58 +3,15 @@
 //! and, for the partner's own origin only, the CORS grant.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use proof_bff::config::Settings;
 use proof_bff::session::sign_hs256;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockBuilder, ResponseTemplate};
+use reqwest::header::HeaderMap;
+use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
 const FOREIGN_ORIGIN: &str = "https://evil.example.net";
-
-/// Rate limiting is not what these tests are about, and some send many requests as one user.
-async fn spawn(customise: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_with(|s| {
-        s.rate_limit.per_user_burst = 10_000;
-        s.rate_limit.per_user_per_minute = 10_000;
-        s.rate_limit.per_ip_burst = 10_000;
-        s.rate_limit.per_ip_per_minute = 10_000;
-        customise(s);
-    })
-    .await
-}
-
-fn widget_session() -> MockBuilder {
-    Mock::given(method("POST")).and(path("/widget/session"))
-}
-
-fn proof_answer(status: u16, body: impl Into<Vec<u8>>, content_type: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_raw(body.into(), content_type)
-}
-
-fn widget_session_ok() -> ResponseTemplate {
-    proof_answer(200, WIDGET_SESSION_BODY, "application/json")
-}
-
-/// Mounts a successful Proof that must never be reached.
-async fn proof_must_not_be_called(app: &TestApp) {
-    widget_session()
-        .respond_with(widget_session_ok())
-        .expect(0)
-        .named("Proof must not be called")
-        .mount(&app.proof)
-        .await;
-}
-
-async fn assert_proof_not_called(app: &TestApp) {
-    let calls = app.proof_requests().await.len();
-    assert_eq!(calls, 0, "Proof was called {calls} time(s)");
-}
 
 /// An error answer that passed the envelope checks.
 struct ErrorAnswer {
@@ -183,13 +140,6 @@ fn assert_no_cors_grant(headers: &HeaderMap) {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// A correctly signed session whose `exp` is an hour past: far beyond the 30 s leeway.
 fn expired_session_token() -> String {
     let now = unix_now();
@@ -199,127 +149,17 @@ fn expired_session_token() -> String {
         "iat": now - 7200,
         "exp": now - 3600,
     });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    hs256_token(JWT_SECRET, &claims)
 }
 
 const OTHER_SECRET: &str = "another-hs256-secret-of-an-attacker-0123456789";
-
-/// A port on loopback that nothing listens on.
-fn closed_loopback_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// One HTTP/1.1 connection driven by hand: for framings the HTTP client cannot produce, and to
-/// know for certain that several requests travel on the same connection.
-struct RawConnection {
-    stream: tokio::net::TcpStream,
-    unread: Vec<u8>,
-}
-
-impl RawConnection {
-    async fn open(port: u16) -> Self {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        Self {
-            stream,
-            unread: Vec::new(),
-        }
-    }
-
-    /// Sends `request` and reads exactly one response with a sized body.
-    async fn exchange(&mut self, request: &[u8]) -> (u16, HeaderMap, Vec<u8>) {
-        self.try_exchange(request)
-            .await
-            .expect("the server closed the connection without answering")
-    }
-
-    /// Like [`Self::exchange`], or `None` when the server closes the connection instead.
-    async fn try_exchange(&mut self, request: &[u8]) -> Option<(u16, HeaderMap, Vec<u8>)> {
-        // The server may answer and stop reading before it has everything.
-        let _ = self.stream.write_all(request).await;
-        tokio::time::timeout(Duration::from_secs(5), self.read_response())
-            .await
-            .expect("a response within 5 s")
-    }
-
-    /// `false` when the server has closed the connection.
-    async fn fill(&mut self) -> bool {
-        let mut buffer = [0u8; 8192];
-        let n = self.stream.read(&mut buffer).await.unwrap_or(0);
-        self.unread.extend_from_slice(&buffer[..n]);
-        n > 0
-    }
-
-    async fn read_response(&mut self) -> Option<(u16, HeaderMap, Vec<u8>)> {
-        let split = loop {
-            if let Some(split) = self.unread.windows(4).position(|w| w == b"\r\n\r\n") {
-                break split;
-            }
-            if !self.fill().await {
-                return None;
-            }
-        };
-        let head = std::str::from_utf8(&self.unread[..split])
-            .unwrap()
-            .to_owned();
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let mut headers = HeaderMap::new();
-        for line in lines {
-            let (name, value) = line.split_once(':').unwrap();
-            headers.append(
-                HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
-                HeaderValue::from_str(value.trim()).unwrap(),
-            );
-        }
-        let length: usize = headers
-            .get("content-length")
-            .expect("a sized response body")
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        while self.unread.len() < split + 4 + length {
-            assert!(
-                self.fill().await,
-                "the server closed the connection mid-response"
-            );
-        }
-        let body = self.unread[split + 4..split + 4 + length].to_vec();
-        self.unread.drain(..split + 4 + length);
-        Some((status, headers, body))
-    }
-}
-
-/// The JSON log events written so far.
-fn log_events() -> Vec<serde_json::Value> {
-    logs()
-        .text()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
 
 // 400 invalid_request / validation_error
 
 #[tokio::test]
 async fn a_bad_or_missing_field_is_a_400_validation_error_that_names_the_field() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     let cases: [(&str, String); 12] = [
         (
@@ -377,98 +217,74 @@ async fn a_bad_or_missing_field_is_a_400_validation_error_that_names_the_field()
         );
         assert_cors_granted(&answer.headers);
     }
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 // 401 unauthorised
 
 #[tokio::test]
 async fn a_request_without_a_session_cookie_is_401_no_session_and_proof_is_not_called() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
-    let response = app
-        .anonymous_checkout()
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+    let response = app.anonymous_checkout().send_with_valid_body().await;
 
     let answer = expect_error(response, 401, "unauthorised", "no_session").await;
     assert_cors_granted(&answer.headers);
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn a_garbage_session_token_is_401_invalid_session_and_proof_is_not_called() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     for token in ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.AAAA"] {
-        let response = app
-            .checkout_as(token)
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+        let response = app.checkout_as(token).send_with_valid_body().await;
         let answer = expect_error(response, 401, "unauthorised", "invalid_session").await;
         assert_cors_granted(&answer.headers);
     }
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn a_session_signed_with_another_secret_is_401_invalid_session() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
     let forged = sign_hs256(OTHER_SECRET.as_bytes(), USER_ID, USER_EMAIL, 600).unwrap();
 
-    let response = app
-        .checkout_as(&forged)
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+    let response = app.checkout_as(&forged).send_with_valid_body().await;
 
     expect_error(response, 401, "unauthorised", "invalid_session").await;
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn an_expired_session_is_401_session_expired_and_proof_is_not_called() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     let response = app
         .checkout_as(&expired_session_token())
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+        .send_with_valid_body()
+        .await;
 
     let answer = expect_error(response, 401, "unauthorised", "session_expired").await;
     assert_cors_granted(&answer.headers);
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn an_expired_session_with_a_forged_signature_is_invalid_not_expired() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
     let now = unix_now();
-    let forged = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
+    let forged = hs256_token(
+        OTHER_SECRET,
         &serde_json::json!({"sub": USER_ID, "email": USER_EMAIL, "exp": now - 3600}),
-        &EncodingKey::from_secret(OTHER_SECRET.as_bytes()),
-    )
-    .unwrap();
+    );
 
-    let response = app
-        .checkout_as(&forged)
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+    let response = app.checkout_as(&forged).send_with_valid_body().await;
 
     expect_error(response, 401, "unauthorised", "invalid_session").await;
 }
@@ -477,80 +293,61 @@ async fn an_expired_session_with_a_forged_signature_is_invalid_not_expired() {
 
 #[tokio::test]
 async fn a_foreign_origin_is_403_forbidden_origin_without_any_cors_grant() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     for origin in [FOREIGN_ORIGIN, "https://app.example.com.evil.test", "null"] {
         let response = app
-            .client
-            .post(format!("{}/start-checkout", app.address))
-            .header("Origin", origin)
-            .header("Cookie", format!("session={}", session_token()))
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .checkout_request(Some(origin), Some(&session_token()))
+            .send_with_valid_body()
+            .await;
         let answer = expect_error(response, 403, "forbidden", "forbidden_origin").await;
         assert_no_cors_grant(&answer.headers);
     }
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn a_missing_origin_is_403_forbidden_origin_by_default() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     let response = app
-        .client
-        .post(format!("{}/start-checkout", app.address))
-        .header("Cookie", format!("session={}", session_token()))
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+        .checkout_request(None, Some(&session_token()))
+        .send_with_valid_body()
+        .await;
 
     let answer = expect_error(response, 403, "forbidden", "forbidden_origin").await;
     assert_no_cors_grant(&answer.headers);
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn two_origin_headers_are_403_forbidden_origin_even_when_both_are_allowed() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     for second in [APP_ORIGIN, FOREIGN_ORIGIN] {
         let response = app
             .checkout()
             .header("Origin", second)
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .send_with_valid_body()
+            .await;
         let answer = expect_error(response, 403, "forbidden", "forbidden_origin").await;
         assert_no_cors_grant(&answer.headers);
     }
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn a_missing_origin_is_allowed_when_allow_missing_origin_is_set() {
-    let app = spawn(|s| s.browser.allow_missing_origin = true).await;
-    widget_session()
-        .respond_with(widget_session_ok())
-        .expect(1)
-        .mount(&app.proof)
-        .await;
+    let app = spawn_app_with(|s| s.browser.allow_missing_origin = true).await;
+    widget_session_ok().expect(1).mount(&app.proof).await;
 
     let response = app
-        .client
-        .post(format!("{}/start-checkout", app.address))
-        .header("Cookie", format!("session={}", session_token()))
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+        .checkout_request(None, Some(&session_token()))
+        .send_with_valid_body()
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         &response.bytes().await.unwrap()[..],
@@ -559,38 +356,29 @@ async fn a_missing_origin_is_allowed_when_allow_missing_origin_is_set() {
 
     // A foreign Origin is still refused: only its absence is tolerated.
     let response = app
-        .client
-        .post(format!("{}/start-checkout", app.address))
-        .header("Origin", FOREIGN_ORIGIN)
-        .header("Cookie", format!("session={}", session_token()))
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+        .checkout_request(Some(FOREIGN_ORIGIN), Some(&session_token()))
+        .send_with_valid_body()
+        .await;
     expect_error(response, 403, "forbidden", "forbidden_origin").await;
 }
 
 #[tokio::test]
 async fn the_origin_is_checked_before_the_session() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     let response = app
-        .client
-        .post(format!("{}/start-checkout", app.address))
-        .header("Origin", FOREIGN_ORIGIN)
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+        .checkout_request(Some(FOREIGN_ORIGIN), None)
+        .send_with_valid_body()
+        .await;
 
     expect_error(response, 403, "forbidden", "forbidden_origin").await;
 }
 
 #[tokio::test]
 async fn a_missing_or_wrong_csrf_header_is_403_csrf_when_it_is_required() {
-    let app = spawn(|s| s.browser.require_csrf_header = true).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app_with(|s| s.browser.require_csrf_header = true).await;
+    app.proof_must_not_be_called().await;
 
     for value in [None, Some(""), Some("0"), Some("true"), Some("11")] {
         let mut request = app.checkout().json(&checkout_body());
@@ -601,25 +389,19 @@ async fn a_missing_or_wrong_csrf_header_is_403_csrf_when_it_is_required() {
         let answer = expect_error(response, 403, "forbidden", "csrf").await;
         assert_cors_granted(&answer.headers);
     }
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn x_csrf_1_is_accepted_when_the_csrf_header_is_required() {
-    let app = spawn(|s| s.browser.require_csrf_header = true).await;
-    widget_session()
-        .respond_with(widget_session_ok())
-        .expect(1)
-        .mount(&app.proof)
-        .await;
+    let app = spawn_app_with(|s| s.browser.require_csrf_header = true).await;
+    widget_session_ok().expect(1).mount(&app.proof).await;
 
     let response = app
         .checkout()
         .header("X-CSRF", "1")
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+        .send_with_valid_body()
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -630,16 +412,10 @@ async fn x_csrf_1_is_accepted_when_the_csrf_header_is_required() {
 
 #[tokio::test]
 async fn a_preflight_from_a_foreign_origin_is_a_403_envelope_without_a_grant() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
 
     let response = app
-        .client
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/start-checkout", app.address),
-        )
-        .header("Origin", FOREIGN_ORIGIN)
-        .header("Access-Control-Request-Method", "POST")
+        .preflight(FOREIGN_ORIGIN, "POST", None)
         .send()
         .await
         .unwrap();
@@ -660,8 +436,8 @@ fn padded_checkout_body(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_body_over_max_body_bytes_with_a_content_length_is_413_body_too_large() {
-    let app = spawn(|s| s.server.max_body_bytes = 64).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 64).await;
+    app.proof_must_not_be_called().await;
 
     let response = app
         .checkout()
@@ -673,24 +449,21 @@ async fn a_body_over_max_body_bytes_with_a_content_length_is_413_body_too_large(
 
     let answer = expect_error(response, 413, "invalid_request", "body_too_large").await;
     assert_cors_granted(&answer.headers);
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn a_chunked_body_over_max_body_bytes_is_413_body_too_large() {
-    let app = spawn(|s| s.server.max_body_bytes = 64).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 64).await;
+    app.proof_must_not_be_called().await;
 
     // Three chunks of 40 bytes: each fits the limit, together they do not.
     let body = padded_checkout_body(120);
-    let mut request = format!(
-        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
-         Cookie: session={}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        app.port,
-        session_token()
-    )
-    .into_bytes();
+    let mut request = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+        .header("Transfer-Encoding", "chunked")
+        .header("Connection", "close")
+        .head()
+        .into_bytes();
     for chunk in body.chunks(40) {
         request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         request.extend_from_slice(chunk);
@@ -698,7 +471,8 @@ async fn a_chunked_body_over_max_body_bytes_is_413_body_too_large() {
     }
     request.extend_from_slice(b"0\r\n\r\n");
 
-    let (status, headers, body) = RawConnection::open(app.port).await.exchange(&request).await;
+    let (status, headers, body) =
+        raw_parts(RawConnection::open(app.port).await.exchange(&request).await);
 
     let answer = check_envelope(
         status,
@@ -709,17 +483,13 @@ async fn a_chunked_body_over_max_body_bytes_is_413_body_too_large() {
         "body_too_large",
     );
     assert_cors_granted(&answer.headers);
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn a_body_of_exactly_max_body_bytes_is_accepted() {
-    let app = spawn(|s| s.server.max_body_bytes = 64).await;
-    widget_session()
-        .respond_with(widget_session_ok())
-        .expect(1)
-        .mount(&app.proof)
-        .await;
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 64).await;
+    widget_session_ok().expect(1).mount(&app.proof).await;
 
     let response = app
         .checkout()
@@ -734,22 +504,21 @@ async fn a_body_of_exactly_max_body_bytes_is_accepted() {
 
 #[tokio::test]
 async fn a_malformed_chunked_body_is_a_400_not_a_413() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
 
     // Five bytes, then a chunk size that is not hexadecimal: far below the limit, just broken.
-    let request = format!(
-        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
-         Cookie: session={}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-         5\r\n{{\"a\":\r\nzz\r\n1}}\r\n0\r\n\r\n",
-        app.port,
-        session_token()
+    let request = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+        .header("Transfer-Encoding", "chunked")
+        .header("Connection", "close")
+        .head()
+        + "5\r\n{\"a\":\r\nzz\r\n1}\r\n0\r\n\r\n";
+    let (status, headers, body) = raw_parts(
+        RawConnection::open(app.port)
+            .await
+            .exchange(request.as_bytes())
+            .await,
     );
-    let (status, headers, body) = RawConnection::open(app.port)
-        .await
-        .exchange(request.as_bytes())
-        .await;
 
     let (error, code) = slugs(&body);
     assert_ne!(
@@ -757,15 +526,15 @@ async fn a_malformed_chunked_body_is_a_400_not_a_413() {
         "a {status} {error}/{code} for a 5-byte body under a 16384-byte limit"
     );
     check_envelope(status, headers, body, 400, "invalid_request", &code);
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 // 415 invalid_request / unsupported_media_type
 
 #[tokio::test]
 async fn a_body_not_declared_as_json_is_415_unsupported_media_type() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
     let body = checkout_body().to_string();
 
     for content_type in [
@@ -782,17 +551,13 @@ async fn a_body_not_declared_as_json_is_415_unsupported_media_type() {
         let answer = expect_error(response, 415, "invalid_request", "unsupported_media_type").await;
         assert_cors_granted(&answer.headers);
     }
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 }
 
 #[tokio::test]
 async fn json_with_a_charset_parameter_is_accepted() {
-    let app = spawn(|_| {}).await;
-    widget_session()
-        .respond_with(widget_session_ok())
-        .expect(1)
-        .mount(&app.proof)
-        .await;
+    let app = spawn_app().await;
+    widget_session_ok().expect(1).mount(&app.proof).await;
 
     let response = app
         .checkout()
@@ -809,7 +574,7 @@ async fn json_with_a_charset_parameter_is_accepted() {
 
 #[tokio::test]
 async fn proofs_own_4xx_answers_are_passed_through_verbatim() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     let cases: [(u16, &str, Option<&str>); 6] = [
         (
             400,
@@ -845,16 +610,13 @@ async fn proofs_own_4xx_answers_are_passed_through_verbatim() {
 
     for (status, body, retry_after) in cases {
         app.proof.reset().await;
-        let mut template = proof_answer(status, body, "application/json");
+        let mut template = proof_json(status, body);
         if let Some(retry_after) = retry_after {
             template = template.insert_header("Retry-After", retry_after);
         }
-        widget_session()
-            .respond_with(template)
-            .mount(&app.proof)
-            .await;
+        app.proof_answers(template).await;
 
-        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+        let response = app.checkout().send_with_valid_body().await;
 
         assert_eq!(response.status().as_u16(), status, "{body}");
         let headers = response.headers().clone();
@@ -879,7 +641,7 @@ async fn proofs_own_4xx_answers_are_passed_through_verbatim() {
 
 #[tokio::test]
 async fn proofs_json_4xx_keeps_a_json_content_type_and_is_labelled_json_otherwise() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     let body =
         "{ \"error\":\"invalid_request\", \"code\":\"currency_not_allowed\",\"message\":\"USDT\" }";
     let cases: [(Option<&str>, &str); 5] = [
@@ -899,12 +661,9 @@ async fn proofs_json_4xx_keeps_a_json_content_type_and_is_labelled_json_otherwis
             Some(content_type) => proof_answer(400, body, content_type),
             None => ResponseTemplate::new(400).set_body_bytes(body),
         };
-        widget_session()
-            .respond_with(template)
-            .mount(&app.proof)
-            .await;
+        app.proof_answers(template).await;
 
-        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+        let response = app.checkout().send_with_valid_body().await;
 
         assert_eq!(response.status(), 400, "{upstream_type:?}");
         assert_eq!(
@@ -921,7 +680,7 @@ async fn proofs_json_4xx_keeps_a_json_content_type_and_is_labelled_json_otherwis
 
 #[tokio::test]
 async fn a_4xx_that_is_not_a_json_object_is_502_invalid_upstream_response() {
-    let app = spawn(|s| s.proof.max_attempts = 3).await;
+    let app = spawn_app_with(|s| s.proof.max_attempts = 3).await;
     let html = "<html><body><h1>400 Bad Request</h1>Request blocked by the firewall</body></html>";
     let cases: [(&str, u16, Vec<u8>, Option<&str>); 6] = [
         (
@@ -958,18 +717,13 @@ async fn a_4xx_that_is_not_a_json_object_is_502_invalid_upstream_response() {
             Some(content_type) => proof_answer(status, body, content_type),
             None => ResponseTemplate::new(status).set_body_bytes(body),
         };
-        widget_session()
-            .respond_with(template)
-            .mount(&app.proof)
-            .await;
+        app.proof_answers(template).await;
 
         let response = app
             .checkout()
             .header("X-Request-Id", request_id)
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .send_with_valid_body()
+            .await;
 
         let answer =
             expect_error(response, 502, "upstream_error", "invalid_upstream_response").await;
@@ -980,10 +734,7 @@ async fn a_4xx_that_is_not_a_json_object_is_502_invalid_upstream_response() {
             "{request_id}: the upstream's answer leaked: {text}"
         );
         assert_eq!(app.proof_requests().await.len(), 1, "{request_id}");
-        let unusable: Vec<_> = crate::retries::log_events_for(request_id)
-            .into_iter()
-            .filter(|event| event["fields"]["message"] == "Proof's answer is unusable")
-            .collect();
+        let unusable = log_events_with_message(request_id, "Proof's answer is unusable");
         assert_eq!(unusable.len(), 1, "{request_id}: {unusable:?}");
         let fields = &unusable[0]["fields"];
         assert_eq!(fields["status"], status, "{request_id}");
@@ -1000,7 +751,7 @@ async fn a_4xx_that_is_not_a_json_object_is_502_invalid_upstream_response() {
 #[tokio::test]
 async fn a_401_or_403_from_proof_is_502_upstream_misconfigured_logged_as_an_error_with_proofs_request_id()
  {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     for (status, proof_request_id, body) in [
         (
             401,
@@ -1014,15 +765,10 @@ async fn a_401_or_403_from_proof_is_502_upstream_misconfigured_logged_as_an_erro
         ),
     ] {
         app.proof.reset().await;
-        widget_session()
-            .respond_with(
-                proof_answer(status, body, "application/json")
-                    .insert_header("X-Request-Id", proof_request_id),
-            )
-            .mount(&app.proof)
+        app.proof_answers(proof_json(status, body).insert_header("X-Request-Id", proof_request_id))
             .await;
 
-        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+        let response = app.checkout().send_with_valid_body().await;
 
         let answer = expect_error(response, 502, "upstream_error", "upstream_misconfigured").await;
         assert_cors_granted(&answer.headers);
@@ -1053,7 +799,7 @@ async fn a_401_or_403_from_proof_is_502_upstream_misconfigured_logged_as_an_erro
 
 #[tokio::test]
 async fn a_proof_5xx_without_a_retryable_slug_is_502_provider_error_after_a_single_call() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     for (status, body, content_type) in [
         (503, "<html>maintenance</html>", "text/html"),
         (
@@ -1074,12 +820,10 @@ async fn a_proof_5xx_without_a_retryable_slug_is_502_provider_error_after_a_sing
         ),
     ] {
         app.proof.reset().await;
-        widget_session()
-            .respond_with(proof_answer(status, body, content_type))
-            .mount(&app.proof)
+        app.proof_answers(proof_answer(status, body, content_type))
             .await;
 
-        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+        let response = app.checkout().send_with_valid_body().await;
 
         let answer = expect_error(response, 502, "upstream_error", "provider_error").await;
         assert_cors_granted(&answer.headers);
@@ -1093,19 +837,17 @@ async fn a_proof_5xx_without_a_retryable_slug_is_502_provider_error_after_a_sing
 
 #[tokio::test]
 async fn a_proof_502_that_stays_retryable_is_502_provider_error_after_max_attempts() {
-    let app = spawn(|s| s.proof.max_attempts = 3).await;
+    let app = spawn_app_with(|s| s.proof.max_attempts = 3).await;
     for slug in ["upstream_error", "upstream_unavailable"] {
         app.proof.reset().await;
-        widget_session()
-            .respond_with(proof_answer(
-                502,
-                proof_error(slug, "provider_error").to_string(),
-                "application/json",
-            ))
-            .mount(&app.proof)
-            .await;
+        app.proof_answers(proof_answer(
+            502,
+            proof_error(slug, "provider_error").to_string(),
+            "application/json",
+        ))
+        .await;
 
-        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+        let response = app.checkout().send_with_valid_body().await;
 
         expect_error(response, 502, "upstream_error", "provider_error").await;
         let calls = app.proof_requests().await;
@@ -1119,17 +861,15 @@ async fn a_proof_502_that_stays_retryable_is_502_provider_error_after_max_attemp
 
 #[tokio::test]
 async fn a_proof_500_internal_error_is_retried_once_then_502_provider_error() {
-    let app = spawn(|s| s.proof.max_attempts = 5).await;
-    widget_session()
-        .respond_with(proof_answer(
-            500,
-            proof_error("internal_error", "db_error").to_string(),
-            "application/json",
-        ))
-        .mount(&app.proof)
-        .await;
+    let app = spawn_app_with(|s| s.proof.max_attempts = 5).await;
+    app.proof_answers(proof_answer(
+        500,
+        proof_error("internal_error", "db_error").to_string(),
+        "application/json",
+    ))
+    .await;
 
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
 
     expect_error(response, 502, "upstream_error", "provider_error").await;
     assert_eq!(app.proof_requests().await.len(), 2);
@@ -1139,10 +879,9 @@ async fn a_proof_500_internal_error_is_retried_once_then_502_provider_error() {
 
 #[tokio::test]
 async fn an_unreachable_proof_is_502_upstream_unavailable() {
-    let port = closed_loopback_port();
-    let app = spawn(|s| s.proof.base_url = format!("http://127.0.0.1:{port}")).await;
+    let app = spawn_app_with(|s| s.proof.base_url = refused_base_url()).await;
 
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
 
     let answer = expect_error(response, 502, "upstream_error", "upstream_unavailable").await;
     assert_cors_granted(&answer.headers);
@@ -1152,7 +891,7 @@ async fn an_unreachable_proof_is_502_upstream_unavailable() {
 
 #[tokio::test]
 async fn a_200_from_proof_that_is_not_a_json_object_is_502_invalid_upstream_response() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     let oversized = format!(r#"{{"pad":"{}"}}"#, "a".repeat(300 * 1024));
     let cases: [(&str, Vec<u8>, &str); 5] = [
         (
@@ -1179,12 +918,10 @@ async fn a_200_from_proof_that_is_not_a_json_object_is_502_invalid_upstream_resp
     ];
     for (what, body, content_type) in cases {
         app.proof.reset().await;
-        widget_session()
-            .respond_with(proof_answer(200, body, content_type))
-            .mount(&app.proof)
+        app.proof_answers(proof_answer(200, body, content_type))
             .await;
 
-        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+        let response = app.checkout().send_with_valid_body().await;
 
         let answer =
             expect_error(response, 502, "upstream_error", "invalid_upstream_response").await;
@@ -1201,17 +938,15 @@ async fn a_200_from_proof_that_is_not_a_json_object_is_502_invalid_upstream_resp
 
 #[tokio::test]
 async fn proof_answering_after_the_attempt_timeout_is_504_upstream_timeout_without_a_retry() {
-    let app = spawn(|s| {
+    let app = spawn_app_with(|s| {
         s.proof.request_timeout_ms = 300;
         s.proof.deadline_ms = 5000;
     })
     .await;
-    widget_session()
-        .respond_with(widget_session_ok().set_delay(Duration::from_secs(2)))
-        .mount(&app.proof)
+    app.proof_answers(widget_session_answer().set_delay(Duration::from_secs(2)))
         .await;
 
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
 
     let answer = expect_error(response, 504, "upstream_timeout", "upstream_timeout").await;
     assert_cors_granted(&answer.headers);
@@ -1220,17 +955,15 @@ async fn proof_answering_after_the_attempt_timeout_is_504_upstream_timeout_witho
 
 #[tokio::test]
 async fn proof_answering_after_the_deadline_is_504_upstream_timeout() {
-    let app = spawn(|s| {
+    let app = spawn_app_with(|s| {
         s.proof.request_timeout_ms = 5000;
         s.proof.deadline_ms = 300;
     })
     .await;
-    widget_session()
-        .respond_with(widget_session_ok().set_delay(Duration::from_secs(2)))
-        .mount(&app.proof)
+    app.proof_answers(widget_session_answer().set_delay(Duration::from_secs(2)))
         .await;
 
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
 
     expect_error(response, 504, "upstream_timeout", "upstream_timeout").await;
 }
@@ -1242,16 +975,10 @@ async fn checkout_in_flight(
     app: &TestApp,
     delay: Duration,
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
-    widget_session()
-        .respond_with(widget_session_ok().set_delay(delay))
-        .mount(&app.proof)
+    app.proof_answers(widget_session_answer().set_delay(delay))
         .await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let in_flight = tokio::spawn(
-        client
-            .post(format!("{}/start-checkout", app.address))
-            .header("Origin", APP_ORIGIN)
-            .header("Cookie", format!("session={}", session_token()))
+        app.checkout_on_own_connection()
             .json(&checkout_body())
             .send(),
     );
@@ -1265,17 +992,12 @@ async fn checkout_in_flight(
     in_flight
 }
 
-fn start_drain(app: &TestApp) -> tokio::task::JoinHandle<()> {
-    let handle = app.handle.clone();
-    tokio::spawn(async move { handle.drain().await })
-}
-
 #[tokio::test]
 async fn draining_lets_a_checkout_already_in_flight_complete() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     let in_flight = checkout_in_flight(&app, Duration::from_millis(600)).await;
 
-    let drain = start_drain(&app);
+    let drain = app.start_drain();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         !drain.is_finished(),
@@ -1301,25 +1023,23 @@ async fn draining_lets_a_checkout_already_in_flight_complete() {
 async fn while_draining_readyz_and_start_checkout_answer_503_shutting_down_on_an_open_connection() {
     // A drain that could last a minute: it ends when the test drops its connection, not on a
     // timeout that a slow machine might reach first.
-    let app = spawn(|s| s.server.shutdown_timeout_s = 60).await;
-    proof_must_not_be_called(&app).await;
-    let readyz = format!(
-        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-        app.port
-    );
+    let app = spawn_app_with(|s| s.server.shutdown_timeout_s = 60).await;
+    app.proof_must_not_be_called().await;
+    let readyz = RawRequest::new(app.port, "GET", "/readyz").head();
     // Once the drain starts the listener accepts nothing new, so only a connection opened
     // before it can still be answered.
     let mut connection = RawConnection::open(app.port).await;
-    let (status, _, _) = connection.exchange(readyz.as_bytes()).await;
-    assert_eq!(status, 200, "ready before the drain");
+    let ready = connection.exchange(readyz.as_bytes()).await;
+    assert_eq!(ready.status, 200, "ready before the drain");
 
-    let drain = start_drain(&app);
+    let drain = app.start_drain();
     let closed = "the drain closed a connection that was open when it began, without answering";
     let mut not_ready = None;
     for _ in 0..100 {
         let (status, headers, body) = connection
             .try_exchange(readyz.as_bytes())
             .await
+            .map(raw_parts)
             .expect(closed);
         if status != 200 {
             not_ready = Some((status, headers, body));
@@ -1330,21 +1050,16 @@ async fn while_draining_readyz_and_start_checkout_answer_503_shutting_down_on_an
     let (status, headers, body) = not_ready.expect("/readyz leaves 200 once the drain starts");
     check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
 
-    let body = checkout_body().to_string();
-    let checkout = format!(
-        "POST /start-checkout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {APP_ORIGIN}\r\n\
-         Cookie: session={}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        app.port,
-        session_token(),
-        body.len()
-    );
+    let checkout = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+        .with_body(checkout_body().to_string().as_bytes());
     let (status, headers, body) = connection
-        .try_exchange(checkout.as_bytes())
+        .try_exchange(&checkout)
         .await
+        .map(raw_parts)
         .expect(closed);
     let answer = check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
     assert_cors_granted(&answer.headers);
-    assert_proof_not_called(&app).await;
+    app.assert_proof_not_called().await;
 
     drop(connection);
     tokio::time::timeout(Duration::from_secs(30), drain)
@@ -1354,6 +1069,12 @@ async fn while_draining_readyz_and_start_checkout_answer_503_shutting_down_on_an
 }
 
 // Routes outside the table
+
+/// A raw answer in the parts [`check_envelope`] takes.
+fn raw_parts(response: RawResponse) -> (u16, HeaderMap, Vec<u8>) {
+    let headers = response.header_map();
+    (response.status, headers, response.body)
+}
 
 async fn into_parts(response: reqwest::Response) -> (u16, HeaderMap, Vec<u8>) {
     let status = response.status().as_u16();
@@ -1373,11 +1094,11 @@ fn slugs(body: &[u8]) -> (String, String) {
 
 #[tokio::test]
 async fn an_unknown_route_is_a_404_envelope() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     for path in ["/nope", "/start-checkout/extra", "/sandbox/login"] {
         let response = app
             .client
-            .get(format!("{}{path}", app.address))
+            .get(app.url(path))
             .header("Origin", APP_ORIGIN)
             .send()
             .await
@@ -1391,8 +1112,8 @@ async fn an_unknown_route_is_a_404_envelope() {
 
 #[tokio::test]
 async fn a_method_other_than_post_on_start_checkout_is_a_405_envelope() {
-    let app = spawn(|_| {}).await;
-    proof_must_not_be_called(&app).await;
+    let app = spawn_app().await;
+    app.proof_must_not_be_called().await;
     for method in [
         reqwest::Method::GET,
         reqwest::Method::PUT,
@@ -1400,7 +1121,7 @@ async fn a_method_other_than_post_on_start_checkout_is_a_405_envelope() {
     ] {
         let response = app
             .client
-            .request(method, format!("{}/start-checkout", app.address))
+            .request(method, app.url("/start-checkout"))
             .header("Origin", APP_ORIGIN)
             .header("Cookie", format!("session={}", session_token()))
             .send()
@@ -1415,14 +1136,9 @@ async fn a_method_other_than_post_on_start_checkout_is_a_405_envelope() {
 
 #[tokio::test]
 async fn a_method_other_than_get_on_a_probe_is_a_4xx_envelope() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     for route in ["/healthz", "/readyz"] {
-        let response = app
-            .client
-            .post(format!("{}{route}", app.address))
-            .send()
-            .await
-            .unwrap();
+        let response = app.client.post(app.url(route)).send().await.unwrap();
         let (status, headers, body) = into_parts(response).await;
         assert!((400..500).contains(&status), "POST {route}: {status}");
         let (error, code) = slugs(&body);
@@ -1432,14 +1148,9 @@ async fn a_method_other_than_get_on_a_probe_is_a_4xx_envelope() {
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200_with_a_request_id() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     for route in ["/healthz", "/readyz"] {
-        let response = app
-            .client
-            .get(format!("{}{route}", app.address))
-            .send()
-            .await
-            .unwrap();
+        let response = app.client.get(app.url(route)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{route}");
         assert!(response.headers().contains_key("x-request-id"), "{route}");
         let body: serde_json::Value = response.json().await.unwrap();
@@ -1451,15 +1162,13 @@ async fn healthz_and_readyz_answer_200_with_a_request_id() {
 
 #[tokio::test]
 async fn the_callers_request_id_is_returned_on_an_error_answer() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
 
     let response = app
         .anonymous_checkout()
         .header("X-Request-Id", "caller-trace-401-e7")
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+        .send_with_valid_body()
+        .await;
 
     let answer = expect_error(response, 401, "unauthorised", "no_session").await;
     assert_eq!(answer.headers["x-request-id"], "caller-trace-401-e7");
@@ -1467,7 +1176,7 @@ async fn the_callers_request_id_is_returned_on_an_error_answer() {
 
 #[tokio::test]
 async fn error_answers_to_a_foreign_origin_carry_no_cors_grant() {
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     for (path, method) in [
         ("/start-checkout", reqwest::Method::POST),
         ("/start-checkout", reqwest::Method::GET),
@@ -1475,12 +1184,10 @@ async fn error_answers_to_a_foreign_origin_carry_no_cors_grant() {
     ] {
         let response = app
             .client
-            .request(method.clone(), format!("{}{path}", app.address))
+            .request(method.clone(), app.url(path))
             .header("Origin", FOREIGN_ORIGIN)
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .send_with_valid_body()
+            .await;
         assert!(
             response.status().is_client_error(),
             "{method} {path}: {}",
@@ -1497,40 +1204,25 @@ async fn error_answers_to_a_foreign_origin_carry_no_cors_grant() {
 async fn logs_never_contain_secrets_the_users_email_or_the_session_token() {
     const PROBE_USER: &str = "log-probe-user-5150";
     const PROBE_EMAIL: &str = "log.probe.5150@pii-canary.example";
-    let app = spawn(|_| {}).await;
+    let app = spawn_app().await;
     let token = session_token_for(PROBE_USER, PROBE_EMAIL);
 
-    widget_session()
-        .respond_with(widget_session_ok())
-        .mount(&app.proof)
-        .await;
-    let response = app
-        .checkout_as(&token)
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+    widget_session_ok().mount(&app.proof).await;
+    let response = app.checkout_as(&token).send_with_valid_body().await;
     assert_eq!(response.status(), 200);
 
     for status in [401, 403] {
         app.proof.reset().await;
-        widget_session()
-            .respond_with(
-                proof_answer(
-                    status,
-                    proof_error("unauthorised", "invalid_token").to_string(),
-                    "application/json",
-                )
-                .insert_header("X-Request-Id", "proof-req-log-probe"),
+        app.proof_answers(
+            proof_answer(
+                status,
+                proof_error("unauthorised", "invalid_token").to_string(),
+                "application/json",
             )
-            .mount(&app.proof)
-            .await;
-        let response = app
-            .checkout_as(&token)
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .insert_header("X-Request-Id", "proof-req-log-probe"),
+        )
+        .await;
+        let response = app.checkout_as(&token).send_with_valid_body().await;
         assert_eq!(response.status(), 502);
     }
 
@@ -1551,17 +1243,12 @@ async fn logs_never_contain_secrets_the_users_email_or_the_session_token() {
             drop(stream);
         }
     });
-    let tls_app = spawn(|s| {
+    let tls_app = spawn_app_with(|s| {
         s.proof.base_url = tls_base_url;
         s.proof.max_attempts = 1;
     })
     .await;
-    let response = tls_app
-        .checkout_as(&token)
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+    let response = tls_app.checkout_as(&token).send_with_valid_body().await;
     assert!(response.status().is_server_error(), "{}", response.status());
 
     let logs = logs().text();

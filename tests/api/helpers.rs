@@ -1,17 +1,28 @@
 //! Starts the real `Application` on a random loopback port in front of a wiremock stand-in for
 //! Proof, and captures every log line it writes (at TRACE) so tests can check what never appears.
+//!
+//! One way each: [`TestApp::checkout_request`] builds every checkout request (the shortcuts below
+//! start from it), [`widget_session`] is the one mock of Proof's `POST /widget/session`, and
+//! [`log_events_for`] reads what was logged for one request.
 
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proof_bff::config::{AppConfig, LogConfig, LogFormat, Settings};
 use proof_bff::session::sign_hs256;
 use proof_bff::startup::{Application, ApplicationHandle};
+use reqwest::RequestBuilder;
 use secrecy::SecretString;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
+
+pub use crate::support::free_port;
+pub use crate::support::output::CapturedOutput;
+pub use crate::support::raw_http::{RawConnection, RawRequest, RawResponse};
 
 pub const CLIENT_TOKEN: &str = "pk_test_7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4";
 pub const JWT_SECRET: &str = "hs256-test-secret-that-is-long-enough-0123456789";
@@ -20,30 +31,15 @@ pub const PROOF_ORIGIN: &str = "https://partner.example.com";
 pub const USER_ID: &str = "user-42";
 pub const USER_EMAIL: &str = "alice.secret@example.org";
 
+// ---------------------------------------------------------------------------------------------
+// Logs
+// ---------------------------------------------------------------------------------------------
+
 /// Every log line written by any app in this test process.
-#[derive(Clone, Default)]
-pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-pub fn logs() -> &'static CapturedLogs {
-    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+pub fn logs() -> &'static CapturedOutput {
+    static LOGS: OnceLock<CapturedOutput> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = CapturedLogs::default();
+        let logs = CapturedOutput::default();
         let writer = logs.clone();
         let config = LogConfig {
             format: LogFormat::Json,
@@ -55,6 +51,37 @@ pub fn logs() -> &'static CapturedLogs {
         logs
     })
 }
+
+/// The JSON log events written so far, by every app in the test process.
+pub fn log_events() -> Vec<serde_json::Value> {
+    logs().json_events()
+}
+
+/// The JSON log events written while serving the request with this `X-Request-Id`.
+///
+/// Every app in the test process writes to the same capture, so events are told apart by the
+/// request id the root span carries.
+pub fn log_events_for(request_id: &str) -> Vec<serde_json::Value> {
+    log_events()
+        .into_iter()
+        .filter(|event| event["span"]["request_id"] == request_id)
+        .collect()
+}
+
+/// The log events for one request whose message is exactly `message`.
+pub fn log_events_with_message(request_id: &str, message: &str) -> Vec<serde_json::Value> {
+    log_events_for(request_id)
+        .into_iter()
+        .filter(|event| event["fields"]["message"] == message)
+        .collect()
+}
+
+/// The warning written before each retry of a call to Proof.
+pub const RETRYING: &str = "retrying Proof /widget/session";
+
+// ---------------------------------------------------------------------------------------------
+// The app
+// ---------------------------------------------------------------------------------------------
 
 pub struct TestApp {
     pub address: String,
@@ -102,8 +129,18 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 pub async fn spawn_with_config(config: AppConfig, proof: MockServer) -> TestApp {
-    logs();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    spawn_on(listener, "127.0.0.1", config, proof).await
+}
+
+/// The app serving `listener`, which the test client reaches at `host`.
+pub async fn spawn_on(
+    listener: TcpListener,
+    host: &str,
+    config: AppConfig,
+    proof: MockServer,
+) -> TestApp {
+    logs();
     let application =
         Application::build_with_listener(config, listener).expect("application builds");
     let port = application.port();
@@ -115,13 +152,22 @@ pub async fn spawn_with_config(config: AppConfig, proof: MockServer) -> TestApp 
         .build()
         .unwrap();
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address: format!("http://{host}:{port}"),
         port,
         proof,
         client,
         handle,
     }
 }
+
+/// A base URL on loopback where nothing listens: every connection is refused.
+pub fn refused_base_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------------------------
 
 pub fn session_token() -> String {
     session_token_for(USER_ID, USER_EMAIL)
@@ -131,29 +177,113 @@ pub fn session_token_for(user_id: &str, email: &str) -> String {
     sign_hs256(JWT_SECRET.as_bytes(), user_id, email, 600).unwrap()
 }
 
+/// A token with exactly `claims`, HS256-signed with `secret`: for the tokens the service's own
+/// signer would never make.
+pub fn hs256_token(secret: &str, claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
 /// A valid checkout body.
 pub fn checkout_body() -> serde_json::Value {
     serde_json::json!({"network": "TRC20", "currency": "USDT", "amount": "100"})
 }
 
+/// The ending most checkout requests share: the valid body, sent.
+pub trait SendWithValidBody {
+    fn send_with_valid_body(self) -> impl Future<Output = reqwest::Response>;
+}
+
+impl SendWithValidBody for RequestBuilder {
+    async fn send_with_valid_body(self) -> reqwest::Response {
+        self.json(&checkout_body())
+            .send()
+            .await
+            .expect("the service answers")
+    }
+}
+
 impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// `POST /start-checkout` as the page at `origin` sends it (none: no `Origin` header), with
+    /// `session` as the session cookie (none: signed out). Every checkout request is built here.
+    pub fn checkout_request(&self, origin: Option<&str>, session: Option<&str>) -> RequestBuilder {
+        self.checkout_request_on(&self.client, origin, session)
+    }
+
+    fn checkout_request_on(
+        &self,
+        client: &reqwest::Client,
+        origin: Option<&str>,
+        session: Option<&str>,
+    ) -> RequestBuilder {
+        let mut request = client.post(self.url("/start-checkout"));
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        if let Some(token) = session {
+            request = request.header("Cookie", format!("session={token}"));
+        }
+        request
+    }
+
     /// A browser-like POST from the partner's page with a valid session.
-    pub fn checkout(&self) -> reqwest::RequestBuilder {
+    pub fn checkout(&self) -> RequestBuilder {
         self.checkout_as(&session_token())
     }
 
-    pub fn checkout_as(&self, token: &str) -> reqwest::RequestBuilder {
-        self.client
-            .post(format!("{}/start-checkout", self.address))
-            .header("Origin", APP_ORIGIN)
-            .header("Cookie", format!("session={token}"))
+    pub fn checkout_as(&self, token: &str) -> RequestBuilder {
+        self.checkout_request(Some(APP_ORIGIN), Some(token))
     }
 
     /// A POST from the partner's page without any session cookie.
-    pub fn anonymous_checkout(&self) -> reqwest::RequestBuilder {
-        self.client
-            .post(format!("{}/start-checkout", self.address))
-            .header("Origin", APP_ORIGIN)
+    pub fn anonymous_checkout(&self) -> RequestBuilder {
+        self.checkout_request(Some(APP_ORIGIN), None)
+    }
+
+    /// [`Self::checkout`] on a client of its own, so its connection goes away with the request
+    /// instead of idling in the shared client's pool, where it would hold a drain open.
+    pub fn checkout_on_own_connection(&self) -> RequestBuilder {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        self.checkout_request_on(&client, Some(APP_ORIGIN), Some(&session_token()))
+    }
+
+    /// A CORS preflight for `POST /start-checkout` from the page at `origin`, asking for `method`
+    /// and, when given, the request `headers`.
+    pub fn preflight(&self, origin: &str, method: &str, headers: Option<&str>) -> RequestBuilder {
+        let mut request = self
+            .client
+            .request(reqwest::Method::OPTIONS, self.url("/start-checkout"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", method);
+        if let Some(headers) = headers {
+            request = request.header("Access-Control-Request-Headers", headers);
+        }
+        request
+    }
+
+    /// Starts a graceful drain, as SIGTERM would.
+    pub fn start_drain(&self) -> tokio::task::JoinHandle<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.drain().await })
     }
 
     pub async fn proof_requests(&self) -> Vec<wiremock::Request> {
@@ -161,24 +291,82 @@ impl TestApp {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Proof
+// ---------------------------------------------------------------------------------------------
+
 /// A realistic widget-session answer with odd spacing, key order, a unicode escape and a float,
 /// so any re-serialisation would show.
 pub const WIDGET_SESSION_BODY: &str = "{ \"widget_id\":\"fb359d09-fff6-4b1f-906c-b9062b135065\",  \"merchant_transaction_id\" : \"550e8400-e29b-41d4-a716-446655440000\",\n \"address\":\"TRx1a2b3c4d5e6f\", \"signature\":\"v2:a1b2\", \"init_token\":\"eyJhbGciOi.x.y\",\"init_token_type\":\"sdk_partner_authorization\", \"currency\":\"USDT\",\"network\":\"TRC20\",\"amount\":\"100\", \"fix_amount\":true, \"lang\":\"\\u00e9n\", \"rate\": 1.10, \"big\": 1e400 }";
 
-/// Proof answering `POST /widget/session` with [`WIDGET_SESSION_BODY`].
-pub fn widget_session_ok() -> wiremock::Mock {
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .and(wiremock::matchers::path("/widget/session"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .insert_header("x-request-id", "proof-req-1")
-                .set_body_raw(WIDGET_SESSION_BODY.as_bytes(), "application/json"),
-        )
+/// Proof's `POST /widget/session`: the one mock of it, given its answer by each test.
+pub fn widget_session() -> MockBuilder {
+    Mock::given(method("POST")).and(path("/widget/session"))
+}
+
+/// Proof's answer with a raw body, so nothing is re-serialised on the way.
+pub fn proof_answer(status: u16, body: impl Into<Vec<u8>>, content_type: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_raw(body.into(), content_type)
+}
+
+pub fn proof_json(status: u16, body: &str) -> ResponseTemplate {
+    proof_answer(status, body, "application/json")
 }
 
 /// Proof's error envelope.
 pub fn proof_error(error: &str, code: &str) -> serde_json::Value {
     serde_json::json!({"error": error, "code": code, "message": "from the stand-in"})
+}
+
+/// Proof answering with its error envelope.
+pub fn proof_error_answer(status: u16, error: &str, code: &str) -> ResponseTemplate {
+    proof_json(status, &proof_error(error, code).to_string())
+}
+
+/// Proof's 200 with [`WIDGET_SESSION_BODY`], under a request id of its own.
+pub fn widget_session_answer() -> ResponseTemplate {
+    proof_json(200, WIDGET_SESSION_BODY).insert_header("x-request-id", "proof-req-1")
+}
+
+/// Proof answering `POST /widget/session` with [`widget_session_answer`].
+pub fn widget_session_ok() -> Mock {
+    widget_session().respond_with(widget_session_answer())
+}
+
+impl TestApp {
+    /// Proof answers every call with `answer`, after any answers mounted with
+    /// [`Self::proof_answers_first`].
+    pub async fn proof_answers(&self, answer: ResponseTemplate) {
+        widget_session()
+            .respond_with(answer)
+            .with_priority(10)
+            .mount(&self.proof)
+            .await;
+    }
+
+    /// Proof answers the first `n` calls with `answer`, ahead of [`Self::proof_answers`].
+    pub async fn proof_answers_first(&self, n: u64, answer: ResponseTemplate) {
+        widget_session()
+            .respond_with(answer)
+            .up_to_n_times(n)
+            .with_priority(1)
+            .mount(&self.proof)
+            .await;
+    }
+
+    /// Mounts a successful Proof that must never be reached.
+    pub async fn proof_must_not_be_called(&self) {
+        widget_session_ok()
+            .expect(0)
+            .named("Proof must not be called")
+            .mount(&self.proof)
+            .await;
+    }
+
+    pub async fn assert_proof_not_called(&self) {
+        let calls = self.proof_requests().await.len();
+        assert_eq!(calls, 0, "Proof was called {calls} time(s)");
+    }
 }
 
 /// What a hand-written upstream does with one request (or, for `CloseOnAccept`, one connection).

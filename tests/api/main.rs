@@ -1,7 +1,5 @@
 mod browser;
 mod browser_rules;
-#[path = "../support/browser.rs"]
-mod browser_support;
 mod checkout;
 mod client_ip;
 mod connections;
@@ -12,3 +10,5 @@ mod rate_limit;
 mod retries;
 mod sandbox_values;
 mod sessions;
+#[path = "../support/mod.rs"]
+mod support;

@@ -19,7 +19,7 @@ async fn a_users_burst_passes_and_the_next_request_is_refused_with_retry_headers
     widget_session_ok().expect(3).mount(&app.proof).await;
 
     for i in 0..3 {
-        let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+        let response = app.checkout().send_with_valid_body().await;
         assert_eq!(response.status(), 200, "request {i}");
         assert_eq!(
             response.headers()["ratelimit"],
@@ -27,7 +27,7 @@ async fn a_users_burst_passes_and_the_next_request_is_refused_with_retry_headers
         );
         assert!(response.headers().contains_key("ratelimit-policy"));
     }
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
     assert_eq!(response.status(), 429);
     let headers = response.headers().clone();
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
@@ -126,10 +126,8 @@ async fn rotating_x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_per
         let response = app
             .checkout_as(&token)
             .header("X-Forwarded-For", format!("198.51.100.{i}"))
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .send_with_valid_body()
+            .await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429, 429, 429]);
@@ -142,12 +140,7 @@ async fn the_per_ip_limit_cuts_a_flood_of_garbage_tokens_before_they_are_verifie
 
     let mut codes = Vec::new();
     for _ in 0..4 {
-        let response = app
-            .checkout_as("not.a.jwt")
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+        let response = app.checkout_as("not.a.jwt").send_with_valid_body().await;
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap();
         codes.push((status, body["code"].as_str().unwrap().to_owned()));
@@ -170,20 +163,13 @@ async fn cors_preflights_are_never_counted() {
 
     for _ in 0..5 {
         let preflight = app
-            .client
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("{}/start-checkout", app.address),
-            )
-            .header("Origin", APP_ORIGIN)
-            .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "content-type")
+            .preflight(APP_ORIGIN, "POST", Some("content-type"))
             .send()
             .await
             .unwrap();
         assert_eq!(preflight.status(), 204);
     }
-    let response = app.checkout().json(&checkout_body()).send().await.unwrap();
+    let response = app.checkout().send_with_valid_body().await;
     assert_eq!(response.status(), 200);
 }
 
@@ -196,18 +182,11 @@ async fn refusals_are_logged_with_the_limit_kind_and_never_the_email() {
     for _ in 0..2 {
         app.checkout_as(&token)
             .header("X-Request-Id", "rate-limit-log-check")
-            .json(&checkout_body())
-            .send()
-            .await
-            .unwrap();
+            .send_with_valid_body()
+            .await;
     }
-    let logs = logs().text();
-    let refusal = logs
-        .lines()
-        .find(|line| {
-            line.contains("checkout rate limited") && line.contains("rate-limit-log-check")
-        })
-        .expect("the refusal is logged");
-    assert!(refusal.contains("per_user"), "{refusal}");
-    assert!(!logs.contains(email));
+    let refusals = log_events_with_message("rate-limit-log-check", "checkout rate limited");
+    let refusal = refusals.first().expect("the refusal is logged");
+    assert!(refusal.to_string().contains("per_user"), "{refusal}");
+    assert!(!logs().text().contains(email));
 }

@@ -7,13 +7,11 @@
 //! was sent is not retried, and nothing else is.
 
 use std::collections::VecDeque;
-use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, Request, Respond, ResponseTemplate};
+use wiremock::{Request, Respond, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -28,28 +26,6 @@ fn min_backoff_sum(retries: u32) -> Duration {
     Duration::from_millis((1..=retries).map(|n| backoff_range_ms(n).0).sum())
 }
 
-/// The JSON log events written while serving the request with this `X-Request-Id`.
-///
-/// Every app in the test process writes to the same capture, so events are told apart by the
-/// request id the root span carries.
-pub(crate) fn log_events_for(request_id: &str) -> Vec<serde_json::Value> {
-    logs()
-        .text()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["span"]["request_id"] == request_id)
-        .collect()
-}
-
-/// The log events for one request whose message is exactly `message`.
-pub(crate) fn log_events_with_message(request_id: &str, message: &str) -> Vec<serde_json::Value> {
-    log_events_for(request_id)
-        .into_iter()
-        .filter(|event| event["fields"]["message"] == message)
-        .collect()
-}
-
-const RETRYING: &str = "retrying Proof /widget/session";
 const FAILED: &str = "no usable answer from Proof /widget/session";
 
 /// The `attempts` of the one log line for a checkout that got no usable answer from Proof.
@@ -60,48 +36,6 @@ fn failed_attempts(request_id: &str) -> u64 {
     failures[0]["fields"]["attempts"]
         .as_u64()
         .unwrap_or_else(|| panic!("no attempts: {}", failures[0]))
-}
-
-fn widget_session() -> wiremock::MockBuilder {
-    Mock::given(method("POST")).and(path("/widget/session"))
-}
-
-/// Proof's answer with a raw body, so nothing is re-serialised on the way.
-fn proof_answer(status: u16, body: &str, content_type: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .insert_header("x-request-id", "proof-req-7")
-        .set_body_raw(body.as_bytes().to_vec(), content_type)
-}
-
-fn proof_json(status: u16, body: &str) -> ResponseTemplate {
-    proof_answer(status, body, "application/json")
-}
-
-fn proof_error_answer(status: u16, error: &str, code: &str) -> ResponseTemplate {
-    proof_json(status, &proof_error(error, code).to_string())
-}
-
-fn widget_session_ok() -> ResponseTemplate {
-    proof_json(200, WIDGET_SESSION_BODY)
-}
-
-/// Mounts `template` for every call.
-async fn answer_always(app: &TestApp, template: ResponseTemplate) {
-    widget_session()
-        .respond_with(template)
-        .with_priority(10)
-        .mount(&app.proof)
-        .await;
-}
-
-/// Mounts `template` for the first `n` calls, ahead of anything mounted with `answer_always`.
-async fn answer_first(app: &TestApp, n: u64, template: ResponseTemplate) {
-    widget_session()
-        .respond_with(template)
-        .up_to_n_times(n)
-        .with_priority(1)
-        .mount(&app.proof)
-        .await;
 }
 
 /// Answers calls in order from a script; the last entry repeats.
@@ -208,24 +142,15 @@ fn assert_identical(requests: &[Request]) {
     }
 }
 
-/// A port on 127.0.0.1 with nothing listening on it.
-fn refused_base_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
-}
-
 #[tokio::test]
 async fn a_502_upstream_error_then_200_returns_the_200_after_exactly_two_identical_calls() {
     let app = spawn_app_with(|_| {}).await;
-    answer_first(
-        &app,
+    app.proof_answers_first(
         1,
         proof_error_answer(502, "upstream_error", "provider_error"),
     )
     .await;
-    answer_always(&app, widget_session_ok()).await;
+    app.proof_answers(widget_session_answer()).await;
 
     let answer = checkout(&app, None).await;
 
@@ -245,13 +170,12 @@ async fn a_502_upstream_error_then_200_returns_the_200_after_exactly_two_identic
 #[tokio::test]
 async fn a_502_upstream_unavailable_then_200_returns_the_200() {
     let app = spawn_app_with(|_| {}).await;
-    answer_first(
-        &app,
+    app.proof_answers_first(
         2,
         proof_error_answer(502, "upstream_unavailable", "upstream_unavailable"),
     )
     .await;
-    answer_always(&app, widget_session_ok()).await;
+    app.proof_answers(widget_session_answer()).await;
 
     let answer = checkout(&app, Some("rt-unavailable-then-ok")).await;
 
@@ -270,10 +194,11 @@ async fn a_502_upstream_unavailable_then_200_returns_the_200() {
 async fn a_persistent_502_upstream_unavailable_is_tried_exactly_max_attempts_times() {
     for max_attempts in [3, 4] {
         let app = spawn_app_with(|s| s.proof.max_attempts = max_attempts).await;
-        answer_always(
-            &app,
-            proof_error_answer(502, "upstream_unavailable", "upstream_invalid_response"),
-        )
+        app.proof_answers(proof_error_answer(
+            502,
+            "upstream_unavailable",
+            "upstream_invalid_response",
+        ))
         .await;
 
         let answer = checkout(&app, None).await;
@@ -297,11 +222,8 @@ async fn a_persistent_502_upstream_unavailable_is_tried_exactly_max_attempts_tim
 #[tokio::test]
 async fn a_persistent_502_upstream_error_is_tried_exactly_max_attempts_times() {
     let app = spawn_app_with(|s| s.proof.max_attempts = 2).await;
-    answer_always(
-        &app,
-        proof_error_answer(502, "upstream_error", "provider_error"),
-    )
-    .await;
+    app.proof_answers(proof_error_answer(502, "upstream_error", "provider_error"))
+        .await;
 
     let answer = checkout(&app, None).await;
 
@@ -315,7 +237,8 @@ async fn a_persistent_502_upstream_error_is_tried_exactly_max_attempts_times() {
 async fn a_500_internal_error_is_retried_once_and_no_more() {
     // max_attempts would allow more: the once-only rule is what stops the retries.
     let app = spawn_app_with(|s| s.proof.max_attempts = 5).await;
-    answer_always(&app, proof_error_answer(500, "internal_error", "db_error")).await;
+    app.proof_answers(proof_error_answer(500, "internal_error", "db_error"))
+        .await;
 
     let answer = checkout(&app, None).await;
 
@@ -328,13 +251,9 @@ async fn a_500_internal_error_is_retried_once_and_no_more() {
 #[tokio::test]
 async fn a_500_internal_error_once_then_200_returns_the_200() {
     let app = spawn_app_with(|_| {}).await;
-    answer_first(
-        &app,
-        1,
-        proof_error_answer(500, "internal_error", "token_error"),
-    )
-    .await;
-    answer_always(&app, widget_session_ok()).await;
+    app.proof_answers_first(1, proof_error_answer(500, "internal_error", "token_error"))
+        .await;
+    app.proof_answers(widget_session_answer()).await;
 
     let answer = checkout(&app, None).await;
 
@@ -353,7 +272,7 @@ async fn the_500_internal_error_retry_is_spent_once_per_checkout_even_between_50
             proof_error_answer(500, "internal_error", "db_error"),
             proof_error_answer(502, "upstream_error", "provider_error"),
             proof_error_answer(500, "internal_error", "db_error"),
-            widget_session_ok(),
+            widget_session_answer(),
         ]))
         .mount(&app.proof)
         .await;
@@ -415,7 +334,7 @@ async fn other_5xx_answers_are_not_retried() {
     ];
     for (case, template) in cases {
         app.proof.reset().await;
-        answer_always(&app, template).await;
+        app.proof_answers(template).await;
 
         let answer = checkout(&app, None).await;
 
@@ -440,7 +359,7 @@ async fn a_5xx_body_that_is_not_an_error_object_is_not_retried() {
     ] {
         for status in [500, 502] {
             app.proof.reset().await;
-            answer_always(&app, proof_json(status, body)).await;
+            app.proof_answers(proof_json(status, body)).await;
 
             let answer = checkout(&app, None).await;
 
@@ -473,11 +392,8 @@ async fn proofs_4xx_answers_are_not_retried_and_pass_through_verbatim() {
     ];
     for (status, body) in cases {
         app.proof.reset().await;
-        answer_always(
-            &app,
-            proof_json(status, body).insert_header("retry-after", "7"),
-        )
-        .await;
+        app.proof_answers(proof_json(status, body).insert_header("retry-after", "7"))
+            .await;
 
         let answer = checkout(&app, None).await;
 
@@ -498,7 +414,8 @@ async fn proofs_401_and_403_are_not_retried() {
         (403, "forbidden", "forbidden_origin"),
     ] {
         app.proof.reset().await;
-        answer_always(&app, proof_error_answer(status, error, code)).await;
+        app.proof_answers(proof_error_answer(status, error, code))
+            .await;
 
         let answer = checkout(&app, None).await;
 
@@ -516,7 +433,7 @@ async fn with_max_attempts_1_nothing_is_retried() {
         proof_error_answer(500, "internal_error", "db_error"),
     ] {
         app.proof.reset().await;
-        answer_always(&app, template).await;
+        app.proof_answers(template).await;
 
         let answer = checkout(&app, None).await;
 
@@ -549,11 +466,8 @@ async fn retries_stop_when_the_next_backoff_would_pass_the_deadline() {
         s.proof.deadline_ms = deadline.as_millis() as u64;
     })
     .await;
-    answer_always(
-        &app,
-        proof_error_answer(502, "upstream_error", "provider_error"),
-    )
-    .await;
+    app.proof_answers(proof_error_answer(502, "upstream_error", "provider_error"))
+        .await;
 
     let answer = checkout(&app, Some(request_id)).await;
 
@@ -586,7 +500,8 @@ async fn the_deadline_bounds_a_single_attempt_too() {
         s.proof.deadline_ms = deadline.as_millis() as u64;
     })
     .await;
-    answer_always(&app, widget_session_ok().set_delay(Duration::from_secs(30))).await;
+    app.proof_answers(widget_session_answer().set_delay(Duration::from_secs(30)))
+        .await;
 
     let answer = checkout(&app, None).await;
 
@@ -609,7 +524,8 @@ async fn a_timeout_after_the_request_was_sent_is_not_retried() {
         s.proof.deadline_ms = 60_000;
     })
     .await;
-    answer_always(&app, widget_session_ok().set_delay(Duration::from_secs(30))).await;
+    app.proof_answers(widget_session_answer().set_delay(Duration::from_secs(30)))
+        .await;
 
     let answer = checkout(&app, Some("rt-timeout-after-send")).await;
 
@@ -660,11 +576,8 @@ async fn a_refused_connection_is_retried_up_to_max_attempts_with_backoff() {
 async fn retries_wait_an_exponential_jittered_backoff_between_calls() {
     let request_id = "rt-backoff-4";
     let app = spawn_app_with(|s| s.proof.max_attempts = 4).await;
-    answer_always(
-        &app,
-        proof_error_answer(502, "upstream_error", "provider_error"),
-    )
-    .await;
+    app.proof_answers(proof_error_answer(502, "upstream_error", "provider_error"))
+        .await;
 
     let answer = checkout(&app, Some(request_id)).await;
 

@@ -113,12 +113,8 @@ async fn amount_1_02_fails_once_and_the_retry_succeeds() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let retries = logs()
-        .text()
-        .lines()
-        .filter(|line| line.contains("retrying Proof") && line.contains("sandbox-value-1-02"))
-        .count();
-    assert_eq!(retries, 1);
+    let retries = log_events_with_message("sandbox-value-1-02", RETRYING);
+    assert_eq!(retries.len(), 1, "{retries:?}");
 }
 
 #[tokio::test]

@@ -1,12 +1,7 @@
 //! Session tokens that are correctly signed but malformed: refused as `invalid_session` before
 //! Proof is called.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -14,26 +9,12 @@ const ISSUER: &str = "https://idp.example";
 
 /// A token signed with the configured secret, carrying `claims` plus a valid `exp`.
 fn signed(mut claims: Value) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    claims["exp"] = json!(now + 600);
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    claims["exp"] = json!(unix_now() + 600);
+    hs256_token(JWT_SECRET, &claims)
 }
 
 async fn answer_to(app: &TestApp, token: &str) -> (u16, Value) {
-    let response = app
-        .checkout_as(token)
-        .json(&checkout_body())
-        .send()
-        .await
-        .unwrap();
+    let response = app.checkout_as(token).send_with_valid_body().await;
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body)
@@ -46,17 +27,6 @@ fn assert_invalid_session(status: u16, body: &Value, case: &str) {
     assert_eq!(body["code"], "invalid_session", "{case}: {body}");
 }
 
-/// Proof answers a checkout, so the control case succeeds; every refused case must not reach it.
-async fn mount_proof(app: &TestApp) {
-    Mock::given(method("POST"))
-        .and(path("/widget/session"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_raw(WIDGET_SESSION_BODY, "application/json"),
-        )
-        .mount(&app.proof)
-        .await;
-}
-
 #[tokio::test]
 async fn a_session_whose_iss_is_not_a_string_is_401_invalid_session() {
     for issuer_configured in [false, true] {
@@ -66,7 +36,8 @@ async fn a_session_whose_iss_is_not_a_string_is_401_invalid_session() {
             }
         })
         .await;
-        mount_proof(&app).await;
+        // Proof answers, so the control case succeeds; no refused case may reach it.
+        widget_session_ok().mount(&app.proof).await;
 
         let control = signed(json!({"sub": USER_ID, "email": USER_EMAIL, "iss": ISSUER}));
         let (status, body) = answer_to(&app, &control).await;
@@ -90,7 +61,8 @@ async fn a_session_whose_iss_is_not_a_string_is_401_invalid_session() {
 #[tokio::test]
 async fn a_session_whose_sub_hides_characters_is_401_invalid_session() {
     let app = spawn_app().await;
-    mount_proof(&app).await;
+    // Proof answers, so the control case succeeds; no refused case may reach it.
+    widget_session_ok().mount(&app.proof).await;
 
     let control = signed(json!({"sub": "user-42", "email": USER_EMAIL}));
     let (status, body) = answer_to(&app, &control).await;

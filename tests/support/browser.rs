@@ -3,14 +3,13 @@
 //! When they are not installed the browser tests say so and stop early, unless the run requires
 //! them (`CI` or `PROOF_BFF_REQUIRE_BROWSER` set), where a missing browser is a failure.
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder};
+
+use super::free_port;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -31,13 +30,6 @@ impl Drop for Browser {
 
 fn browser_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("PROOF_BFF_REQUIRE_BROWSER").is_some()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// Starts ChromeDriver and a fresh headless Chromium, or returns None (with a message) when they

@@ -1,5 +1,8 @@
 //! The command line: `proof-bff --config FILE`, `proof-bff --sandbox`,
-//! `proof-bff check-config --config FILE`.
+//! `proof-bff check-config --config FILE`, and the `proof-bff healthcheck` probe
+//! ([`healthcheck`]).
+
+pub mod healthcheck;
 
 use std::path::PathBuf;
 
