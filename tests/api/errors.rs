@@ -970,40 +970,49 @@ async fn proof_answering_after_the_deadline_is_504_upstream_timeout() {
 
 // 503 unavailable / shutting_down
 
-/// Starts a checkout that Proof answers only after `delay`, and returns once Proof has it.
+/// Starts a checkout that Proof holds until the test releases it, and returns once Proof has it.
 async fn checkout_in_flight(
     app: &TestApp,
-    delay: Duration,
+    proof: &RawUpstream,
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
-    app.proof_answers(widget_session_answer().set_delay(delay))
-        .await;
     let in_flight = tokio::spawn(
         app.checkout_on_own_connection()
             .json(&checkout_body())
             .send(),
     );
-    for _ in 0..400 {
-        if !app.proof_requests().await.is_empty() {
+    for _ in 0..2000 {
+        if proof.requests() > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(app.proof_requests().await.len(), 1, "checkout in flight");
+    assert_eq!(proof.requests(), 1, "checkout in flight");
     in_flight
 }
 
 #[tokio::test]
 async fn draining_lets_a_checkout_already_in_flight_complete() {
-    let app = spawn_app().await;
-    let in_flight = checkout_in_flight(&app, Duration::from_millis(600)).await;
+    let proof =
+        RawUpstream::start([RawBehaviour::AnswerWhenReleased(200, WIDGET_SESSION_BODY)]).await;
+    let app = spawn_app_with(|s| {
+        s.proof.base_url = proof.base_url.clone();
+        s.proof.request_timeout_ms = 60_000;
+        s.proof.deadline_ms = 60_000;
+        // A drain that could last a minute: only the checkout's end may finish it.
+        s.server.shutdown_timeout_s = 60;
+    })
+    .await;
+    let in_flight = checkout_in_flight(&app, &proof).await;
 
     let drain = app.start_drain();
+    // However long this takes, the drain cannot end while Proof holds the answer.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         !drain.is_finished(),
         "the drain returned while a checkout was still in flight"
     );
 
+    proof.release();
     let response = in_flight
         .await
         .unwrap()
@@ -1013,7 +1022,7 @@ async fn draining_lets_a_checkout_already_in_flight_complete() {
         &response.bytes().await.unwrap()[..],
         WIDGET_SESSION_BODY.as_bytes()
     );
-    tokio::time::timeout(Duration::from_secs(4), drain)
+    tokio::time::timeout(Duration::from_secs(30), drain)
         .await
         .expect("the drain ends once nothing is in flight")
         .unwrap();

@@ -383,6 +383,9 @@ pub enum RawBehaviour {
     ResetAfterRequest,
     /// Accepts the connection and closes it at once, before reading anything.
     CloseOnAccept,
+    /// Reads the whole request, then answers like `Answer` only once [`RawUpstream::release`] is
+    /// called: a request stays in flight for as long as a test needs, however slow the machine.
+    AnswerWhenReleased(u16, &'static str),
 }
 
 /// An upstream on a loopback port, written on raw sockets for the failures an HTTP server
@@ -392,6 +395,7 @@ pub struct RawUpstream {
     pub base_url: String,
     connections: Arc<std::sync::atomic::AtomicUsize>,
     requests: Arc<std::sync::atomic::AtomicUsize>,
+    released: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -414,6 +418,7 @@ impl RawUpstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let (counted_connections, counted_requests) = (connections.clone(), requests.clone());
+        let (released, release_seen) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             // Requests are numbered across connections, so a retry on a new connection takes
             // the next entry of the script.
@@ -422,8 +427,9 @@ impl RawUpstream {
                 counted_connections.fetch_add(1, Ordering::SeqCst);
                 let (script, next, requests) =
                     (script.clone(), next.clone(), counted_requests.clone());
+                let release = release_seen.clone();
                 tokio::spawn(async move {
-                    serve_raw_connection(stream, &script, &next, &requests).await;
+                    serve_raw_connection(stream, &script, &next, &requests, release).await;
                 });
             }
         });
@@ -431,8 +437,14 @@ impl RawUpstream {
             base_url,
             connections,
             requests,
+            released,
             task,
         }
+    }
+
+    /// Sends the answers held by `AnswerWhenReleased`, and every later one at once.
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 
     /// Connections accepted so far.
@@ -451,6 +463,7 @@ async fn serve_raw_connection(
     script: &[RawBehaviour],
     next: &std::sync::atomic::AtomicUsize,
     requests: &std::sync::atomic::AtomicUsize,
+    mut release: tokio::sync::watch::Receiver<bool>,
 ) {
     use std::sync::atomic::Ordering;
     use tokio::io::AsyncWriteExt;
@@ -470,8 +483,14 @@ async fn serve_raw_connection(
             return;
         }
         requests.fetch_add(1, Ordering::SeqCst);
-        match behaviour_at(next.fetch_add(1, Ordering::SeqCst)) {
-            RawBehaviour::Answer(status, body) => {
+        let behaviour = behaviour_at(next.fetch_add(1, Ordering::SeqCst));
+        if let RawBehaviour::AnswerWhenReleased(..) = behaviour
+            && release.wait_for(|released| *released).await.is_err()
+        {
+            return;
+        }
+        match behaviour {
+            RawBehaviour::Answer(status, body) | RawBehaviour::AnswerWhenReleased(status, body) => {
                 let answer = format!(
                     "HTTP/1.1 {status} Status\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
