@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use proof_bff::cli::{Cli, Command, healthcheck};
-use proof_bff::config::{AppConfig, ConfigError, Settings, SettingsSources};
+use proof_bff::config::{AppConfig, ConfigError, ListenAddress, Settings, SettingsSources};
 use proof_bff::sandbox::{self, SandboxPlan};
 use proof_bff::startup::{Application, Stopped};
 use proof_bff::telemetry;
@@ -86,7 +86,9 @@ fn configured_healthz_url(cli: &Cli) -> Result<String, String> {
         file: cli.config.clone(),
     };
     let settings = Settings::load(&sources).map_err(|error| format!("config error: {error}"))?;
-    healthcheck::healthz_url(&settings.server.listen)
+    let listen = ListenAddress::parse(&settings.server.listen)
+        .map_err(|problem| format!("config error: server.listen: {problem}"))?;
+    Ok(healthcheck::healthz_url(&listen))
 }
 
 /// The validated configuration, and in sandbox mode what the stand-in needs to start.

@@ -45,7 +45,7 @@ impl ApplicationHandle {
 
 impl Application {
     pub fn build(config: AppConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(&config.server.listen)?;
+        let listener = TcpListener::bind(config.server.listen.bind_target())?;
         Self::build_with_listener(config, listener)
     }
 

@@ -5,21 +5,18 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::config::ListenAddress;
+
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The `/healthz` URL of a service listening on `listen` (`host:port`), as seen from the same
-/// host: a wildcard address (`0.0.0.0`, `[::]`) is reached through loopback.
-pub fn healthz_url(listen: &str) -> Result<String, String> {
-    let (host, port) = listen
-        .rsplit_once(':')
-        .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-        .ok_or_else(|| format!("server.listen: {listen:?} is not host:port"))?;
-    let host = match host {
-        "0.0.0.0" => "127.0.0.1",
-        "[::]" => "[::1]",
-        host => host,
-    };
-    Ok(format!("http://{host}:{port}/healthz"))
+/// The `/healthz` URL of a service listening on `listen`, as seen from the same host: a wildcard
+/// address (`0.0.0.0`, `[::]`) is reached through loopback.
+pub fn healthz_url(listen: &ListenAddress) -> String {
+    format!(
+        "http://{}:{}/healthz",
+        listen.local_url_host(),
+        listen.port()
+    )
 }
 
 /// Returns Ok when `url` (an `http://host:port/path` URL) answers 200.
@@ -67,14 +64,11 @@ mod tests {
 
     #[test]
     fn the_default_probe_reaches_the_listen_address_through_loopback_when_it_is_a_wildcard() {
-        let url = |listen| healthz_url(listen).unwrap();
+        let url = |listen| healthz_url(&ListenAddress::parse(listen).unwrap());
         assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000/healthz");
         assert_eq!(url("[::]:9000"), "http://[::1]:9000/healthz");
         assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/healthz");
         assert_eq!(url("[::1]:8081"), "http://[::1]:8081/healthz");
         assert_eq!(url("localhost:8082"), "http://localhost:8082/healthz");
-        assert!(healthz_url("8080").is_err());
-        assert!(healthz_url(":8080").is_err());
-        assert!(healthz_url("0.0.0.0:http").is_err());
     }
 }

@@ -3,13 +3,15 @@
 //! Capabilities own their typed configuration (`BrowserConfig`, `SessionSource`, `ProofConfig`,
 //! `RateLimitConfig`, …); this folder builds them and is the only place that knows the file's shape.
 
+mod listen;
 mod load;
 mod settings;
 mod validate;
 
+pub use listen::ListenAddress;
 pub use load::{ENV_PREFIX, PresetValue, SettingsSources};
 pub use settings::*;
-pub use validate::{AppConfig, LogConfig, ServerConfig};
+pub use validate::{AppConfig, ServerConfig};
 
 /// A configuration problem: one line, naming the key.
 #[derive(Debug, thiserror::Error)]

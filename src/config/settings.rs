@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::session::JwtAlgorithm;
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -253,9 +254,4 @@ named_setting! {
 named_setting! {
     /// `rate_limit.on_backend_error`: what a request gets while the shared backend is unreachable.
     OnBackendError { Deny = "deny", Allow = "allow" }
-}
-
-named_setting! {
-    /// `log.format`.
-    LogFormat { Json = "json", Pretty = "pretty" }
 }

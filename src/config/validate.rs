@@ -2,13 +2,13 @@
 //! bound or called, so `check-config` catches every problem start-up could hit. Each problem is one
 //! line naming the key; a secret or a URL's password is never quoted.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use super::ConfigError;
+use super::listen::ListenAddress;
 use super::settings::*;
 use crate::browser::BrowserConfig;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
@@ -17,6 +17,7 @@ use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
 use crate::proof::{ProofConfig, ProofEndpoint, ProofEndpointSettings};
 use crate::rate_limit::RateLimitConfig;
 use crate::session::{DevSession, JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
+use crate::telemetry::LogConfig;
 
 /// Everything the service runs on, checked.
 #[derive(Debug)]
@@ -36,7 +37,7 @@ pub struct AppConfig {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub listen: String,
+    pub listen: ListenAddress,
     pub workers: usize,
     pub shutdown_timeout: Duration,
     /// A request's headers and body must both arrive within this.
@@ -46,12 +47,6 @@ pub struct ServerConfig {
     /// For the whole instance; split across the workers when the server starts.
     pub max_connections: usize,
     pub max_body_bytes: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
 }
 
 const MAX_ATTEMPTS_LIMIT: u32 = 10;
@@ -83,7 +78,8 @@ impl Settings {
 }
 
 fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
-    validate_listen(&s.listen)?;
+    let listen =
+        ListenAddress::parse(&s.listen).map_err(|e| ConfigError::key("server.listen", e))?;
     if s.max_body_bytes == 0 {
         return Err(ConfigError::key(
             "server.max_body_bytes",
@@ -111,7 +107,7 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
         ));
     }
     Ok(ServerConfig {
-        listen: s.listen,
+        listen,
         workers: s.workers,
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_s),
         client_request_timeout: Duration::from_millis(s.client_request_timeout_ms),
@@ -119,28 +115,6 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
         max_connections: s.max_connections,
         max_body_bytes: s.max_body_bytes,
     })
-}
-
-fn validate_listen(listen: &str) -> Result<(), ConfigError> {
-    if listen.parse::<SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    // A host name is allowed ("localhost:8080"); it is resolved when the socket is bound.
-    let valid_host_port = listen.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty()
-            && port.parse::<u16>().is_ok()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    });
-    if valid_host_port {
-        Ok(())
-    } else {
-        Err(ConfigError::key(
-            "server.listen",
-            format!("{listen:?} is not host:port (e.g. \"127.0.0.1:8080\" or \"[::]:8080\")"),
-        ))
-    }
 }
 
 fn validate_proof(s: ProofSettings) -> Result<ProofConfig, ConfigError> {

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use routes::{demo_css, demo_js, demo_page, login};
 
-use crate::config::{ConfigError, PresetValue, SessionSourceName, Settings};
+use crate::config::{ConfigError, ListenAddress, PresetValue, SessionSourceName, Settings};
 use crate::session::{DevSession, JwtAlgorithm};
 use proof_stand_in::StandInConfig;
 
@@ -116,10 +116,9 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
 
 /// The origins the demo page is served from: the listen port on 127.0.0.1 and localhost.
 fn page_origins(listen: &str) -> Result<Vec<String>, ConfigError> {
-    let port = listen
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse::<u16>().ok())
-        .ok_or_else(|| ConfigError(format!("server.listen: {listen:?} is not host:port")))?;
+    let port = ListenAddress::parse(listen)
+        .map_err(|e| ConfigError(format!("server.listen: {e}")))?
+        .port();
     Ok(vec![
         format!("http://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
@@ -148,9 +147,8 @@ pub fn banner(page_origin: &str, stand_in_url: &str, session: &DevSession) -> St
 }
 
 /// The demo page's origin for a listen address: 127.0.0.1 when bound to every interface.
-pub fn page_origin(listen: &str, port: u16) -> String {
-    let host = listen.rsplit_once(':').map(|(host, _)| host).unwrap_or("");
-    match host {
+pub fn page_origin(listen: &ListenAddress, port: u16) -> String {
+    match listen.local_url_host().as_str() {
         "localhost" => format!("http://localhost:{port}"),
         _ => format!("http://127.0.0.1:{port}"),
     }

@@ -6,7 +6,33 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 use tracing_subscriber::{EnvFilter, Registry};
 
-use crate::config::{LogConfig, LogFormat};
+/// `[log]`, checked.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A level or an `EnvFilter` directive; `RUST_LOG`, when set and valid, wins.
+    pub level: String,
+}
+
+/// `log.format`: JSON lines for log pipelines, or compact text for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            _ => Err(format!("{name:?} is not one of json, pretty")),
+        }
+    }
+}
 
 /// Builds the subscriber: JSON lines or human-readable, `RUST_LOG` winning over `log.level`.
 /// Never writes colour codes: `writer` may be a file or a pipe.

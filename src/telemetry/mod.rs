@@ -11,6 +11,6 @@ mod logging;
 mod request_id;
 mod root_span;
 
-pub use logging::{init, install, subscriber, subscriber_with_filter};
+pub use logging::{LogConfig, LogFormat, init, install, subscriber, subscriber_with_filter};
 pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService};
 pub use root_span::BffRootSpan;

@@ -12,9 +12,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use proof_bff::config::{AppConfig, LogConfig, LogFormat, Settings};
+use proof_bff::config::{AppConfig, Settings};
 use proof_bff::session::sign_hs256;
 use proof_bff::startup::{Application, ApplicationHandle};
+use proof_bff::telemetry::{LogConfig, LogFormat};
 use reqwest::RequestBuilder;
 use secrecy::SecretString;
 use wiremock::matchers::{method, path};
