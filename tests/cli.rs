@@ -28,7 +28,7 @@ const CHECKOUT_BODY: &str = r#"{"network":"TRC20","currency":"USDT","amount":"10
 /// A widget answer with deliberate formatting (spacing, key order, a number with a trailing zero) so
 /// that only a byte-for-byte relay matches it.
 const WIDGET_BODY: &str = r#"{"merchant_transaction_id": "mtx_cli_1", "widget_id":"w_1","signature":"v2:00","amount":"100","fee":1.50}"#;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Scaffolding: temp dirs, config files, the binary.

@@ -490,7 +490,7 @@ async fn a_stopped_redis_is_a_backend_error_and_checks_recover_when_it_is_back()
             .await
             .expect_err("Redis is down");
         // Bounded by the timeout, with room for a busy machine; a refused connection is faster.
-        assert!(started.elapsed() < timeout + Duration::from_secs(5));
+        assert!(started.elapsed() < timeout + Duration::from_secs(15));
         assert!(
             matches!(err.failure(), Failure::Connection(_) | Failure::Timeout(_)),
             "{err:?}"
@@ -529,7 +529,7 @@ async fn a_redis_that_does_not_answer_is_a_timeout_and_checks_recover_when_it_an
         assert_eq!(err.failure(), &Failure::Timeout(timeout), "{err:?}");
         assert!(elapsed >= timeout, "gave up after {elapsed:?}");
         assert!(
-            elapsed < timeout + Duration::from_secs(5),
+            elapsed < timeout + Duration::from_secs(15),
             "took {elapsed:?}"
         );
         assert_names_only_the_address(&err, &server);
