@@ -77,15 +77,8 @@ fn main() -> ExitCode {
 /// `/healthz` on the listen address the service itself would read from the same file and
 /// environment, so a container probe follows a changed port without being told.
 fn configured_healthz_url(cli: &Cli) -> Result<String, String> {
-    let sources = SettingsSources {
-        preset: if cli.sandbox {
-            sandbox::preset()
-        } else {
-            Vec::new()
-        },
-        file: cli.config.clone(),
-    };
-    let settings = Settings::load(&sources).map_err(|error| format!("config error: {error}"))?;
+    let settings =
+        Settings::load(&settings_sources(cli)).map_err(|error| format!("config error: {error}"))?;
     let listen = ListenAddress::parse(&settings.server.listen)
         .map_err(|problem| format!("config error: server.listen: {problem}"))?;
     Ok(healthcheck::healthz_url(&listen))
@@ -93,15 +86,7 @@ fn configured_healthz_url(cli: &Cli) -> Result<String, String> {
 
 /// The validated configuration, and in sandbox mode what the stand-in needs to start.
 fn load_config(cli: &Cli) -> Result<(AppConfig, Option<SandboxPlan>), ConfigError> {
-    let sources = SettingsSources {
-        preset: if cli.sandbox {
-            sandbox::preset()
-        } else {
-            Vec::new()
-        },
-        file: cli.config.clone(),
-    };
-    let settings = Settings::load(&sources)?;
+    let settings = Settings::load(&settings_sources(cli))?;
     if !cli.sandbox {
         return Ok((settings.validate()?, None));
     }
@@ -109,4 +94,16 @@ fn load_config(cli: &Cli) -> Result<(AppConfig, Option<SandboxPlan>), ConfigErro
     let mut config = settings.validate()?;
     config.sandbox = Some(plan.session.clone());
     Ok((config, Some(plan)))
+}
+
+/// The file and, with `--sandbox`, the sandbox's preset under it; the environment is read too.
+fn settings_sources(cli: &Cli) -> SettingsSources {
+    SettingsSources {
+        preset: if cli.sandbox {
+            sandbox::preset()
+        } else {
+            Vec::new()
+        },
+        file: cli.config.clone(),
+    }
 }
