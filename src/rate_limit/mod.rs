@@ -123,6 +123,10 @@ pub enum LimitError {
 
 /// The limits the checkout route checks, whichever backend holds their state.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per process, built once and shared behind an Arc"
+)]
 pub enum RateLimits {
     Memory(RateLimiter),
     Redis(SharedLimits),
