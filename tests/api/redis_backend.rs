@@ -265,6 +265,14 @@ async fn the_redis_backend_answers_with_the_memory_backends_headers() {
     }
     // Alice's burst, on each backend; Bob's two are over the address's limit.
     assert_eq!(proof_calls(&proof).await, 2 * 3);
+    let keys = redis.keys();
+    for limit in ["per_user", "per_ip"] {
+        assert!(
+            keys.iter()
+                .any(|key| key.starts_with(&format!("proof-bff:{limit}:{{"))),
+            "the shared replica's {limit} state is in Redis: {keys:?}"
+        );
+    }
 }
 
 #[tokio::test]
