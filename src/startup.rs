@@ -166,14 +166,12 @@ impl Application {
 /// `/readyz` in step, so an instance leaves the load balancer while Redis is unreachable and comes
 /// back by itself when it answers again.
 async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness: Arc<Readiness>) {
-    if rate_limits.in_memory().is_some() {
+    if let Some(limiter) = rate_limits.in_memory() {
         let mut interval = tokio::time::interval(CLEANUP_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            if let Some(limiter) = rate_limits.in_memory() {
-                limiter.retain_recent();
-            }
+            limiter.retain_recent();
         }
     }
     let Some(redis) = rate_limits.required_backend() else {
