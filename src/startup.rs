@@ -16,7 +16,7 @@ use crate::config::AppConfig;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
 use crate::http::{self, Readiness};
 use crate::proof::ProofClient;
-use crate::rate_limit::{CLEANUP_INTERVAL, RateLimiter};
+use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
 
@@ -24,7 +24,8 @@ pub struct Application {
     port: u16,
     server: Server,
     handle: ApplicationHandle,
-    rate_limiter: Arc<RateLimiter>,
+    readiness: Arc<Readiness>,
+    rate_limits: Arc<RateLimits>,
 }
 
 /// Starts a graceful drain from outside the server: a signal in production, the test itself in tests.
@@ -53,7 +54,9 @@ impl Application {
         let port = listener.local_addr()?.port();
         let endpoint = Arc::new(config.proof.endpoint);
         let readiness = Arc::new(Readiness::default());
-        let rate_limiter = Arc::new(RateLimiter::new(&config.rate_limit));
+        let rate_limits = Arc::new(config.rate_limit);
+        // Not ready until the first check has reached a backend that checkouts need.
+        readiness.set_rate_limit_backend_reachable(rate_limits.required_backend().is_none());
         let browser = web::Data::new(config.browser);
         let context = web::Data::new(CheckoutContext {
             session: config.session,
@@ -62,7 +65,7 @@ impl Application {
             max_body_bytes: config.server.max_body_bytes,
             address: config.proof.address,
             readiness: readiness.clone(),
-            rate_limiter: rate_limiter.clone(),
+            rate_limits: rate_limits.clone(),
         });
         let readiness_data = web::Data::from(readiness.clone());
         let sandbox = config.sandbox.map(web::Data::new);
@@ -120,14 +123,15 @@ impl Application {
             .listen("proof-bff", listener, worker_service)?
             .run();
         let handle = ApplicationHandle {
-            readiness,
+            readiness: readiness.clone(),
             server: server.handle(),
         };
         Ok(Self {
             port,
             server,
             handle,
-            rate_limiter,
+            readiness,
+            rate_limits,
         })
     }
 
@@ -146,20 +150,50 @@ impl Application {
         let Self {
             server,
             handle,
-            rate_limiter,
+            readiness,
+            rate_limits,
             ..
         } = self;
-        let cleanup = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(CLEANUP_INTERVAL);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                rate_limiter.retain_recent();
-            }
-        });
+        let maintenance = tokio::spawn(maintain_rate_limits(rate_limits, readiness));
         let stopped = serve_until_signalled(server, handle).await;
-        cleanup.abort();
+        maintenance.abort();
         stopped
+    }
+}
+
+/// In memory: drops keys that are fresh again, so idle users and addresses cost nothing. With
+/// Redis (keys expire there by themselves) when checkouts need it: pings it every second and keeps
+/// `/readyz` in step, so an instance leaves the load balancer while Redis is unreachable and comes
+/// back by itself when it answers again.
+async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness: Arc<Readiness>) {
+    if let Some(limiter) = rate_limits.in_memory() {
+        let mut interval = tokio::time::interval(CLEANUP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            limiter.retain_recent();
+        }
+    }
+    let Some(redis) = rate_limits.required_backend() else {
+        return;
+    };
+    let mut interval = tokio::time::interval(BACKEND_CHECK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_reachable = None;
+    loop {
+        interval.tick().await;
+        let outcome = redis.ping().await;
+        let reachable = outcome.is_ok();
+        readiness.set_rate_limit_backend_reachable(reachable);
+        if was_reachable != Some(reachable) {
+            match outcome {
+                Ok(()) => tracing::info!("rate limit backend reachable: ready"),
+                Err(error) => {
+                    tracing::warn!(%error, "rate limit backend unreachable: not ready");
+                }
+            }
+        }
+        was_reachable = Some(reachable);
     }
 }
 

@@ -165,6 +165,9 @@ impl Config {
                 vec![
                     ("backend", s("memory")),
                     ("redis_url", s("")),
+                    ("redis_cluster", raw("false")),
+                    ("redis_key_prefix", s("proof-bff")),
+                    ("redis_timeout_ms", raw("50")),
                     ("per_user_burst", raw("5")),
                     ("per_user_per_minute", raw("10")),
                     ("per_ip_burst", raw("20")),
@@ -372,9 +375,29 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             vec!["workers"],
         ),
         (
-            "redis backend reserved",
+            "redis backend without a URL",
             Config::valid().set_str("rate_limit", "backend", "redis"),
-            vec!["rate_limit.backend", "not supported yet"],
+            vec!["rate_limit.redis_url", "is required"],
+        ),
+        (
+            "redis key prefix with a brace",
+            redis_backend().set_str("rate_limit", "redis_key_prefix", "bff{x}"),
+            vec!["rate_limit.redis_key_prefix"],
+        ),
+        (
+            "empty redis key prefix",
+            redis_backend().set_str("rate_limit", "redis_key_prefix", ""),
+            vec!["rate_limit.redis_key_prefix"],
+        ),
+        (
+            "redis timeout zero",
+            redis_backend().set("rate_limit", "redis_timeout_ms", "0"),
+            vec!["rate_limit.redis_timeout_ms"],
+        ),
+        (
+            "unknown on_backend_error",
+            redis_backend().set_str("rate_limit", "on_backend_error", "retry"),
+            vec!["on_backend_error"],
         ),
         (
             "unknown log format",
@@ -416,6 +439,39 @@ fn check_config_names_the_key_for_each_invalid_setting() {
         }
     }
     assert!(failures.is_empty(), "cases that failed: {failures:?}");
+}
+
+/// The shared backend, with a Redis that need not be running: `check-config` does not connect.
+fn redis_backend() -> Config {
+    Config::valid()
+        .set_str("rate_limit", "backend", "redis")
+        .set_str("rate_limit", "redis_url", "redis://:S3CRET@127.0.0.1:9/0")
+}
+
+#[test]
+fn check_config_accepts_the_redis_backend() {
+    assert_passes(&check_config_with(&redis_backend(), &[]));
+    let tuned = redis_backend()
+        .set_str(
+            "rate_limit",
+            "redis_url",
+            "rediss://bff:S3CRET@redis.internal:6380",
+        )
+        .set("rate_limit", "redis_cluster", "true")
+        .set_str("rate_limit", "redis_key_prefix", "shop-eu")
+        .set("rate_limit", "redis_timeout_ms", "200")
+        .set_str("rate_limit", "on_backend_error", "allow");
+    let output = check_config_with(&tuned, &[]);
+    assert_secret_not_printed(&output, "a valid redis backend");
+    assert_passes(&output);
+    let dir = TempDir::new();
+    let url_file = dir.write("redis_url", "redis://:S3CRET@127.0.0.1:9\n");
+    let from_file = redis_backend().remove("rate_limit", "redis_url").set(
+        "rate_limit",
+        "redis_url_file",
+        path_value(&url_file),
+    );
+    assert_passes(&check_config(&from_file.write_to(&dir), &[]));
 }
 
 #[test]
@@ -540,6 +596,8 @@ fn check_config_never_prints_a_password_from_a_url() {
     ] {
         let config = Config::valid().set_str("rate_limit", "redis_url", redis_url);
         cases.push((format!("redis_url {redis_url}"), config, valid));
+        let config = redis_backend().set_str("rate_limit", "redis_url", redis_url);
+        cases.push((format!("redis backend at {redis_url}"), config, valid));
     }
     for (name, config, valid) in &cases {
         let output = check_config_with(config, &[]);

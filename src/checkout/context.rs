@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
 use crate::http::Readiness;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::RateLimits;
 use crate::session::SessionSource;
 
 #[derive(Debug)]
@@ -17,5 +17,5 @@ pub struct CheckoutContext {
     /// `proof.address`, sent only when Proof asked for it.
     pub address: Option<String>,
     pub readiness: Arc<Readiness>,
-    pub rate_limiter: Arc<RateLimiter>,
+    pub rate_limits: Arc<RateLimits>,
 }

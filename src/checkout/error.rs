@@ -31,6 +31,8 @@ pub enum CheckoutError {
     Validation(#[from] ValidationError),
     #[error("rate limited ({})", .0.kind.code())]
     RateLimited(Refusal, HeaderValue),
+    #[error("rate limit backend unreachable")]
+    RateLimitBackend,
     #[error("service is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -94,6 +96,12 @@ impl CheckoutError {
                 "rate_limited",
                 refusal.kind.code(),
                 "too many checkout attempts: try again later".into(),
+            ),
+            E::RateLimitBackend => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "rate_limit_backend",
+                "the service cannot check its rate limits right now: try again".into(),
             ),
             E::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,

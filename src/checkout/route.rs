@@ -16,7 +16,7 @@ use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
 use crate::http::connection::is_request_timeout;
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
-use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
+use crate::rate_limit::{Allowance, LimitError, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
 use crate::telemetry::RequestId;
 
@@ -33,9 +33,9 @@ pub async fn start_checkout(
     }
     check_caller(&req, &browser)?;
     let client_ip = resolve_client_ip(&req, &context);
-    limit_client_ip(client_ip, &context)?;
+    limit_client_ip(client_ip, &context).await?;
     let user = authenticate(&req, &context)?;
-    let allowance = limit_user(&user, &context)?;
+    let allowance = limit_user(&user, &context).await?;
     require_json(&req)?;
     let body = read_body(&req, payload, context.max_body_bytes).await?;
     let checkout = parse_checkout_request(&body, &context.checkout)?;
@@ -45,8 +45,11 @@ pub async fn start_checkout(
         .await?;
     let mut response = relay(answer);
     let headers = response.headers_mut();
-    headers.insert(RATE_LIMIT_POLICY, context.rate_limiter.policy().clone());
-    headers.insert(RATE_LIMIT, allowance.rate_limit);
+    headers.insert(RATE_LIMIT_POLICY, context.rate_limits.policy().clone());
+    // None when the shared backend failed and on_backend_error let the request through unchecked.
+    if let Some(allowance) = allowance {
+        headers.insert(RATE_LIMIT, allowance.rate_limit);
+    }
     Ok(response)
 }
 
@@ -82,27 +85,42 @@ fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
 /// Cut floods before any signature is checked. The key is the resolved client, or the socket
 /// peer when there is no trustworthy client address, so rotating X-Forwarded-For from an untrusted
 /// peer changes nothing.
-fn limit_client_ip(client_ip: ClientIp, context: &CheckoutContext) -> Result<(), CheckoutError> {
+async fn limit_client_ip(
+    client_ip: ClientIp,
+    context: &CheckoutContext,
+) -> Result<(), CheckoutError> {
     context
-        .rate_limiter
+        .rate_limits
         .check_ip(client_ip.rate_limit_key())
-        .map_err(|refusal| rate_limited(refusal, context))
+        .await
+        .map_err(|error| limit_error(error, context))
 }
 
-fn limit_user(user: &SessionUser, context: &CheckoutContext) -> Result<Allowance, CheckoutError> {
+async fn limit_user(
+    user: &SessionUser,
+    context: &CheckoutContext,
+) -> Result<Option<Allowance>, CheckoutError> {
     context
-        .rate_limiter
+        .rate_limits
         .check_user(&user.user_id)
-        .map_err(|refusal| rate_limited(refusal, context))
+        .await
+        .map_err(|error| limit_error(error, context))
 }
 
-fn rate_limited(refusal: Refusal, context: &CheckoutContext) -> CheckoutError {
-    tracing::info!(
-        limit = refusal.kind.code(),
-        retry_after_s = refusal.retry_after_s,
-        "checkout rate limited"
-    );
-    CheckoutError::RateLimited(refusal, context.rate_limiter.policy().clone())
+/// A refusal is 429; a shared backend that failed (with `on_backend_error = "deny"`) is 503, logged
+/// by the limiter at most once a second.
+fn limit_error(error: LimitError, context: &CheckoutContext) -> CheckoutError {
+    match error {
+        LimitError::Refused(refusal) => {
+            tracing::info!(
+                limit = refusal.kind.code(),
+                retry_after_s = refusal.retry_after_s,
+                "checkout rate limited"
+            );
+            CheckoutError::RateLimited(refusal, context.rate_limits.policy().clone())
+        }
+        LimitError::BackendUnavailable => CheckoutError::RateLimitBackend,
+    }
 }
 
 /// Identity comes only from the verified session, never from the request body.

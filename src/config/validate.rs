@@ -15,7 +15,10 @@ use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
 use crate::proof::{ProofConfig, ProofEndpoint, ProofEndpointSettings};
-use crate::rate_limit::RateLimitConfig;
+use crate::rate_limit::redis::{RedisLimiter, RedisSettings, RedisSetupError};
+use crate::rate_limit::{
+    BackendErrorPolicy, RateLimitConfig, RateLimits, key_secret_from_client_token,
+};
 use crate::session::{DevSession, JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
 use crate::telemetry::LogConfig;
 
@@ -28,7 +31,8 @@ pub struct AppConfig {
     pub session: SessionSource,
     pub client_ip: ClientIpResolver,
     pub checkout: CheckoutPolicy,
-    pub rate_limit: RateLimitConfig,
+    /// The limits with their backend, built (not yet connected, for Redis).
+    pub rate_limit: RateLimits,
     pub log: LogConfig,
     /// Set only by `--sandbox`, never from the file or the environment: it adds the dev login and
     /// the demo page.
@@ -56,9 +60,10 @@ const MAX_KEEP_ALIVE_S: u64 = 3600;
 impl Settings {
     /// Checks every key and builds the values the service runs on.
     pub fn validate(self) -> Result<AppConfig, ConfigError> {
+        let (proof, rate_limit_key_secret) = validate_proof(self.proof)?;
         Ok(AppConfig {
             server: validate_server(self.server)?,
-            proof: validate_proof(self.proof)?,
+            proof,
             browser: validate_browser(self.browser)?,
             session: validate_session(self.session)?,
             client_ip: validate_client_ip(self.client_ip)?,
@@ -70,7 +75,7 @@ impl Settings {
                 self.checkout.max_amount.trim(),
             )
             .map_err(ConfigError)?,
-            rate_limit: validate_rate_limit(self.rate_limit)?,
+            rate_limit: validate_rate_limit(self.rate_limit, &rate_limit_key_secret)?,
             log: validate_log(self.log)?,
             sandbox: None,
         })
@@ -117,7 +122,8 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
     })
 }
 
-fn validate_proof(s: ProofSettings) -> Result<ProofConfig, ConfigError> {
+/// Proof's settings, and the rate limit backend's key secret derived from the client token.
+fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigError> {
     let widget_session_url = widget_session_url(&s.base_url)?;
     let client_token = read_secret(
         "proof.client_token",
@@ -141,6 +147,7 @@ fn validate_proof(s: ProofSettings) -> Result<ProofConfig, ConfigError> {
             "must be printable ASCII without spaces",
         ));
     }
+    let rate_limit_key_secret = key_secret_from_client_token(client_token.expose_secret());
     let origin = normalise_origin(&s.origin).map_err(|e| ConfigError::key("proof.origin", e))?;
     let positive = |key: &str, ms: u64| {
         if ms == 0 {
@@ -175,10 +182,13 @@ fn validate_proof(s: ProofSettings) -> Result<ProofConfig, ConfigError> {
         max_attempts: s.max_attempts,
     })
     .map_err(ConfigError)?;
-    Ok(ProofConfig {
-        endpoint,
-        address: (!address.is_empty()).then(|| address.to_owned()),
-    })
+    Ok((
+        ProofConfig {
+            endpoint,
+            address: (!address.is_empty()).then(|| address.to_owned()),
+        },
+        rate_limit_key_secret,
+    ))
 }
 
 fn widget_session_url(base_url: &str) -> Result<String, ConfigError> {
@@ -338,27 +348,30 @@ fn validate_client_ip(s: ClientIpSettings) -> Result<ClientIpResolver, ConfigErr
     Ok(ClientIpResolver::new(trusted, source))
 }
 
-fn validate_rate_limit(s: RateLimitSettings) -> Result<RateLimitConfig, ConfigError> {
+const MAX_REDIS_TIMEOUT_MS: u64 = 60_000;
+
+fn validate_rate_limit(s: RateLimitSettings, key_secret: &[u8]) -> Result<RateLimits, ConfigError> {
     // Checked whatever the backend, so a URL prepared for the shared backend is known good (and
     // a secret set twice is caught) before the deployment depends on it.
     let file_given = !s.redis_url_file.trim().is_empty();
-    if let Some(redis_url) = read_secret(
+    let url_key = if file_given {
+        "rate_limit.redis_url_file"
+    } else {
+        "rate_limit.redis_url"
+    };
+    let redis_url = read_secret(
         "rate_limit.redis_url",
         s.redis_url,
         "rate_limit.redis_url_file",
         &s.redis_url_file,
-    )? {
-        let key = if file_given {
-            "rate_limit.redis_url_file"
-        } else {
-            "rate_limit.redis_url"
-        };
-        validate_redis_url(&redis_url).map_err(|problem| ConfigError::key(key, problem))?;
+    )?;
+    if let Some(redis_url) = &redis_url {
+        validate_redis_url(redis_url).map_err(|problem| ConfigError::key(url_key, problem))?;
     }
-    if s.backend == RateLimitBackend::Redis {
+    if !(1..=MAX_REDIS_TIMEOUT_MS).contains(&s.redis_timeout_ms) {
         return Err(ConfigError::key(
-            "rate_limit.backend",
-            "\"redis\" is not supported yet; use \"memory\"",
+            "rate_limit.redis_timeout_ms",
+            format!("must be between 1 and {MAX_REDIS_TIMEOUT_MS}"),
         ));
     }
     for (key, value) in [
@@ -371,12 +384,53 @@ fn validate_rate_limit(s: RateLimitSettings) -> Result<RateLimitConfig, ConfigEr
             return Err(ConfigError::key(key, "must be at least 1"));
         }
     }
-    Ok(RateLimitConfig {
+    let quotas = RateLimitConfig {
         per_user_burst: s.per_user_burst,
         per_user_per_minute: s.per_user_per_minute,
         per_ip_burst: s.per_ip_burst,
         per_ip_per_minute: s.per_ip_per_minute,
-    })
+    };
+    if s.backend == RateLimitBackend::Memory {
+        return Ok(RateLimits::memory(&quotas));
+    }
+    let url = redis_url.ok_or_else(|| {
+        ConfigError::key(
+            "rate_limit.redis_url",
+            "is required when rate_limit.backend is \"redis\" (or rate_limit.redis_url_file)",
+        )
+    })?;
+    let settings = RedisSettings {
+        url: SecretString::from(url.expose_secret().trim()),
+        cluster: s.redis_cluster,
+        key_prefix: s.redis_key_prefix,
+        timeout: Duration::from_millis(s.redis_timeout_ms),
+    };
+    // Built here, without connecting, so check-config sees every fault start-up would.
+    let limiter =
+        RedisLimiter::new(settings, &quotas, key_secret).map_err(|error| match error {
+            RedisSetupError::InvalidUrl => {
+                ConfigError::key(url_key, "must be redis://host[:port][/db] or rediss://…")
+            }
+            RedisSetupError::InvalidKeyPrefix => ConfigError::key(
+                "rate_limit.redis_key_prefix",
+                "must not be empty nor contain braces, spaces or control characters",
+            ),
+            RedisSetupError::ZeroTimeout => {
+                ConfigError::key("rate_limit.redis_timeout_ms", "must be at least 1")
+            }
+            // The cause names the fault, never the URL or its password.
+            RedisSetupError::Client { cause, .. } => {
+                ConfigError::key(url_key, format!("is not usable: {cause}"))
+            }
+            error @ (RedisSetupError::ShortKeySecret | RedisSetupError::Thread(_)) => {
+                ConfigError::key("rate_limit.backend", error)
+            }
+        })?;
+    let on_error = match s.on_backend_error {
+        OnBackendError::Deny => BackendErrorPolicy::Deny,
+        OnBackendError::Allow => BackendErrorPolicy::Allow,
+    };
+    Ok(RateLimits::redis(limiter, on_error))
 }
 
 /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. The problem never quotes

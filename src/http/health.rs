@@ -20,7 +20,7 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Readiness: stops answering 200 as soon as draining starts, so a load balancer takes the
-/// instance out before it goes away.
+/// instance out before it goes away, and while a backend that checkouts need is unreachable.
 pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     if readiness.is_draining() {
         return envelope_response(
@@ -28,6 +28,14 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
             "unavailable",
             "shutting_down",
             "the service is draining",
+        );
+    }
+    if !readiness.rate_limit_backend_reachable() {
+        return envelope_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "rate_limit_backend",
+            "the rate limit backend is unreachable",
         );
     }
     HttpResponse::Ok()
@@ -43,9 +51,21 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
 #[derive(Debug, Default)]
 pub struct Readiness {
     draining: AtomicBool,
+    /// Set while the shared rate limit backend, when checkouts need it, did not answer its last
+    /// check.
+    rate_limit_backend_down: AtomicBool,
 }
 
 impl Readiness {
+    pub fn set_rate_limit_backend_reachable(&self, reachable: bool) {
+        self.rate_limit_backend_down
+            .store(!reachable, Ordering::Relaxed);
+    }
+
+    pub fn rate_limit_backend_reachable(&self) -> bool {
+        !self.rate_limit_backend_down.load(Ordering::Relaxed)
+    }
+
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }

@@ -4,21 +4,34 @@
 //! Both are checked before Proof is called: the per-address limit before the session is even
 //! verified, so a flood of garbage tokens is cut cheaply, and the per-user limit once the user is
 //! known.
+//!
+//! The state lives in this process ([`RateLimiter`], one instance) or in a Redis shared by every
+//! replica ([`redis::RedisLimiter`]); the checkout route sees one type, [`RateLimits`], which also
+//! applies `on_backend_error` when the shared backend fails.
 
 mod memory;
 pub mod redis;
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{HeaderName, HeaderValue};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 pub use memory::RateLimiter;
+
+use redis::{BackendError, RedisLimiter};
 
 pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// How often keys that are back to a fresh state are dropped.
 pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How often a shared backend that checkouts need is pinged for `/readyz`.
+pub const BACKEND_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which limit refused a request; also the policy name in the `RateLimit*` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,4 +101,189 @@ pub(crate) fn ceil_seconds(duration: Duration) -> u64 {
     } else {
         whole
     }
+}
+
+/// What a request gets while the shared backend cannot answer (`rate_limit.on_backend_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorPolicy {
+    /// Refused with 503 `unavailable` / `rate_limit_backend`; Proof is not called.
+    Deny,
+    /// Served without the limit that could not be checked.
+    Allow,
+}
+
+/// Why a check did not let a request through.
+#[derive(Debug, Clone)]
+pub enum LimitError {
+    /// Over a limit: 429.
+    Refused(Refusal),
+    /// The shared backend failed and `on_backend_error` is `deny`: 503.
+    BackendUnavailable,
+}
+
+/// The limits the checkout route checks, whichever backend holds their state.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per process, built once and shared behind an Arc"
+)]
+pub enum RateLimits {
+    Memory(RateLimiter),
+    Redis(SharedLimits),
+}
+
+/// The Redis backend and what to do when it fails.
+#[derive(Debug)]
+pub struct SharedLimits {
+    limiter: RedisLimiter,
+    on_error: BackendErrorPolicy,
+    warnings: WarningThrottle,
+}
+
+impl RateLimits {
+    pub fn memory(quotas: &RateLimitConfig) -> Self {
+        Self::Memory(RateLimiter::new(quotas))
+    }
+
+    pub fn redis(limiter: RedisLimiter, on_error: BackendErrorPolicy) -> Self {
+        Self::Redis(SharedLimits {
+            limiter,
+            on_error,
+            warnings: WarningThrottle::new(WARNING_INTERVAL),
+        })
+    }
+
+    /// The `RateLimit-Policy` header value, the same on every answer.
+    pub fn policy(&self) -> &HeaderValue {
+        match self {
+            Self::Memory(limiter) => limiter.policy(),
+            Self::Redis(shared) => shared.limiter.policy(),
+        }
+    }
+
+    /// The per-address limit.
+    pub async fn check_ip(&self, ip: IpAddr) -> Result<(), LimitError> {
+        match self {
+            Self::Memory(limiter) => limiter.check_ip(ip).map_err(LimitError::Refused),
+            Self::Redis(shared) => match shared.limiter.check_ip(ip).await {
+                Ok(outcome) => outcome.map_err(LimitError::Refused),
+                Err(error) => shared.backend_failed(LimitKind::PerIp, &error),
+            },
+        }
+    }
+
+    /// The per-user limit. `Ok(None)`: let through unchecked, as the shared backend failed and
+    /// `on_backend_error` is `allow` (there is no `RateLimit` header to give).
+    pub async fn check_user(&self, user_id: &str) -> Result<Option<Allowance>, LimitError> {
+        match self {
+            Self::Memory(limiter) => limiter
+                .check_user(user_id)
+                .map(Some)
+                .map_err(LimitError::Refused),
+            Self::Redis(shared) => match shared.limiter.check_user(user_id).await {
+                Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
+                Err(error) => shared
+                    .backend_failed(LimitKind::PerUser, &error)
+                    .map(|()| None),
+            },
+        }
+    }
+
+    /// The in-memory limiter, whose idle keys must be dropped periodically.
+    pub fn in_memory(&self) -> Option<&RateLimiter> {
+        match self {
+            Self::Memory(limiter) => Some(limiter),
+            Self::Redis(_) => None,
+        }
+    }
+
+    /// The Redis limiter when readiness depends on it: with `on_backend_error = "deny"` no
+    /// checkout is served while Redis is unreachable, so the instance is not ready either. With
+    /// `allow` it serves, and stays ready.
+    pub fn required_backend(&self) -> Option<&RedisLimiter> {
+        match self {
+            Self::Redis(shared) if shared.on_error == BackendErrorPolicy::Deny => {
+                Some(&shared.limiter)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// At most one warning a second about a failing backend, whatever the request rate.
+const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+impl SharedLimits {
+    fn backend_failed(&self, kind: LimitKind, error: &BackendError) -> Result<(), LimitError> {
+        if let Some(suppressed) = self.warnings.permit() {
+            match self.on_error {
+                BackendErrorPolicy::Deny => tracing::warn!(
+                    limit = kind.code(),
+                    %error,
+                    suppressed,
+                    "rate limit backend unreachable: checkout refused (on_backend_error = deny)"
+                ),
+                BackendErrorPolicy::Allow => tracing::warn!(
+                    limit = kind.code(),
+                    %error,
+                    suppressed,
+                    "rate limit backend unreachable: checkout let through unchecked (on_backend_error = allow)"
+                ),
+            }
+        }
+        match self.on_error {
+            BackendErrorPolicy::Deny => Err(LimitError::BackendUnavailable),
+            BackendErrorPolicy::Allow => Ok(()),
+        }
+    }
+}
+
+/// Lets one event through per interval and counts the others, so a failing backend under load
+/// writes one log line a second, each saying how many failures it stands for.
+#[derive(Debug)]
+struct WarningThrottle {
+    interval: Duration,
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarningThrottle {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            state: Mutex::new(ThrottleState::default()),
+        }
+    }
+
+    /// `Some(n)`: log now, `n` events having been held back since the last line; `None`: counted.
+    fn permit(&self) -> Option<u64> {
+        // Every field is written in one step: a panic elsewhere cannot leave it half-updated.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if state
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.interval)
+        {
+            state.suppressed += 1;
+            return None;
+        }
+        let suppressed = std::mem::take(&mut state.suppressed);
+        state.last = Some(now);
+        Some(suppressed)
+    }
+}
+
+/// The secret that keys the shared backend's hashes, derived from the `client_token` so that every
+/// replica of a deployment has the same one without another setting. A new token starts new keys
+/// (the shared counters start afresh once).
+pub fn key_secret_from_client_token(client_token: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(client_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(b"proof-bff rate-limit keys");
+    mac.finalize().into_bytes().into()
 }

@@ -7,6 +7,9 @@ mod errors;
 mod helpers;
 mod probes;
 mod rate_limit;
+mod redis_backend;
+#[path = "../support/redis.rs"]
+mod redis_support;
 mod retries;
 mod sandbox_values;
 mod sessions;

@@ -1,0 +1,386 @@
+//! `rate_limit.backend = "redis"` over HTTP: replicas sharing one real `redis-server` count
+//! together, answer with the in-memory backend's headers, and follow `on_backend_error` and
+//! `/readyz` while Redis is down and after it is back, without a restart.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use proof_bff::config::{OnBackendError, RateLimitBackend, Settings};
+use proof_bff::startup::Application;
+use secrecy::SecretString;
+use wiremock::MockServer;
+
+use crate::helpers::*;
+use crate::redis_support::RedisServer;
+
+/// How long a test waits for what takes a second or two on a healthy machine.
+const EVENTUALLY: Duration = Duration::from_secs(20);
+/// The per-call bound where a test is not about timeouts: generous, for a busy CI machine.
+const RELAXED_TIMEOUT_MS: u64 = 5000;
+
+/// One instance of the service, started like production, in front of a Proof it may share.
+struct Replica {
+    address: String,
+    client: reqwest::Client,
+}
+
+async fn spawn_replica(proof: &MockServer, customise: impl FnOnce(&mut Settings)) -> Replica {
+    logs();
+    let mut settings = base_settings(proof);
+    customise(&mut settings);
+    let config = settings.validate().expect("test settings are valid");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let application =
+        Application::build_with_listener(config, listener).expect("application builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    Replica { address, client }
+}
+
+fn use_redis(settings: &mut Settings, redis: &RedisServer, on_error: OnBackendError) {
+    settings.rate_limit.backend = RateLimitBackend::Redis;
+    settings.rate_limit.redis_url = SecretString::from(redis.url());
+    settings.rate_limit.redis_timeout_ms = RELAXED_TIMEOUT_MS;
+    settings.rate_limit.on_backend_error = on_error;
+}
+
+impl Replica {
+    fn checkout_as(&self, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}/start-checkout", self.address))
+            .header("Origin", APP_ORIGIN)
+            .header("Cookie", format!("session={token}"))
+            .json(&checkout_body())
+    }
+
+    async fn readyz(&self) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.address))
+            .send()
+            .await
+            .expect("/readyz answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Polls `/readyz` until it answers `status`, for at most [`EVENTUALLY`].
+    async fn wait_for_readyz(&self, status: u16) -> serde_json::Value {
+        let deadline = Instant::now() + EVENTUALLY;
+        loop {
+            let (now, body) = self.readyz().await;
+            if now == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz still answers {now} {body} after {EVENTUALLY:?}, not {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn proof_calls(proof: &MockServer) -> usize {
+    proof.received_requests().await.unwrap_or_default().len()
+}
+
+/// 40 checkouts released at once, alternating between the replicas; their statuses.
+async fn burst_over(
+    replicas: &[&Replica],
+    request_for: impl Fn(&Replica, usize) -> reqwest::RequestBuilder,
+) -> Vec<u16> {
+    const CHECKOUTS: usize = 40;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CHECKOUTS));
+    let tasks: Vec<_> = (0..CHECKOUTS)
+        .map(|i| {
+            let request = request_for(replicas[i % replicas.len()], i);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                request.send().await.expect("the checkout answers").status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("the checkout task").as_u16());
+    }
+    statuses
+}
+
+fn exactly_three_served(statuses: &[u16]) -> bool {
+    statuses.iter().filter(|s| **s == 200).count() == 3
+        && statuses.iter().filter(|s| **s == 429).count() == statuses.len() - 3
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_let_exactly_one_users_burst_through() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    let limit = |s: &mut Settings| {
+        use_redis(s, &redis, OnBackendError::Deny);
+        s.rate_limit.per_user_burst = 3;
+        s.rate_limit.per_user_per_minute = 1;
+    };
+    let (a, b) = (
+        spawn_replica(&proof, limit).await,
+        spawn_replica(&proof, limit).await,
+    );
+    a.wait_for_readyz(200).await;
+    b.wait_for_readyz(200).await;
+
+    let token = session_token();
+    let statuses = burst_over(&[&a, &b], |replica, _| replica.checkout_as(&token)).await;
+
+    assert!(exactly_three_served(&statuses), "{statuses:?}");
+    assert_eq!(proof_calls(&proof).await, 3);
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_let_exactly_one_addresses_burst_through() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    // Distinct users from one client address, named by the trusted proxy in front of both.
+    let limit = |s: &mut Settings| {
+        use_redis(s, &redis, OnBackendError::Deny);
+        s.rate_limit.per_ip_burst = 3;
+        s.rate_limit.per_ip_per_minute = 1;
+        s.client_ip.trusted_proxies = vec!["127.0.0.1".into()];
+    };
+    let (a, b) = (
+        spawn_replica(&proof, limit).await,
+        spawn_replica(&proof, limit).await,
+    );
+    a.wait_for_readyz(200).await;
+    b.wait_for_readyz(200).await;
+
+    let statuses = burst_over(&[&a, &b], |replica, i| {
+        replica
+            .checkout_as(&session_token_for(&format!("user-{i}"), "u@example.org"))
+            .header("X-Forwarded-For", "203.0.113.7")
+    })
+    .await;
+
+    assert!(exactly_three_served(&statuses), "{statuses:?}");
+    assert_eq!(proof_calls(&proof).await, 3);
+    // Another address is not affected.
+    let other = a
+        .checkout_as(&session_token_for("user-other", "u@example.org"))
+        .header("X-Forwarded-For", "203.0.113.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+}
+
+/// `"per_user";r=2;t=40` as its name, remaining and reset.
+fn parse_rate_limit(value: &str) -> (String, u64, u64) {
+    let mut parts = value.split(';');
+    let name = parts.next().unwrap_or_default().to_owned();
+    let mut number = |prefix: &str| {
+        parts
+            .next()
+            .and_then(|part| part.strip_prefix(prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a RateLimit value: {value}"))
+    };
+    let remaining = number("r=");
+    let reset = number("t=");
+    (name, remaining, reset)
+}
+
+#[tokio::test]
+async fn the_redis_backend_answers_with_the_memory_backends_headers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    let quotas = |s: &mut Settings| {
+        s.rate_limit.per_user_burst = 3;
+        s.rate_limit.per_user_per_minute = 6;
+        s.rate_limit.per_ip_burst = 4;
+        s.rate_limit.per_ip_per_minute = 2;
+    };
+    let memory = spawn_replica(&proof, quotas).await;
+    let shared = spawn_replica(&proof, |s| {
+        quotas(s);
+        use_redis(s, &redis, OnBackendError::Deny);
+    })
+    .await;
+    shared.wait_for_readyz(200).await;
+
+    // The user's burst, its refusal, then the address's refusal for another user.
+    let alice = session_token_for("alice", "alice@example.org");
+    let bob = session_token_for("bob", "bob@example.org");
+    let sequence = [&alice, &alice, &alice, &alice, &bob, &bob];
+    for (step, token) in sequence.iter().enumerate() {
+        let from_memory = memory.checkout_as(token).send().await.unwrap();
+        let from_redis = shared.checkout_as(token).send().await.unwrap();
+        assert_eq!(from_memory.status(), from_redis.status(), "step {step}");
+        let (memory_headers, redis_headers) = (from_memory.headers(), from_redis.headers());
+        assert_eq!(
+            memory_headers.get("ratelimit-policy"),
+            redis_headers.get("ratelimit-policy"),
+            "step {step}"
+        );
+        assert!(
+            redis_headers.contains_key("ratelimit-policy"),
+            "step {step}"
+        );
+        let header = |headers: &reqwest::header::HeaderMap, name: &str| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_else(|| panic!("step {step}: no {name}"))
+        };
+        let (m_name, m_remaining, m_reset) = parse_rate_limit(&header(memory_headers, "ratelimit"));
+        let (r_name, r_remaining, r_reset) = parse_rate_limit(&header(redis_headers, "ratelimit"));
+        assert_eq!((m_name, m_remaining), (r_name, r_remaining), "step {step}");
+        // Whole seconds, from two clocks a few milliseconds apart.
+        assert!(m_reset.abs_diff(r_reset) <= 1, "step {step}");
+        if from_memory.status() == 429 {
+            let (m, r) = (
+                header(memory_headers, "retry-after"),
+                header(redis_headers, "retry-after"),
+            );
+            let (m, r): (u64, u64) = (m.parse().unwrap(), r.parse().unwrap());
+            assert!(m.abs_diff(r) <= 1, "step {step}: {m} vs {r}");
+            let body: serde_json::Value = from_redis.json().await.unwrap();
+            let expected = if step < 4 { "per_user" } else { "per_ip" };
+            assert_eq!(body["code"], expected, "step {step}");
+        }
+    }
+    // Alice's burst, on each backend; Bob's two are over the address's limit.
+    assert_eq!(proof_calls(&proof).await, 2 * 3);
+    let keys = redis.keys();
+    for limit in ["per_user", "per_ip"] {
+        assert!(
+            keys.iter()
+                .any(|key| key.starts_with(&format!("proof-bff:{limit}:{{"))),
+            "the shared replica's {limit} state is in Redis: {keys:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_deny_a_stopped_redis_refuses_checkouts_and_readiness_until_it_is_back() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    let app = spawn_replica(&proof, |s| use_redis(s, &redis, OnBackendError::Deny)).await;
+    app.wait_for_readyz(200).await;
+    let token = session_token();
+    assert_eq!(app.checkout_as(&token).send().await.unwrap().status(), 200);
+    assert_eq!(proof_calls(&proof).await, 1);
+
+    redis.stop();
+    let response = app.checkout_as(&token).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable");
+    assert_eq!(body["code"], "rate_limit_backend");
+    assert!(body["message"].is_string());
+    assert_eq!(proof_calls(&proof).await, 1, "Proof is not called");
+    let body = app.wait_for_readyz(503).await;
+    assert_eq!(body["code"], "rate_limit_backend");
+
+    redis.restart();
+    app.wait_for_readyz(200).await;
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let status = app.checkout_as(&token).send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "checkouts still refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(proof_calls(&proof).await, 2);
+}
+
+/// The JSON log events whose message contains `message` and whose error names `addr`.
+fn warnings_about(addr: &str, message: &str) -> Vec<serde_json::Value> {
+    logs()
+        .text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| {
+            event["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message))
+                && event["fields"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(addr))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_allow_a_stopped_redis_is_served_and_warned_about_at_most_once_a_second() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    let app = spawn_replica(&proof, |s| use_redis(s, &redis, OnBackendError::Allow)).await;
+    redis.stop();
+
+    const REQUESTS: usize = 30;
+    let token = session_token();
+    let started = Instant::now();
+    for i in 0..REQUESTS {
+        let response = app.checkout_as(&token).send().await.unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+        assert!(response.headers().contains_key("ratelimit-policy"));
+        assert!(
+            !response.headers().contains_key("ratelimit"),
+            "request {i}: no standing to report"
+        );
+    }
+    // Past the interval: the next failure is warned about, with the count of those held back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.checkout_as(&token).send().await.unwrap().status(), 200);
+    let elapsed = started.elapsed();
+    assert_eq!(proof_calls(&proof).await, REQUESTS + 1);
+    // Still ready: with allow, checkouts do not need Redis.
+    assert_eq!(app.readyz().await.0, 200);
+
+    let warnings = warnings_about(&redis.addr(), "let through unchecked");
+    let most = usize::try_from(elapsed.as_secs()).unwrap() + 1;
+    assert!(
+        (2..=most).contains(&warnings.len()),
+        "{} warnings in {elapsed:?}: {warnings:?}",
+        warnings.len()
+    );
+    // Each request failed two checks (address, then user). Every failure is in some line's count
+    // but the last request's second one, held back for the next line.
+    let represented: u64 = warnings
+        .iter()
+        .map(|w| 1 + w["fields"]["suppressed"].as_u64().expect("a count"))
+        .sum();
+    assert_eq!(represented, 2 * (REQUESTS as u64 + 1) - 1, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .skip(1)
+            .any(|w| w["fields"]["suppressed"].as_u64() > Some(0)),
+        "{warnings:?}"
+    );
+}
