@@ -16,7 +16,7 @@ use crate::helpers::*;
 /// would time out honest clients (the /healthz probes) on a loaded machine.
 const REQUEST_TIMEOUT_MS: u64 = 2000;
 /// Far above the configured bounds (so a busy machine cannot fail a test), far below "never".
-const GENEROUS: Duration = Duration::from_secs(10);
+const GENEROUS: Duration = Duration::from_secs(30);
 
 async fn spawn(customise: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with(|settings| {
@@ -375,39 +375,24 @@ async fn a_client_that_reads_none_of_its_answers_is_disconnected() {
         .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
         .await
         .unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    const REQUESTS: usize = 20_000;
+    let (reader, mut writer) = stream.into_split();
+    // Far more requests than the kernel's buffers and the server's pipeline hold, so sending them
+    // all can only finish if the server keeps answering into a client that reads nothing, and
+    // ends (with an error) as soon as the server gives up on the connection. Nothing is ever read:
+    // reading would let the server's writes progress, whatever the machine's speed.
+    const REQUESTS: usize = 200_000;
     let pipelined = healthz(&app).head().repeat(REQUESTS);
-    let writing = tokio::spawn(async move {
-        let _ = writer.write_all(pipelined.as_bytes()).await;
-        writer
-    });
-    // Read nothing for well over the request timeout.
-    tokio::time::sleep(Duration::from_millis(REQUEST_TIMEOUT_MS * 3)).await;
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 65536];
-    let closed = tokio::time::timeout(GENEROUS, async {
-        loop {
-            match reader.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
+    let sent = tokio::time::timeout(GENEROUS, writer.write_all(pipelined.as_bytes())).await;
+    drop(reader);
+    match sent {
+        Err(_) => panic!(
+            "still open after {GENEROUS:?}: a client that stopped reading kept its connection"
+        ),
+        Ok(Ok(())) => {
+            panic!("the server took in {REQUESTS} requests from a client reading nothing")
         }
-    })
-    .await;
-    writing.abort();
-    let answers = received
-        .windows(12)
-        .filter(|w| w == b"HTTP/1.1 200")
-        .count();
-    assert!(
-        closed.is_ok(),
-        "still open after {answers} answers: a client that stopped reading kept its connection"
-    );
-    assert!(
-        answers < REQUESTS,
-        "all {REQUESTS} answers arrived: the server waited for the client to read"
-    );
+        Ok(Err(_closed)) => {}
+    }
 }
 
 #[tokio::test]
