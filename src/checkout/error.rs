@@ -170,9 +170,12 @@ impl ResponseError for CheckoutError {
                 headers.insert(RATE_LIMIT, refusal.rate_limit.clone());
             }
             CheckoutError::ShuttingDown => {
+                // The server writes the Connection header itself from the response head: a
+                // draining instance closes the connection so the client's next request goes to a
+                // fresh one, on another instance.
                 response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    .head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
             }
             _ => {}
         }

@@ -1068,6 +1068,15 @@ async fn while_draining_readyz_and_start_checkout_answer_503_shutting_down_on_an
         .expect(closed);
     let answer = check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
     assert_cors_granted(&answer.headers);
+    assert_eq!(
+        answer.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "a draining instance closes the connection after its 503"
+    );
+    assert!(
+        connection.try_exchange(readyz.as_bytes()).await.is_none(),
+        "the connection stayed open after the 503 that said it closes"
+    );
     app.assert_proof_not_called().await;
 
     drop(connection);
