@@ -29,6 +29,10 @@ pub async fn start_checkout(
     proof: web::Data<ProofClient>,
 ) -> Result<HttpResponse, CheckoutError> {
     if context.readiness.is_draining() {
+        // The request is taken in whole (bounded as any body) before the 503, so the connection
+        // closes after a complete exchange: closing under a client still sending can reset the
+        // connection and lose the answer that tells it to go elsewhere.
+        let _ = read_body(&req, payload, context.max_body_bytes).await;
         return Err(CheckoutError::ShuttingDown);
     }
     check_caller(&req, &browser)?;
