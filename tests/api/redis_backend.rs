@@ -370,12 +370,17 @@ async fn with_allow_a_stopped_redis_is_served_and_warned_about_at_most_once_a_se
         warnings.len()
     );
     // Each request failed two checks (address, then user). Every failure is in some line's count
-    // but the last request's second one, held back for the next line.
+    // but, at most, the last request's second one: held back for the next line, unless a slow
+    // machine let a whole interval pass between the two checks of that one request.
     let represented: u64 = warnings
         .iter()
         .map(|w| 1 + w["fields"]["suppressed"].as_u64().expect("a count"))
         .sum();
-    assert_eq!(represented, 2 * (REQUESTS as u64 + 1) - 1, "{warnings:?}");
+    let failures = 2 * (REQUESTS as u64 + 1);
+    assert!(
+        (failures - 1..=failures).contains(&represented),
+        "{represented} of {failures} failures in the warnings: {warnings:?}"
+    );
     assert!(
         warnings
             .iter()
