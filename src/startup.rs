@@ -66,6 +66,7 @@ impl Application {
             address: config.proof.address,
             readiness: readiness.clone(),
             rate_limits: rate_limits.clone(),
+            idempotency: config.idempotency,
         });
         let readiness_data = web::Data::from(readiness.clone());
         let sandbox = config.sandbox.map(web::Data::new);

@@ -15,9 +15,11 @@ use super::{BrowserConfig, CallerOrigin};
 use crate::http::envelope_response;
 
 const ALLOWED_METHODS: &str = "POST";
-const ALLOWED_REQUEST_HEADERS: [&str; 3] = ["content-type", "x-csrf", "x-request-id"];
-const ALLOWED_HEADERS_VALUE: &str = "Content-Type, X-CSRF, X-Request-Id";
-const EXPOSED_HEADERS: &str = "Retry-After, X-Request-Id, RateLimit, RateLimit-Policy";
+const ALLOWED_REQUEST_HEADERS: [&str; 4] =
+    ["content-type", "x-csrf", "x-request-id", "idempotency-key"];
+const ALLOWED_HEADERS_VALUE: &str = "Content-Type, X-CSRF, X-Request-Id, Idempotency-Key";
+const EXPOSED_HEADERS: &str =
+    "Retry-After, X-Request-Id, RateLimit, RateLimit-Policy, Idempotent-Replayed";
 /// How long a browser may cache a granted preflight.
 const PREFLIGHT_MAX_AGE_S: &str = "600";
 
@@ -97,7 +99,7 @@ pub async fn preflight(req: HttpRequest, browser: web::Data<BrowserConfig>) -> H
             StatusCode::FORBIDDEN,
             "forbidden",
             "cors_request_not_allowed",
-            "only POST with Content-Type, X-CSRF and X-Request-Id headers is allowed",
+            "only POST with Content-Type, X-CSRF, X-Request-Id and Idempotency-Key headers is allowed",
         );
     }
     HttpResponse::NoContent()

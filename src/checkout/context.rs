@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
 use crate::http::Readiness;
+use crate::idempotency::IdempotencyStore;
 use crate::rate_limit::RateLimits;
 use crate::session::SessionSource;
 
@@ -18,4 +19,6 @@ pub struct CheckoutContext {
     pub address: Option<String>,
     pub readiness: Arc<Readiness>,
     pub rate_limits: Arc<RateLimits>,
+    /// `Idempotency-Key` answers and the dedupe window.
+    pub idempotency: IdempotencyStore,
 }

@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use super::ValidationError;
 use crate::browser::CallerRefused;
 use crate::http::envelope_response;
+use crate::idempotency::KeyError;
 use crate::proof::{UpstreamError, UpstreamFailure};
 use crate::rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::SessionError;
@@ -35,6 +36,12 @@ pub enum CheckoutError {
     RateLimitBackend,
     #[error("service is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    IdempotencyKey(#[from] KeyError),
+    #[error("the same Idempotency-Key is still being served")]
+    RequestInProgress,
+    #[error("the Idempotency-Key was used for another checkout")]
+    IdempotencyKeyReused,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
@@ -109,6 +116,25 @@ impl CheckoutError {
                 "shutting_down",
                 "the service is restarting: try again".into(),
             ),
+            E::IdempotencyKey(e) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "validation_error",
+                e.to_string().into(),
+            ),
+            E::RequestInProgress => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "request_in_progress",
+                "a request with this Idempotency-Key is still being served: try again in a moment"
+                    .into(),
+            ),
+            E::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different checkout: use a new key".into(),
+            ),
             E::Upstream(e) => match e.kind {
                 UpstreamFailure::Misconfigured { .. } => (
                     StatusCode::BAD_GATEWAY,
@@ -168,6 +194,11 @@ impl ResponseError for CheckoutError {
                 );
                 headers.insert(RATE_LIMIT_POLICY, policy.clone());
                 headers.insert(RATE_LIMIT, refusal.rate_limit.clone());
+            }
+            CheckoutError::RequestInProgress => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             CheckoutError::ShuttingDown => {
                 // The server writes the Connection header itself from the response head: a

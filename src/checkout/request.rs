@@ -38,6 +38,7 @@ use url::Url;
 use super::amount::{Amount, check_amount};
 use super::policy::{CheckoutPolicy, CheckoutType, MAX_NAME_LEN, is_valid_name};
 use crate::browser::origin::authority_has_userinfo;
+use crate::idempotency::Fingerprint;
 use crate::proof::WidgetSessionRequest;
 
 /// Longest accepted `redirect_url`, a common practical limit for URLs.
@@ -77,6 +78,23 @@ impl CheckoutRequest {
             client_ip: None,
             address: None,
         }
+    }
+
+    /// What makes two requests the same checkout, for double-submit protection: every field as
+    /// checked (so the same checkout in other JSON spelling is the same), the absent ones too.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let optional = |value: Option<&str>| -> [u8; 1] { [u8::from(value.is_some())] };
+        let checkout_type = self.checkout_type.map(|t| t.as_str());
+        let redirect_url = self.redirect_url.as_deref();
+        Fingerprint::of(&[
+            self.network.as_bytes(),
+            self.currency.as_bytes(),
+            self.amount.as_str().as_bytes(),
+            &optional(checkout_type),
+            checkout_type.unwrap_or_default().as_bytes(),
+            &optional(redirect_url),
+            redirect_url.unwrap_or_default().as_bytes(),
+        ])
     }
 }
 

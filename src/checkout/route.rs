@@ -2,12 +2,14 @@
 //! and where the user is, read and check what they asked for, then ask Proof and relay its answer.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::{
     CheckoutContext, CheckoutError, CheckoutRequest, ValidationError, parse_checkout_request,
@@ -15,6 +17,9 @@ use super::{
 use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
 use crate::http::connection::is_request_timeout;
+use crate::idempotency::{
+    Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
+};
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
 use crate::rate_limit::{Allowance, LimitError, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
@@ -41,13 +46,25 @@ pub async fn start_checkout(
     let user = authenticate(&req, &context)?;
     let allowance = limit_user(&user, &context).await?;
     require_json(&req)?;
+    let idempotency_key = idempotency_key(req.headers())?;
     let body = read_body(&req, payload, context.max_body_bytes).await?;
     let checkout = parse_checkout_request(&body, &context.checkout)?;
-    let upstream_body = widget_session_body(&checkout, &user, client_ip, &context);
-    let answer = proof
-        .create_widget_session(upstream_body, &request_id)
-        .await?;
-    let mut response = relay(answer);
+    let (mut response, ticket) =
+        match claim_checkout(&checkout, &user, idempotency_key.as_ref(), &context).await? {
+            Claimed::Replay(answer) => (replay(answer), None),
+            Claimed::First(ticket) => {
+                let upstream_body = widget_session_body(&checkout, &user, client_ip, &context);
+                let answer: ProofAnswer = proof
+                    .create_widget_session(upstream_body, &request_id)
+                    .await?
+                    .into();
+                (relay(&answer), ticket.map(|ticket| (ticket, answer)))
+            }
+        };
+    // Kept before the answer leaves, so a retry that follows it finds it, on any replica.
+    if let Some((ticket, answer)) = ticket {
+        ticket.finish(&answer.kept).await;
+    }
     let headers = response.headers_mut();
     headers.insert(RATE_LIMIT_POLICY, context.rate_limits.policy().clone());
     // None when the shared backend failed and on_backend_error let the request through unchecked.
@@ -55,6 +72,86 @@ pub async fn start_checkout(
         headers.insert(RATE_LIMIT, allowance.rate_limit);
     }
     Ok(response)
+}
+
+/// What double-submit protection made of a checkout.
+enum Claimed {
+    /// Ask Proof; keep its answer with the ticket, if the checkout is protected.
+    First(Option<Ticket>),
+    /// Proof answered this checkout before.
+    Replay(StoredAnswer),
+}
+
+/// Finds an earlier answer to the same checkout (by `Idempotency-Key`, or within the dedupe
+/// window), or takes its key so that retries find this one. A duplicate without a key that arrives
+/// while the first is still at Proof waits for its answer, as a double click should.
+async fn claim_checkout(
+    checkout: &CheckoutRequest,
+    user: &SessionUser,
+    key: Option<&IdempotencyKey>,
+    context: &CheckoutContext,
+) -> Result<Claimed, CheckoutError> {
+    let store = &context.idempotency;
+    let user_id = user.user_id.as_str();
+    let scope = match key {
+        Some(key) => Scope::Key { user_id, key },
+        None if store.dedupe_window().is_some() => Scope::Dedupe { user_id },
+        None => return Ok(Claimed::First(None)),
+    };
+    let fingerprint = checkout.fingerprint();
+    let waiting_until = Instant::now() + store.lock_ttl();
+    let mut waited = false;
+    loop {
+        let claim = store
+            .claim(scope, fingerprint)
+            .await
+            .map_err(|_| CheckoutError::RateLimitBackend)?;
+        return match claim {
+            Claim::Proceed(ticket) => Ok(Claimed::First(Some(ticket))),
+            Claim::Unprotected => Ok(Claimed::First(None)),
+            Claim::Replay(answer) => {
+                tracing::info!(
+                    status = answer.status.as_u16(),
+                    by = scope_name(scope),
+                    "checkout answered again from an earlier request"
+                );
+                Ok(Claimed::Replay(answer))
+            }
+            Claim::InProgress
+                if matches!(scope, Scope::Dedupe { .. }) && Instant::now() < waiting_until =>
+            {
+                if !waited {
+                    tracing::info!("checkout waits for the same one at Proof");
+                    waited = true;
+                }
+                tokio::time::sleep(DUPLICATE_POLL_INTERVAL).await;
+                continue;
+            }
+            Claim::InProgress => {
+                tracing::info!(
+                    by = scope_name(scope),
+                    "checkout refused: the same one is still being served"
+                );
+                Err(CheckoutError::RequestInProgress)
+            }
+            Claim::Reused => {
+                tracing::info!(
+                    "checkout refused: its Idempotency-Key was used for another checkout"
+                );
+                Err(CheckoutError::IdempotencyKeyReused)
+            }
+        };
+    }
+}
+
+/// How often a duplicate checkout looks for the first one's answer.
+const DUPLICATE_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+fn scope_name(scope: Scope<'_>) -> &'static str {
+    match scope {
+        Scope::Key { .. } => "idempotency_key",
+        Scope::Dedupe { .. } => "dedupe_window",
+    }
 }
 
 fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
@@ -205,17 +302,53 @@ fn widget_session_body(
 }
 
 /// Proof's answer, byte for byte.
-fn relay(answer: UpstreamAnswer) -> HttpResponse {
+fn relay(answer: &ProofAnswer) -> HttpResponse {
+    let mut response = answer_response(&answer.kept);
+    if let Some(retry_after) = &answer.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after.clone());
+    }
+    response
+}
+
+/// An earlier answer from Proof, byte for byte, marked as a replay.
+fn replay(answer: StoredAnswer) -> HttpResponse {
+    let mut response = answer_response(&answer);
+    response
+        .headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+fn answer_response(answer: &StoredAnswer) -> HttpResponse {
     let mut response = HttpResponse::build(answer.status);
     response.insert_header((
         header::CONTENT_TYPE,
         answer
             .content_type
+            .clone()
             .unwrap_or(HeaderValue::from_static("application/json")),
     ));
     response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    if let Some(retry_after) = answer.retry_after {
-        response.insert_header((header::RETRY_AFTER, retry_after));
+    response.body(answer.body.clone())
+}
+
+/// Proof's answer: what is kept for a retry, and what is only relayed this once.
+struct ProofAnswer {
+    kept: StoredAnswer,
+    retry_after: Option<HeaderValue>,
+}
+
+impl From<UpstreamAnswer> for ProofAnswer {
+    fn from(answer: UpstreamAnswer) -> Self {
+        Self {
+            kept: StoredAnswer {
+                status: answer.status,
+                content_type: answer.content_type,
+                body: answer.body,
+            },
+            retry_after: answer.retry_after,
+        }
     }
-    response.body(answer.body)
 }

@@ -159,6 +159,8 @@ pub struct CheckoutSettings {
     pub types: Vec<String>,
     pub redirect_url_origins: Vec<String>,
     pub max_amount: String,
+    pub idempotency_ttl_s: u64,
+    pub dedupe_window_ms: u64,
 }
 
 impl Default for CheckoutSettings {
@@ -169,6 +171,8 @@ impl Default for CheckoutSettings {
             types: vec!["buy".into()],
             redirect_url_origins: Vec::new(),
             max_amount: String::new(),
+            idempotency_ttl_s: 600,
+            dedupe_window_ms: 0,
         }
     }
 }

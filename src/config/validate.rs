@@ -3,6 +3,7 @@
 //! line naming the key; a secret or a URL's password is never quoted.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -14,12 +15,14 @@ use crate::browser::BrowserConfig;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
+use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
 use crate::proof::{ProofConfig, ProofEndpoint, ProofEndpointSettings};
-use crate::rate_limit::redis::{RedisLimiter, RedisSettings, RedisSetupError};
+use crate::rate_limit::redis::RedisLimiter;
 use crate::rate_limit::{
     BackendErrorPolicy, RateLimitConfig, RateLimits, key_secret_from_client_token,
 };
 use crate::session::{DevSession, JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
+use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 use crate::telemetry::LogConfig;
 
 /// Everything the service runs on, checked.
@@ -33,6 +36,8 @@ pub struct AppConfig {
     pub checkout: CheckoutPolicy,
     /// The limits with their backend, built (not yet connected, for Redis).
     pub rate_limit: RateLimits,
+    /// Where `Idempotency-Key` answers and dedupe locks are kept: the rate limits' backend.
+    pub idempotency: IdempotencyStore,
     pub log: LogConfig,
     /// Set only by `--sandbox`, never from the file or the environment: it adds the dev login and
     /// the demo page.
@@ -61,6 +66,10 @@ impl Settings {
     /// Checks every key and builds the values the service runs on.
     pub fn validate(self) -> Result<AppConfig, ConfigError> {
         let (proof, rate_limit_key_secret) = validate_proof(self.proof)?;
+        let (rate_limit, shared_backend) =
+            validate_rate_limit(self.rate_limit, &rate_limit_key_secret)?;
+        let idempotency =
+            validate_idempotency(&self.checkout, shared_backend, proof.endpoint.deadline())?;
         Ok(AppConfig {
             server: validate_server(self.server)?,
             proof,
@@ -75,7 +84,8 @@ impl Settings {
                 self.checkout.max_amount.trim(),
             )
             .map_err(ConfigError)?,
-            rate_limit: validate_rate_limit(self.rate_limit, &rate_limit_key_secret)?,
+            rate_limit,
+            idempotency,
             log: validate_log(self.log)?,
             sandbox: None,
         })
@@ -350,7 +360,17 @@ fn validate_client_ip(s: ClientIpSettings) -> Result<ClientIpResolver, ConfigErr
 
 const MAX_REDIS_TIMEOUT_MS: u64 = 60_000;
 
-fn validate_rate_limit(s: RateLimitSettings, key_secret: &[u8]) -> Result<RateLimits, ConfigError> {
+/// The shared Redis, for the other state that lives beside the limits.
+struct SharedBackend {
+    link: Arc<RedisLink>,
+    keys: KeyHasher,
+    on_error: BackendErrorPolicy,
+}
+
+fn validate_rate_limit(
+    s: RateLimitSettings,
+    key_secret: &[u8],
+) -> Result<(RateLimits, Option<SharedBackend>), ConfigError> {
     // Checked whatever the backend, so a URL prepared for the shared backend is known good (and
     // a secret set twice is caught) before the deployment depends on it.
     let file_given = !s.redis_url_file.trim().is_empty();
@@ -391,7 +411,7 @@ fn validate_rate_limit(s: RateLimitSettings, key_secret: &[u8]) -> Result<RateLi
         per_ip_per_minute: s.per_ip_per_minute,
     };
     if s.backend == RateLimitBackend::Memory {
-        return Ok(RateLimits::memory(&quotas));
+        return Ok((RateLimits::memory(&quotas), None));
     }
     let url = redis_url.ok_or_else(|| {
         ConfigError::key(
@@ -406,31 +426,73 @@ fn validate_rate_limit(s: RateLimitSettings, key_secret: &[u8]) -> Result<RateLi
         timeout: Duration::from_millis(s.redis_timeout_ms),
     };
     // Built here, without connecting, so check-config sees every fault start-up would.
-    let limiter =
-        RedisLimiter::new(settings, &quotas, key_secret).map_err(|error| match error {
-            RedisSetupError::InvalidUrl => {
-                ConfigError::key(url_key, "must be redis://host[:port][/db] or rediss://…")
-            }
-            RedisSetupError::InvalidKeyPrefix => ConfigError::key(
-                "rate_limit.redis_key_prefix",
-                "must not be empty nor contain braces, spaces or control characters",
-            ),
-            RedisSetupError::ZeroTimeout => {
-                ConfigError::key("rate_limit.redis_timeout_ms", "must be at least 1")
-            }
-            // The cause names the fault, never the URL or its password.
-            RedisSetupError::Client { cause, .. } => {
-                ConfigError::key(url_key, format!("is not usable: {cause}"))
-            }
-            error @ (RedisSetupError::ShortKeySecret | RedisSetupError::Thread(_)) => {
-                ConfigError::key("rate_limit.backend", error)
-            }
-        })?;
+    let redis_error = |error| match error {
+        RedisSetupError::InvalidUrl => {
+            ConfigError::key(url_key, "must be redis://host[:port][/db] or rediss://…")
+        }
+        RedisSetupError::InvalidKeyPrefix => ConfigError::key(
+            "rate_limit.redis_key_prefix",
+            "must not be empty nor contain braces, spaces or control characters",
+        ),
+        RedisSetupError::ZeroTimeout => {
+            ConfigError::key("rate_limit.redis_timeout_ms", "must be at least 1")
+        }
+        // The cause names the fault, never the URL or its password.
+        RedisSetupError::Client { cause, .. } => {
+            ConfigError::key(url_key, format!("is not usable: {cause}"))
+        }
+        error @ (RedisSetupError::ShortKeySecret | RedisSetupError::Thread(_)) => {
+            ConfigError::key("rate_limit.backend", error)
+        }
+    };
+    let keys = KeyHasher::new(&settings.key_prefix, key_secret).map_err(redis_error)?;
+    let link = Arc::new(RedisLink::new(&settings).map_err(redis_error)?);
+    let limiter = RedisLimiter::with_link(link.clone(), keys.clone(), &quotas);
     let on_error = match s.on_backend_error {
         OnBackendError::Deny => BackendErrorPolicy::Deny,
         OnBackendError::Allow => BackendErrorPolicy::Allow,
     };
-    Ok(RateLimits::redis(limiter, on_error))
+    Ok((
+        RateLimits::redis(limiter, on_error),
+        Some(SharedBackend {
+            link,
+            keys,
+            on_error,
+        }),
+    ))
+}
+
+const MAX_IDEMPOTENCY_TTL_S: u64 = 7 * 24 * 3600;
+const MAX_DEDUPE_WINDOW_MS: u64 = 3_600_000;
+/// A request holds its key for Proof's whole deadline and this much more: time to store the answer.
+const LOCK_MARGIN: Duration = Duration::from_secs(2);
+
+fn validate_idempotency(
+    s: &CheckoutSettings,
+    shared: Option<SharedBackend>,
+    proof_deadline: Duration,
+) -> Result<IdempotencyStore, ConfigError> {
+    if !(1..=MAX_IDEMPOTENCY_TTL_S).contains(&s.idempotency_ttl_s) {
+        return Err(ConfigError::key(
+            "checkout.idempotency_ttl_s",
+            format!("must be between 1 and {MAX_IDEMPOTENCY_TTL_S}"),
+        ));
+    }
+    if s.dedupe_window_ms > MAX_DEDUPE_WINDOW_MS {
+        return Err(ConfigError::key(
+            "checkout.dedupe_window_ms",
+            format!("must be at most {MAX_DEDUPE_WINDOW_MS} (0 turns it off)"),
+        ));
+    }
+    let config = IdempotencyConfig {
+        key_ttl: Duration::from_secs(s.idempotency_ttl_s),
+        dedupe_window: Duration::from_millis(s.dedupe_window_ms),
+        lock_ttl: proof_deadline.saturating_add(LOCK_MARGIN),
+    };
+    Ok(match shared {
+        None => IdempotencyStore::memory(config),
+        Some(shared) => IdempotencyStore::redis(config, shared.link, shared.keys, shared.on_error),
+    })
 }
 
 /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. The problem never quotes

@@ -73,6 +73,11 @@ impl ProofEndpoint {
             max_attempts: config.max_attempts,
         })
     }
+
+    /// The most a checkout waits for Proof, all attempts included.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
 }
 
 /// Proof's answer that goes back to the browser unchanged: a 2xx with a JSON object body, or one of

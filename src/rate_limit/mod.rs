@@ -13,8 +13,7 @@ mod memory;
 pub mod redis;
 
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use hmac::{Hmac, Mac};
@@ -22,7 +21,10 @@ use sha2::Sha256;
 
 pub use memory::RateLimiter;
 
-use redis::{BackendError, RedisLimiter};
+use crate::shared_redis::{BackendError, WarningThrottle};
+use redis::RedisLimiter;
+
+pub use crate::shared_redis::BackendErrorPolicy;
 
 pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -103,15 +105,6 @@ pub(crate) fn ceil_seconds(duration: Duration) -> u64 {
     }
 }
 
-/// What a request gets while the shared backend cannot answer (`rate_limit.on_backend_error`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendErrorPolicy {
-    /// Refused with 503 `unavailable` / `rate_limit_backend`; Proof is not called.
-    Deny,
-    /// Served without the limit that could not be checked.
-    Allow,
-}
-
 /// Why a check did not let a request through.
 #[derive(Debug, Clone)]
 pub enum LimitError {
@@ -123,10 +116,6 @@ pub enum LimitError {
 
 /// The limits the checkout route checks, whichever backend holds their state.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per process, built once and shared behind an Arc"
-)]
 pub enum RateLimits {
     Memory(RateLimiter),
     Redis(SharedLimits),
@@ -235,46 +224,6 @@ impl SharedLimits {
             BackendErrorPolicy::Deny => Err(LimitError::BackendUnavailable),
             BackendErrorPolicy::Allow => Ok(()),
         }
-    }
-}
-
-/// Lets one event through per interval and counts the others, so a failing backend under load
-/// writes one log line a second, each saying how many failures it stands for.
-#[derive(Debug)]
-struct WarningThrottle {
-    interval: Duration,
-    state: Mutex<ThrottleState>,
-}
-
-#[derive(Debug, Default)]
-struct ThrottleState {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarningThrottle {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            state: Mutex::new(ThrottleState::default()),
-        }
-    }
-
-    /// `Some(n)`: log now, `n` events having been held back since the last line; `None`: counted.
-    fn permit(&self) -> Option<u64> {
-        // Every field is written in one step: a panic elsewhere cannot leave it half-updated.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if state
-            .last
-            .is_some_and(|last| now.duration_since(last) < self.interval)
-        {
-            state.suppressed += 1;
-            return None;
-        }
-        let suppressed = std::mem::take(&mut state.suppressed);
-        state.last = Some(now);
-        Some(suppressed)
     }
 }
 

@@ -12,7 +12,7 @@ async fn a_preflight_from_an_allowed_origin_grants_exactly_what_the_route_needs(
         .preflight(
             APP_ORIGIN,
             "POST",
-            Some("content-type, x-csrf, x-request-id"),
+            Some("content-type, x-csrf, x-request-id, idempotency-key"),
         )
         .send()
         .await
@@ -24,7 +24,7 @@ async fn a_preflight_from_an_allowed_origin_grants_exactly_what_the_route_needs(
     assert_eq!(headers["access-control-allow-methods"], "POST");
     assert_eq!(
         headers["access-control-allow-headers"],
-        "Content-Type, X-CSRF, X-Request-Id"
+        "Content-Type, X-CSRF, X-Request-Id, Idempotency-Key"
     );
     assert_eq!(headers["access-control-max-age"], "600");
     assert_eq!(headers["vary"], "Origin");

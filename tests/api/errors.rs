@@ -14,10 +14,10 @@ use crate::helpers::*;
 const FOREIGN_ORIGIN: &str = "https://evil.example.net";
 
 /// An error answer that passed the envelope checks.
-struct ErrorAnswer {
-    headers: HeaderMap,
-    message: String,
-    body: Vec<u8>,
+pub(crate) struct ErrorAnswer {
+    pub(crate) headers: HeaderMap,
+    pub(crate) message: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Checks the status, the envelope (exactly `error`, `code` and `message`, all strings) and the
@@ -77,7 +77,8 @@ fn check_envelope(
     }
 }
 
-async fn expect_error(
+/// `response` is the service's own error `status` with exactly this `error` and `code`.
+pub(crate) async fn expect_error(
     response: reqwest::Response,
     status: u16,
     error: &str,
@@ -975,19 +976,11 @@ async fn checkout_in_flight(
     app: &TestApp,
     proof: &RawUpstream,
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
-    let in_flight = tokio::spawn(
-        app.checkout_on_own_connection()
-            .json(&checkout_body())
-            .send(),
-    );
-    for _ in 0..2000 {
-        if proof.requests() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(proof.requests(), 1, "checkout in flight");
-    in_flight
+    send_until_proof_has_it(
+        app.checkout_on_own_connection().json(&checkout_body()),
+        proof,
+    )
+    .await
 }
 
 #[tokio::test]

@@ -459,6 +459,24 @@ impl RawUpstream {
     }
 }
 
+/// Sends `request` in the background and returns once `proof` has read one request more, so a
+/// test knows the request is in flight there (held, with `AnswerWhenReleased`).
+pub async fn send_until_proof_has_it(
+    request: RequestBuilder,
+    proof: &RawUpstream,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let before = proof.requests();
+    let in_flight = tokio::spawn(request.send());
+    for _ in 0..6000 {
+        if proof.requests() > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(proof.requests(), before + 1, "the request reached Proof");
+    in_flight
+}
+
 async fn serve_raw_connection(
     mut stream: tokio::net::TcpStream,
     script: &[RawBehaviour],

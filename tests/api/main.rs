@@ -5,6 +5,7 @@ mod client_ip;
 mod connections;
 mod errors;
 mod helpers;
+mod idempotency;
 mod probes;
 mod rate_limit;
 mod redis_backend;
