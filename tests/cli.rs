@@ -158,6 +158,8 @@ impl Config {
                     ("types", format!("[{}]", s("buy"))),
                     ("redirect_url_origins", raw("[]")),
                     ("max_amount", s("")),
+                    ("idempotency_ttl_s", raw("600")),
+                    ("dedupe_window_ms", raw("0")),
                 ],
             ),
             (
@@ -393,6 +395,16 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             "redis timeout zero",
             redis_backend().set("rate_limit", "redis_timeout_ms", "0"),
             vec!["rate_limit.redis_timeout_ms"],
+        ),
+        (
+            "idempotency ttl zero",
+            Config::valid().set("checkout", "idempotency_ttl_s", "0"),
+            vec!["checkout.idempotency_ttl_s"],
+        ),
+        (
+            "dedupe window over an hour",
+            Config::valid().set("checkout", "dedupe_window_ms", "3600001"),
+            vec!["checkout.dedupe_window_ms"],
         ),
         (
             "unknown on_backend_error",
