@@ -62,6 +62,12 @@ impl CheckoutError {
                 "csrf",
                 "the X-CSRF: 1 header is required".into(),
             ),
+            E::Session(SessionError::Backend) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "session_backend",
+                "the service cannot check sessions right now: try again".into(),
+            ),
             E::Session(e) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorised",
@@ -70,6 +76,7 @@ impl CheckoutError {
                     SessionError::Missing => "no session: sign in first",
                     SessionError::Invalid => "the session is not valid: sign in again",
                     SessionError::Expired => "the session has expired: sign in again",
+                    SessionError::Backend => "the service cannot check sessions right now",
                 }
                 .into(),
             ),

@@ -43,7 +43,7 @@ pub async fn start_checkout(
     check_caller(&req, &browser)?;
     let client_ip = resolve_client_ip(&req, &context);
     limit_client_ip(client_ip, &context).await?;
-    let user = authenticate(&req, &context)?;
+    let user = authenticate(&req, &context).await?;
     let allowance = limit_user(&user, &context).await?;
     require_json(&req)?;
     let idempotency_key = idempotency_key(req.headers())?;
@@ -225,13 +225,14 @@ fn limit_error(error: LimitError, context: &CheckoutContext) -> CheckoutError {
 }
 
 /// Identity comes only from the verified session, never from the request body.
-fn authenticate(
+async fn authenticate(
     req: &HttpRequest,
     context: &CheckoutContext,
 ) -> Result<SessionUser, CheckoutError> {
     let user = context
         .session
         .authenticate(req)
+        .await
         .inspect_err(|e| tracing::info!(reason = e.code(), "session refused"))?;
     tracing::Span::current().record("user_id", user.user_id.as_str());
     Ok(user)

@@ -5,6 +5,7 @@
 
 mod listen;
 mod load;
+mod session;
 mod settings;
 mod validate;
 

@@ -90,6 +90,9 @@ pub struct BrowserSettings {
 pub struct SessionSettings {
     pub source: SessionSourceName,
     pub jwt: JwtSettings,
+    pub jwks: JwksSettings,
+    pub forward: ForwardSettings,
+    pub headers: HeaderSessionSettings,
 }
 
 impl Default for SessionSettings {
@@ -97,6 +100,88 @@ impl Default for SessionSettings {
         Self {
             source: SessionSourceName::Jwt,
             jwt: JwtSettings::default(),
+            jwks: JwksSettings::default(),
+            forward: ForwardSettings::default(),
+            headers: HeaderSessionSettings::default(),
+        }
+    }
+}
+
+/// `[session.jwks]`: tokens from an identity provider, verified with its published key set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksSettings {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub algorithms: Vec<String>,
+    pub audience: String,
+    pub cookie: String,
+    pub bearer: bool,
+    pub user_id_claim: String,
+    pub email_claim: String,
+    pub leeway_s: u64,
+    pub min_refresh_interval_s: u64,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            jwks_url: String::new(),
+            algorithms: vec!["RS256".into()],
+            audience: String::new(),
+            cookie: "session".into(),
+            bearer: false,
+            user_id_claim: "sub".into(),
+            email_claim: "email".into(),
+            leeway_s: 30,
+            min_refresh_interval_s: 30,
+        }
+    }
+}
+
+/// `[session.forward]`: opaque app sessions, resolved by asking the partner's app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardSettings {
+    pub url: String,
+    pub cookies: Vec<String>,
+    pub forward_authorization: bool,
+    pub user_id_field: String,
+    pub email_field: String,
+    pub timeout_ms: u64,
+    pub cache_ttl_s: u64,
+    pub cache_max_entries: usize,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            cookies: Vec::new(),
+            forward_authorization: false,
+            user_id_field: "/id".into(),
+            email_field: "/email".into(),
+            timeout_ms: 1000,
+            cache_ttl_s: 30,
+            cache_max_entries: 100_000,
+        }
+    }
+}
+
+/// `[session.headers]`: an auth proxy in front already resolved the user into headers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderSessionSettings {
+    pub user_id_header: String,
+    pub email_header: String,
+}
+
+impl Default for HeaderSessionSettings {
+    fn default() -> Self {
+        Self {
+            user_id_header: "x-auth-request-user".into(),
+            email_header: "x-auth-request-email".into(),
         }
     }
 }

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::ConfigError;
 use super::listen::ListenAddress;
+use super::session::validate_session;
 use super::settings::*;
 use crate::browser::BrowserConfig;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
@@ -21,7 +22,7 @@ use crate::rate_limit::redis::RedisLimiter;
 use crate::rate_limit::{
     BackendErrorPolicy, RateLimitConfig, RateLimits, key_secret_from_client_token,
 };
-use crate::session::{DevSession, JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
+use crate::session::{DevSession, SessionSource};
 use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 use crate::telemetry::LogConfig;
 
@@ -66,6 +67,8 @@ impl Settings {
     /// Checks every key and builds the values the service runs on.
     pub fn validate(self) -> Result<AppConfig, ConfigError> {
         let (proof, rate_limit_key_secret) = validate_proof(self.proof)?;
+        // Before the session: a session source may depend on which peers are trusted.
+        let client_ip = validate_client_ip(self.client_ip)?;
         let (rate_limit, shared_backend) =
             validate_rate_limit(self.rate_limit, &rate_limit_key_secret)?;
         let idempotency =
@@ -74,8 +77,8 @@ impl Settings {
             server: validate_server(self.server)?,
             proof,
             browser: validate_browser(self.browser)?,
-            session: validate_session(self.session)?,
-            client_ip: validate_client_ip(self.client_ip)?,
+            session: validate_session(self.session, &client_ip)?,
+            client_ip,
             checkout: CheckoutPolicy::from_config(
                 &self.checkout.networks,
                 &self.checkout.currencies,
@@ -248,7 +251,7 @@ fn is_loopback_host(url: &url::Url) -> bool {
 }
 
 /// A secret given inline or as a file: exactly one of the two, never both.
-fn read_secret(
+pub(super) fn read_secret(
     key: &str,
     inline: SecretString,
     file_key: &str,
@@ -283,71 +286,6 @@ fn validate_browser(s: BrowserSettings) -> Result<BrowserConfig, ConfigError> {
         require_csrf_header: s.require_csrf_header,
         allow_missing_origin: s.allow_missing_origin,
     })
-}
-
-fn validate_session(s: SessionSettings) -> Result<SessionSource, ConfigError> {
-    if s.source != SessionSourceName::Jwt {
-        return Err(ConfigError::key(
-            "session.source",
-            "only \"jwt\" is supported so far",
-        ));
-    }
-    let jwt = s.jwt;
-    if !is_cookie_name(&jwt.cookie) {
-        return Err(ConfigError::key(
-            "session.jwt.cookie",
-            format!("{:?} is not a valid cookie name", jwt.cookie),
-        ));
-    }
-    let algorithm = jwt.algorithm;
-    let hs256_secret = read_secret(
-        "session.jwt.secret",
-        jwt.secret,
-        "session.jwt.secret_file",
-        &jwt.secret_file,
-    )?;
-    let public_key_pem = match jwt.public_key_pem_file.trim() {
-        "" => None,
-        path => Some(std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::key(
-                "session.jwt.public_key_pem_file",
-                format!("cannot read {path:?}: {e}"),
-            )
-        })?),
-    };
-    let non_empty = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-    for (key, claim) in [
-        ("session.jwt.user_id_claim", &jwt.user_id_claim),
-        ("session.jwt.email_claim", &jwt.email_claim),
-    ] {
-        if claim.trim().is_empty() {
-            return Err(ConfigError::key(key, "must not be empty"));
-        }
-    }
-    let verifier = JwtVerifier::new(JwtVerifierSettings {
-        algorithm,
-        hs256_secret,
-        public_key_pem,
-        issuer: non_empty(jwt.issuer),
-        audience: non_empty(jwt.audience),
-        user_id_claim: jwt.user_id_claim,
-        email_claim: jwt.email_claim,
-        leeway_s: jwt.leeway_s,
-    })
-    .map_err(|e| ConfigError(e.to_string()))?;
-    Ok(SessionSource::Jwt(JwtSession {
-        cookie: jwt.cookie,
-        bearer: jwt.bearer,
-        verifier,
-    }))
-}
-
-/// RFC 6265 cookie-name: a token.
-fn is_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn validate_client_ip(s: ClientIpSettings) -> Result<ClientIpResolver, ConfigError> {

@@ -38,6 +38,14 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
             "the rate limit backend is unreachable",
         );
     }
+    if !readiness.session_backend_ready() {
+        return envelope_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "session_backend",
+            "sessions cannot be checked yet",
+        );
+    }
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
@@ -54,6 +62,9 @@ pub struct Readiness {
     /// Set while the shared rate limit backend, when checkouts need it, did not answer its last
     /// check.
     rate_limit_backend_down: AtomicBool,
+    /// Set while the session source cannot verify anyone yet (e.g. no identity provider key set
+    /// loaded so far).
+    session_backend_not_ready: AtomicBool,
 }
 
 impl Readiness {
@@ -64,6 +75,15 @@ impl Readiness {
 
     pub fn rate_limit_backend_reachable(&self) -> bool {
         !self.rate_limit_backend_down.load(Ordering::Relaxed)
+    }
+
+    pub fn set_session_backend_ready(&self, ready: bool) {
+        self.session_backend_not_ready
+            .store(!ready, Ordering::Relaxed);
+    }
+
+    pub fn session_backend_ready(&self) -> bool {
+        !self.session_backend_not_ready.load(Ordering::Relaxed)
     }
 
     pub fn start_draining(&self) {

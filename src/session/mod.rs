@@ -30,7 +30,8 @@ pub enum SessionSource {
 
 impl SessionSource {
     /// The signed-in user, or why there is none. Never reads identity from the request body.
-    pub fn authenticate(&self, req: &HttpRequest) -> Result<SessionUser, SessionError> {
+    /// Sources that ask a backend (an identity provider's keys, the partner's app) may wait on it.
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<SessionUser, SessionError> {
         match self {
             Self::Jwt(jwt) => jwt.authenticate(req.headers()),
         }
@@ -78,16 +79,21 @@ pub enum SessionError {
     Invalid,
     #[error("session expired")]
     Expired,
+    /// The source's backend (the identity provider's key set, the partner's app) could not answer:
+    /// nobody can be authenticated right now, which is not the user's fault.
+    #[error("session backend unavailable")]
+    Backend,
 }
 
 impl SessionError {
-    /// Stable machine-readable code for API error bodies: `"no_session"`, `"invalid_session"` or
-    /// `"session_expired"`.
+    /// Stable machine-readable code for API error bodies: `"no_session"`, `"invalid_session"`,
+    /// `"session_expired"` (401) or `"session_backend"` (503).
     pub fn code(&self) -> &'static str {
         match self {
             Self::Missing => "no_session",
             Self::Invalid => "invalid_session",
             Self::Expired => "session_expired",
+            Self::Backend => "session_backend",
         }
     }
 }
