@@ -69,6 +69,7 @@ fn main() {
         per_user_per_minute: 10,
         per_ip_burst: 20,
         per_ip_per_minute: 60,
+        status_per_user_per_minute: 60,
     };
     let clock = FakeRelativeClock::default();
     let limiter = RateLimiter::with_clock(&config, clock.clone());

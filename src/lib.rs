@@ -13,4 +13,5 @@ pub mod sandbox;
 pub mod session;
 pub mod shared_redis;
 pub mod startup;
+pub mod status;
 pub mod telemetry;

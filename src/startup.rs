@@ -18,6 +18,7 @@ use crate::http::{self, Readiness};
 use crate::proof::ProofClient;
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
+use crate::status;
 use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
 
 pub struct Application {
@@ -93,6 +94,16 @@ impl Application {
                     web::resource("/start-checkout")
                         .route(web::post().to(checkout::start_checkout))
                         .route(web::method(Method::OPTIONS).to(cors::preflight))
+                        .default_service(web::to(http::method_not_allowed)),
+                )
+                .service(
+                    web::resource("/checkout/{merchant_transaction_id}")
+                        .route(web::get().to(status::transaction_status))
+                        .default_service(web::to(http::method_not_allowed)),
+                )
+                .service(
+                    web::resource("/kyc-status")
+                        .route(web::get().to(status::kyc_status))
                         .default_service(web::to(http::method_not_allowed)),
                 )
                 // Some health checkers probe with HEAD: the same answer, its body left out.

@@ -175,6 +175,7 @@ impl Config {
                     ("per_ip_burst", raw("20")),
                     ("per_ip_per_minute", raw("60")),
                     ("on_backend_error", s("deny")),
+                    ("status_per_user_per_minute", raw("60")),
                 ],
             ),
             ("log", vec![("format", s("json")), ("level", s("info"))]),

@@ -33,6 +33,7 @@ fn quotas(burst: u32, per_minute: u32) -> RateLimitConfig {
         per_user_per_minute: per_minute,
         per_ip_burst: burst,
         per_ip_per_minute: per_minute,
+        status_per_user_per_minute: per_minute,
     }
 }
 
@@ -192,6 +193,7 @@ async fn headers_are_the_in_memory_backends_for_the_same_requests() {
         per_user_per_minute: 6,
         per_ip_burst: 2,
         per_ip_per_minute: 30,
+        status_per_user_per_minute: 30,
     };
     let redis = limiter(&server.url(), &config);
     let memory = RateLimiter::new(&config);

@@ -37,6 +37,16 @@ pub fn check_caller(req: &HttpRequest, browser: &BrowserConfig) -> Result<(), Ca
     Ok(())
 }
 
+/// For the read-only `GET` routes: a same-origin `GET` carries no `Origin`, so none is fine, and
+/// no CSRF header is asked for (a read changes nothing, and a foreign page cannot read the answer
+/// without a CORS grant); an `Origin` that is present must be allowed.
+pub fn check_reader(req: &HttpRequest, browser: &BrowserConfig) -> Result<(), CallerRefused> {
+    match browser.allowed_origins.judge(req.headers()) {
+        CallerOrigin::Allowed(_) | CallerOrigin::Missing => Ok(()),
+        _ => Err(CallerRefused::ForbiddenOrigin),
+    }
+}
+
 fn is_cross_site_browser_request(req: &HttpRequest) -> bool {
     req.headers()
         .get("sec-fetch-site")

@@ -1,12 +1,12 @@
 //! What a browser may do: which pages may call with the user's cookie (the one `Origin` decision,
 //! [`origin`]), CORS and the headers every answer carries ([`cors`]), and the CSRF defence of the
-//! cookie-carrying POSTs ([`csrf`]).
+//! cookie-carrying POSTs and the rule for the read-only GETs ([`csrf`]).
 
 pub mod cors;
 pub mod csrf;
 pub mod origin;
 
-pub use csrf::{CallerRefused, check_caller};
+pub use csrf::{CallerRefused, check_caller, check_reader};
 pub use origin::{AllowedOrigins, CallerOrigin};
 
 /// The `[browser]` rules, checked.

@@ -42,6 +42,9 @@ pub enum CheckoutError {
     RequestInProgress,
     #[error("the Idempotency-Key was used for another checkout")]
     IdempotencyKeyReused,
+    /// Unknown, malformed or another user's: the same answer for each, so ids cannot be probed.
+    #[error("no such transaction")]
+    NotFound,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
@@ -141,6 +144,12 @@ impl CheckoutError {
                 "invalid_request",
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different checkout: use a new key".into(),
+            ),
+            E::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "not_found",
+                "no such transaction".into(),
             ),
             E::Upstream(e) => match e.kind {
                 UpstreamFailure::Misconfigured { .. } => (

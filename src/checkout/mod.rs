@@ -4,6 +4,7 @@
 //! refuses or fails one ([`error`]).
 
 mod amount;
+pub mod caller;
 mod context;
 mod error;
 mod policy;

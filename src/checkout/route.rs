@@ -1,7 +1,6 @@
 //! `POST /start-checkout`, as named phases in the order they run: refuse a foreign caller, know who
 //! and where the user is, read and check what they asked for, then ask Proof and relay its answer.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use actix_web::error::PayloadError;
@@ -11,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
+use super::caller::{authenticate, limit_client_ip, limit_user, resolve_client_ip};
 use super::{
     CheckoutContext, CheckoutError, CheckoutRequest, ValidationError, parse_checkout_request,
 };
@@ -21,7 +21,7 @@ use crate::idempotency::{
     Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
 };
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
-use crate::rate_limit::{Allowance, LimitError, RATE_LIMIT, RATE_LIMIT_POLICY};
+use crate::rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
 use crate::telemetry::RequestId;
 
@@ -152,90 +152,6 @@ fn scope_name(scope: Scope<'_>) -> &'static str {
         Scope::Key { .. } => "idempotency_key",
         Scope::Dedupe { .. } => "dedupe_window",
     }
-}
-
-fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
-    let resolver = &context.client_ip;
-    let client_ip = match req.peer_addr() {
-        Some(peer) => resolver.resolve(
-            peer.ip(),
-            req.headers()
-                .get_all(resolver.header_name())
-                .map(HeaderValue::as_bytes),
-        ),
-        None => ClientIp::Unknown {
-            peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        },
-    };
-    let span = tracing::Span::current();
-    match client_ip {
-        ClientIp::Trusted(ip) => {
-            span.record("client_ip", tracing::field::display(ip));
-        }
-        ClientIp::Unknown { peer } => {
-            tracing::warn!(
-                %peer,
-                header = resolver.header_name(),
-                "no trustworthy client address from a trusted proxy: client_ip left out"
-            );
-        }
-    }
-    client_ip
-}
-
-/// Cut floods before any signature is checked. The key is the resolved client, or the socket
-/// peer when there is no trustworthy client address, so rotating X-Forwarded-For from an untrusted
-/// peer changes nothing.
-async fn limit_client_ip(
-    client_ip: ClientIp,
-    context: &CheckoutContext,
-) -> Result<(), CheckoutError> {
-    context
-        .rate_limits
-        .check_ip(client_ip.rate_limit_key())
-        .await
-        .map_err(|error| limit_error(error, context))
-}
-
-async fn limit_user(
-    user: &SessionUser,
-    context: &CheckoutContext,
-) -> Result<Option<Allowance>, CheckoutError> {
-    context
-        .rate_limits
-        .check_user(&user.user_id)
-        .await
-        .map_err(|error| limit_error(error, context))
-}
-
-/// A refusal is 429; a shared backend that failed (with `on_backend_error = "deny"`) is 503, logged
-/// by the limiter at most once a second.
-fn limit_error(error: LimitError, context: &CheckoutContext) -> CheckoutError {
-    match error {
-        LimitError::Refused(refusal) => {
-            tracing::info!(
-                limit = refusal.kind.code(),
-                retry_after_s = refusal.retry_after_s,
-                "checkout rate limited"
-            );
-            CheckoutError::RateLimited(refusal, context.rate_limits.policy().clone())
-        }
-        LimitError::BackendUnavailable => CheckoutError::RateLimitBackend,
-    }
-}
-
-/// Identity comes only from the verified session, never from the request body.
-async fn authenticate(
-    req: &HttpRequest,
-    context: &CheckoutContext,
-) -> Result<SessionUser, CheckoutError> {
-    let user = context
-        .session
-        .authenticate(req)
-        .await
-        .inspect_err(|e| tracing::info!(reason = e.code(), "session refused"))?;
-    tracing::Span::current().record("user_id", user.user_id.as_str());
-    Ok(user)
 }
 
 fn require_json(req: &HttpRequest) -> Result<(), CheckoutError> {

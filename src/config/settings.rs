@@ -276,6 +276,7 @@ pub struct RateLimitSettings {
     pub per_ip_burst: u32,
     pub per_ip_per_minute: u32,
     pub on_backend_error: OnBackendError,
+    pub status_per_user_per_minute: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -292,6 +293,7 @@ impl Default for RateLimitSettings {
             per_ip_burst: 20,
             per_ip_per_minute: 60,
             on_backend_error: OnBackendError::Deny,
+            status_per_user_per_minute: 60,
         }
     }
 }

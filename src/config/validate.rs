@@ -137,7 +137,7 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
 
 /// Proof's settings, and the rate limit backend's key secret derived from the client token.
 fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigError> {
-    let widget_session_url = widget_session_url(&s.base_url)?;
+    let (base_url, widget_session_url) = widget_session_url(&s.base_url)?;
     let client_token = read_secret(
         "proof.client_token",
         s.client_token,
@@ -187,6 +187,7 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
     }
     let endpoint = ProofEndpoint::new(&ProofEndpointSettings {
         widget_session_url,
+        base_url,
         client_token,
         origin,
         connect_timeout,
@@ -204,7 +205,8 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
     ))
 }
 
-fn widget_session_url(base_url: &str) -> Result<String, ConfigError> {
+/// The base URL, checked, and `POST /widget/session`'s URL under it.
+fn widget_session_url(base_url: &str) -> Result<(url::Url, String), ConfigError> {
     const KEY: &str = "proof.base_url";
     if base_url.trim().is_empty() {
         return Err(ConfigError::key(
@@ -236,7 +238,8 @@ fn widget_session_url(base_url: &str) -> Result<String, ConfigError> {
         ));
     }
     let base = url.as_str().trim_end_matches('/');
-    Ok(format!("{base}/widget/session"))
+    let widget_session = format!("{base}/widget/session");
+    Ok((url, widget_session))
 }
 
 /// 127.0.0.0/8, `::1` and the name `localhost`: hosts whose traffic never leaves the machine.
@@ -337,6 +340,10 @@ fn validate_rate_limit(
         ("rate_limit.per_user_per_minute", s.per_user_per_minute),
         ("rate_limit.per_ip_burst", s.per_ip_burst),
         ("rate_limit.per_ip_per_minute", s.per_ip_per_minute),
+        (
+            "rate_limit.status_per_user_per_minute",
+            s.status_per_user_per_minute,
+        ),
     ] {
         if value == 0 {
             return Err(ConfigError::key(key, "must be at least 1"));
@@ -347,6 +354,7 @@ fn validate_rate_limit(
         per_user_per_minute: s.per_user_per_minute,
         per_ip_burst: s.per_ip_burst,
         per_ip_per_minute: s.per_ip_per_minute,
+        status_per_user_per_minute: s.status_per_user_per_minute,
     };
     if s.backend == RateLimitBackend::Memory {
         return Ok((RateLimits::memory(&quotas), None));

@@ -1,13 +1,15 @@
-//! The call to Proof's `POST /widget/session`: one awc client per worker, the request built from an
+//! The calls to Proof's partner API (`POST /widget/session`, `GET /widget/transactions/{id}`,
+//! `GET /widget/users/{id}/kyc-status`): one awc client per worker, each request built from an
 //! allow-list of headers with the secret injected last, bounded in time and size, and retried
-//! exactly as Proof's guidance says.
+//! exactly as Proof's guidance says: a session only when nothing of it can have been acted on, a
+//! read (a `GET`, idempotent) on any server error or broken connection.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{StatusCode, Uri};
+use actix_web::http::{Method, StatusCode, Uri};
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 use rand::RngExt;
@@ -27,6 +29,8 @@ const USER_AGENT: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug)]
 pub struct ProofEndpoint {
     url: Uri,
+    /// The base URL without a trailing slash, for the paths built per call.
+    base: String,
     authorization: HeaderValue,
     origin: HeaderValue,
     connect_timeout: Duration,
@@ -40,6 +44,8 @@ pub struct ProofEndpoint {
 pub struct ProofEndpointSettings {
     /// The full URL of `POST /widget/session` under the configured base URL.
     pub widget_session_url: String,
+    /// The configured base URL, checked.
+    pub base_url: url::Url,
     pub client_token: SecretString,
     pub origin: String,
     pub connect_timeout: Duration,
@@ -63,8 +69,10 @@ impl ProofEndpoint {
         authorization.set_sensitive(true);
         let origin = HeaderValue::try_from(config.origin.as_str())
             .map_err(|_| "proof.origin: not a valid header value".to_owned())?;
+        let base = config.base_url.as_str().trim_end_matches('/').to_owned();
         Ok(Self {
             url,
+            base,
             authorization,
             origin,
             connect_timeout: config.connect_timeout,
@@ -77,6 +85,61 @@ impl ProofEndpoint {
     /// The most a checkout waits for Proof, all attempts included.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// The base URL with `segments` appended, each percent-escaped: an id can never climb out of
+    /// its place in the path nor add a query.
+    fn url_with(&self, segments: &[&str]) -> Result<Uri, UpstreamError> {
+        let mut url = self.base.clone();
+        for segment in segments {
+            url.push('/');
+            push_escaped_segment(&mut url, segment);
+        }
+        Uri::try_from(url).map_err(|_| UpstreamError {
+            kind: UpstreamFailure::InvalidResponse {
+                status: 0,
+                cause: "the request URL could not be built",
+            },
+            attempts: 0,
+        })
+    }
+}
+
+/// Appends `segment` with every byte but letters, digits, `-`, `_` and `~` percent-encoded: `/`,
+/// `?`, `#` and `%` cannot change the path's shape, and `.` is encoded too, so an id of `..` is not
+/// a step up the path.
+fn push_escaped_segment(url: &mut String, segment: &str) {
+    use std::fmt::Write as _;
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
+            url.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(url, "%{byte:02X}");
+        }
+    }
+}
+
+/// One call to Proof, for the request, the retry rules and the logs.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    WidgetSession,
+    Transaction,
+    KycStatus,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Self::WidgetSession => "/widget/session",
+            Self::Transaction => "/widget/transactions",
+            Self::KycStatus => "/widget/users/kyc-status",
+        }
+    }
+
+    /// A read changes nothing at Proof, so it may be sent again whatever happened to it.
+    fn is_idempotent(self) -> bool {
+        !matches!(self, Self::WidgetSession)
     }
 }
 
@@ -118,6 +181,43 @@ impl ProofClient {
         body: Bytes,
         request_id: &RequestId,
     ) -> Result<UpstreamAnswer, UpstreamError> {
+        let url = self.endpoint.url.clone();
+        self.call(Call::WidgetSession, url, Some(body), request_id)
+            .await
+    }
+
+    /// `GET /widget/transactions/{merchant_transaction_id}`: Proof's answer, not yet checked for
+    /// whose transaction it is.
+    pub async fn transaction(
+        &self,
+        merchant_transaction_id: &str,
+        request_id: &RequestId,
+    ) -> Result<UpstreamAnswer, UpstreamError> {
+        let url = self
+            .endpoint
+            .url_with(&["widget", "transactions", merchant_transaction_id])?;
+        self.call(Call::Transaction, url, None, request_id).await
+    }
+
+    /// `GET /widget/users/{partner_user_id}/kyc-status`.
+    pub async fn kyc_status(
+        &self,
+        partner_user_id: &str,
+        request_id: &RequestId,
+    ) -> Result<UpstreamAnswer, UpstreamError> {
+        let url = self
+            .endpoint
+            .url_with(&["widget", "users", partner_user_id, "kyc-status"])?;
+        self.call(Call::KycStatus, url, None, request_id).await
+    }
+
+    async fn call(
+        &self,
+        call: Call,
+        url: Uri,
+        body: Option<Bytes>,
+        request_id: &RequestId,
+    ) -> Result<UpstreamAnswer, UpstreamError> {
         let endpoint = &*self.endpoint;
         let mut retry = RetryState::new(
             endpoint.max_attempts,
@@ -129,11 +229,11 @@ impl ProofClient {
                 break UpstreamFailure::Timeout { cause: "deadline" };
             };
             let attempt_timeout = endpoint.request_timeout.min(time_left);
-            let outcome =
-                tokio::time::timeout(attempt_timeout, self.attempt(body.clone(), request_id))
-                    .await
-                    .unwrap_or(Err(AttemptError::TimedOut));
-            let (why, failure) = match classify(outcome) {
+            let attempt = self.attempt(url.clone(), body.clone(), request_id);
+            let outcome = tokio::time::timeout(attempt_timeout, attempt)
+                .await
+                .unwrap_or(Err(AttemptError::TimedOut));
+            let (why, failure) = match classify(outcome, call.is_idempotent()) {
                 Verdict::Answer(answer) => return Ok(answer),
                 Verdict::Final(failure) => break failure,
                 Verdict::Retryable(why, failure) => (why, failure),
@@ -146,7 +246,8 @@ impl ProofClient {
                 attempt = retry.attempts(),
                 reason = %RetryReason(&failure),
                 backoff_ms = after.as_millis() as u64,
-                "retrying Proof /widget/session"
+                "retrying Proof {}",
+                call.name()
             );
             retry.retrying(why);
             tokio::time::sleep(after).await;
@@ -158,35 +259,39 @@ impl ProofClient {
         tracing::warn!(
             attempts = error.attempts,
             error = %error.kind,
-            "no usable answer from Proof /widget/session"
+            "no usable answer from Proof {}",
+            call.name()
         );
         Err(error)
     }
 
     async fn attempt(
         &self,
-        body: Bytes,
+        url: Uri,
+        body: Option<Bytes>,
         request_id: &RequestId,
     ) -> Result<RawAnswer, AttemptError> {
         let endpoint = &*self.endpoint;
         // Built from scratch: nothing of the browser's request (Cookie, Authorization, Host) is
         // copied. The secret goes in last.
-        let request = self
-            .http
-            .post(endpoint.url.clone())
-            .insert_header((
+        let mut request = match body {
+            Some(_) => self.http.request(Method::POST, url).insert_header((
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
-            ))
+            )),
+            None => self.http.request(Method::GET, url),
+        };
+        request = request
             .insert_header((header::ACCEPT, HeaderValue::from_static("application/json")))
             .insert_header((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)))
             .insert_header((header::ORIGIN, endpoint.origin.clone()))
             .insert_header((REQUEST_ID_HEADER, request_id.header_value().clone()))
             .insert_header((header::AUTHORIZATION, endpoint.authorization.clone()));
-        let mut response = request
-            .send_body(body)
-            .await
-            .map_err(AttemptError::from_send)?;
+        let sent = match body {
+            Some(body) => request.send_body(body).await,
+            None => request.send().await,
+        };
+        let mut response = sent.map_err(AttemptError::from_send)?;
         let status = response.status();
         let headers = response.headers();
         let content_type = headers.get(header::CONTENT_TYPE).cloned();
@@ -331,14 +436,23 @@ enum Verdict {
     Final(UpstreamFailure),
 }
 
-fn classify(outcome: Result<RawAnswer, AttemptError>) -> Verdict {
+/// What an attempt came to; `idempotent`: the call may be repeated whatever Proof did with it.
+fn classify(outcome: Result<RawAnswer, AttemptError>, idempotent: bool) -> Verdict {
     let answer = match outcome {
         Ok(answer) => answer,
         Err(AttemptError::NotSent(cause)) => {
             return Verdict::Retryable(Retryable::NotSent, UpstreamFailure::Unavailable { cause });
         }
+        Err(AttemptError::TimedOut) if idempotent => {
+            let failure = UpstreamFailure::Timeout { cause: "attempt" };
+            return Verdict::Retryable(Retryable::NotSent, failure);
+        }
         Err(AttemptError::TimedOut) => {
             return Verdict::Final(UpstreamFailure::Timeout { cause: "attempt" });
+        }
+        Err(AttemptError::Broken(cause)) if idempotent => {
+            let failure = UpstreamFailure::Unavailable { cause };
+            return Verdict::Retryable(Retryable::NotSent, failure);
         }
         Err(AttemptError::Broken(cause)) => {
             return Verdict::Final(UpstreamFailure::Unavailable { cause });
@@ -398,9 +512,10 @@ fn classify(outcome: Result<RawAnswer, AttemptError>) -> Verdict {
             (StatusCode::BAD_GATEWAY, Some("upstream_error" | "upstream_unavailable")) => {
                 Some(Retryable::ProviderFailed)
             }
-            (StatusCode::INTERNAL_SERVER_ERROR, Some("internal_error")) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("internal_error")) if !idempotent => {
                 Some(Retryable::InternalError)
             }
+            _ if idempotent => Some(Retryable::ProviderFailed),
             _ => None,
         };
         tracing::warn!(
@@ -468,6 +583,18 @@ mod tests {
     use std::io;
 
     use super::*;
+
+    #[test]
+    fn ids_stay_one_path_segment() {
+        let escaped = |segment: &str| {
+            let mut url = String::new();
+            push_escaped_segment(&mut url, segment);
+            url
+        };
+        assert_eq!(escaped("550e8400-e29b_41d4~a"), "550e8400-e29b_41d4~a");
+        assert_eq!(escaped("../a/b?c#d%"), "%2E%2E%2Fa%2Fb%3Fc%23d%25");
+        assert_eq!(escaped("caf\u{e9} x"), "caf%C3%A9%20x");
+    }
 
     #[test]
     fn the_declared_length_is_checked_only_for_bodies_as_sent() {

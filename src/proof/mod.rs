@@ -9,7 +9,7 @@ mod wire;
 
 pub use client::{ProofClient, ProofEndpoint, ProofEndpointSettings, UpstreamAnswer};
 pub use error::{UpstreamError, UpstreamFailure};
-pub use wire::WidgetSessionRequest;
+pub use wire::{WidgetSessionRequest, transaction_owner};
 
 /// The `[proof]` settings, checked: how to reach Proof, and what a checkout adds to each session.
 #[derive(Debug)]

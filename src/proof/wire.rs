@@ -56,6 +56,24 @@ impl fmt::Debug for WidgetSessionRequest<'_> {
     }
 }
 
+/// The one field of Proof's transaction that decides who may read it.
+#[derive(serde::Deserialize)]
+struct TransactionOwner<'a> {
+    #[serde(borrow)]
+    partner_user_id: Option<Cow<'a, str>>,
+}
+
+/// The `partner_user_id` of a `GET /widget/transactions/{id}` answer (a JSON object), if it has
+/// one: the user the transaction was created for.
+pub fn transaction_owner(body: &[u8]) -> Option<Cow<'_, str>> {
+    if !starts_like_object(body) {
+        return None;
+    }
+    serde_json::from_slice::<TransactionOwner>(body)
+        .ok()
+        .and_then(|t| t.partner_user_id)
+}
+
 /// The error slug in Proof's envelope, the only part of a 5xx body that decides a retry.
 #[derive(serde::Deserialize)]
 struct ProofErrorSlug<'a> {
@@ -108,6 +126,30 @@ pub(super) fn is_json_object(body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transactions_owner_is_its_partner_user_id() {
+        let owner = |body: &str| transaction_owner(body.as_bytes()).map(Cow::into_owned);
+        assert_eq!(
+            owner(
+                r#"{"merchant_transaction_id":"t","partner_user_id":"user-42","status":"pending"}"#
+            ),
+            Some("user-42".to_owned())
+        );
+        assert_eq!(
+            owner(r#"{"partner_user_id":"a\u002fb"}"#),
+            Some("a/b".to_owned())
+        );
+        for no_owner in [
+            r#"{"status":"pending"}"#,
+            r#"{"partner_user_id":7}"#,
+            r#"["user-42"]"#,
+            "",
+            "{",
+        ] {
+            assert_eq!(owner(no_owner), None, "{no_owner}");
+        }
+    }
 
     #[test]
     fn only_json_objects_are_widget_answers() {

@@ -24,9 +24,11 @@ type KeyedLimiter<K, C> =
 pub struct RateLimiter<C: Clock = DefaultClock> {
     per_user: KeyedLimiter<u64, C>,
     per_ip: KeyedLimiter<IpAddr, C>,
+    per_user_status: KeyedLimiter<u64, C>,
     user_key_hasher: RandomState,
     clock: C,
     policy: HeaderValue,
+    status_policy: HeaderValue,
 }
 
 impl<C: Clock> std::fmt::Debug for RateLimiter<C> {
@@ -62,19 +64,30 @@ impl<C: Clock + Clone> RateLimiter<C> {
             clock.clone(),
         )
         .with_middleware::<StateInformationMiddleware>();
-        let policy = config.policy_header();
+        let per_user_status = governor::RateLimiter::dashmap_with_clock(
+            quota(config.status_per_user_per_minute, config.status_burst()),
+            clock.clone(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
         Self {
             per_user,
             per_ip,
+            per_user_status,
             user_key_hasher: RandomState::new(),
             clock,
-            policy,
+            policy: config.policy_header(),
+            status_policy: config.status_policy_header(),
         }
     }
 
-    /// The `RateLimit-Policy` header value: the same on every answer.
+    /// The `RateLimit-Policy` header value: the same on every checkout answer.
     pub fn policy(&self) -> &HeaderValue {
         &self.policy
+    }
+
+    /// The `RateLimit-Policy` header value of the status routes.
+    pub fn status_policy(&self) -> &HeaderValue {
+        &self.status_policy
     }
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
@@ -85,8 +98,21 @@ impl<C: Clock + Clone> RateLimiter<C> {
     }
 
     pub fn check_user(&self, user_id: &str) -> Result<Allowance, Refusal> {
+        self.check_user_in(&self.per_user, LimitKind::PerUser, user_id)
+    }
+
+    pub fn check_user_status(&self, user_id: &str) -> Result<Allowance, Refusal> {
+        self.check_user_in(&self.per_user_status, LimitKind::PerUserStatus, user_id)
+    }
+
+    fn check_user_in(
+        &self,
+        limiter: &KeyedLimiter<u64, C>,
+        kind: LimitKind,
+        user_id: &str,
+    ) -> Result<Allowance, Refusal> {
         let key = self.user_key_hasher.hash_one(user_id);
-        match self.per_user.check_key(&key) {
+        match limiter.check_key(&key) {
             Ok(snapshot) => {
                 let quota = snapshot.quota();
                 let remaining = snapshot.remaining_burst_capacity();
@@ -94,14 +120,10 @@ impl<C: Clock + Clone> RateLimiter<C> {
                 let used = quota.burst_size().get().saturating_sub(remaining);
                 let reset = quota.replenish_interval().saturating_mul(used);
                 Ok(Allowance {
-                    rate_limit: rate_limit_header(
-                        LimitKind::PerUser,
-                        remaining,
-                        ceil_seconds(reset),
-                    ),
+                    rate_limit: rate_limit_header(kind, remaining, ceil_seconds(reset)),
                 })
             }
-            Err(not_until) => Err(self.refusal(LimitKind::PerUser, &not_until)),
+            Err(not_until) => Err(self.refusal(kind, &not_until)),
         }
     }
 
@@ -121,6 +143,8 @@ impl<C: Clock + Clone> RateLimiter<C> {
         self.per_user.shrink_to_fit();
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
+        self.per_user_status.retain_recent();
+        self.per_user_status.shrink_to_fit();
     }
 
     /// Live keys: (users, addresses).
@@ -157,6 +181,7 @@ mod tests {
             per_user_per_minute: per_minute,
             per_ip_burst: burst,
             per_ip_per_minute: per_minute,
+            status_per_user_per_minute: per_minute,
         }
     }
 

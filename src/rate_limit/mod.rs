@@ -40,6 +40,8 @@ pub const BACKEND_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub enum LimitKind {
     PerUser,
     PerIp,
+    /// The status routes' own per-user limit (`GET /checkout/{id}`, `GET /kyc-status`).
+    PerUserStatus,
 }
 
 impl LimitKind {
@@ -47,6 +49,7 @@ impl LimitKind {
         match self {
             Self::PerUser => "per_user",
             Self::PerIp => "per_ip",
+            Self::PerUserStatus => "per_user_status",
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct RateLimitConfig {
     pub per_user_per_minute: u32,
     pub per_ip_burst: u32,
     pub per_ip_per_minute: u32,
+    /// The status routes, per user; their burst is [`status_burst`](Self::status_burst).
+    pub status_per_user_per_minute: u32,
 }
 
 impl RateLimitConfig {
@@ -88,6 +93,24 @@ impl RateLimitConfig {
             self.per_ip_burst
         ))
         .unwrap_or(HeaderValue::from_static("\"per_user\";w=60"))
+    }
+
+    /// The status routes' burst: ten seconds' worth of their per-minute quota, so a page that
+    /// reloads or opens a second tab is not refused, while a scraper is held to the rate.
+    pub fn status_burst(&self) -> u32 {
+        (self.status_per_user_per_minute / 6).max(1)
+    }
+
+    /// The `RateLimit-Policy` value on the status routes' answers.
+    pub fn status_policy_header(&self) -> HeaderValue {
+        HeaderValue::try_from(format!(
+            "\"per_user_status\";q={};w=60;burst={}, \"per_ip\";q={};w=60;burst={}",
+            self.status_per_user_per_minute,
+            self.status_burst(),
+            self.per_ip_per_minute,
+            self.per_ip_burst
+        ))
+        .unwrap_or(HeaderValue::from_static("\"per_user_status\";w=60"))
     }
 }
 
@@ -150,6 +173,14 @@ impl RateLimits {
         }
     }
 
+    /// The `RateLimit-Policy` header value of the status routes.
+    pub fn status_policy(&self) -> &HeaderValue {
+        match self {
+            Self::Memory(limiter) => limiter.status_policy(),
+            Self::Redis(shared) => shared.limiter.status_policy(),
+        }
+    }
+
     /// The per-address limit.
     pub async fn check_ip(&self, ip: IpAddr) -> Result<(), LimitError> {
         match self {
@@ -173,6 +204,22 @@ impl RateLimits {
                 Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
                 Err(error) => shared
                     .backend_failed(LimitKind::PerUser, &error)
+                    .map(|()| None),
+            },
+        }
+    }
+
+    /// The status routes' per-user limit; `Ok(None)` as for [`check_user`](Self::check_user).
+    pub async fn check_user_status(&self, user_id: &str) -> Result<Option<Allowance>, LimitError> {
+        match self {
+            Self::Memory(limiter) => limiter
+                .check_user_status(user_id)
+                .map(Some)
+                .map_err(LimitError::Refused),
+            Self::Redis(shared) => match shared.limiter.check_user_status(user_id).await {
+                Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
+                Err(error) => shared
+                    .backend_failed(LimitKind::PerUserStatus, &error)
                     .map(|()| None),
             },
         }

@@ -46,8 +46,10 @@ pub struct RedisLimiter {
     keys: KeyHasher,
     per_user: Limit,
     per_ip: Limit,
+    per_user_status: Limit,
     script: LuaScript,
     policy: HeaderValue,
+    status_policy: HeaderValue,
 }
 
 impl RedisLimiter {
@@ -78,8 +80,14 @@ impl RedisLimiter {
                 quotas.per_ip_per_minute,
                 quotas.per_ip_burst,
             ),
+            per_user_status: Limit::new(
+                LimitKind::PerUserStatus,
+                quotas.status_per_user_per_minute,
+                quotas.status_burst(),
+            ),
             script: LuaScript::new(GCRA_SCRIPT),
             policy: quotas.policy_header(),
+            status_policy: quotas.status_policy_header(),
         }
     }
 
@@ -87,6 +95,11 @@ impl RedisLimiter {
     /// in-memory backend's for the same quotas.
     pub fn policy(&self) -> &HeaderValue {
         &self.policy
+    }
+
+    /// The `RateLimit-Policy` header value of the status routes.
+    pub fn status_policy(&self) -> &HeaderValue {
+        &self.status_policy
     }
 
     /// The connection the limits' state is kept through.
@@ -110,14 +123,28 @@ impl RedisLimiter {
         &self,
         user_id: &str,
     ) -> Result<Result<Allowance, Refusal>, BackendError> {
-        let key = self
-            .keys
-            .key(LimitKind::PerUser.code(), &[user_id.as_bytes()]);
-        Ok(match self.run(&self.per_user, key).await? {
+        self.check_user_in(&self.per_user, user_id).await
+    }
+
+    /// The status routes' per-user limit, as [`check_user`](Self::check_user).
+    pub async fn check_user_status(
+        &self,
+        user_id: &str,
+    ) -> Result<Result<Allowance, Refusal>, BackendError> {
+        self.check_user_in(&self.per_user_status, user_id).await
+    }
+
+    async fn check_user_in(
+        &self,
+        limit: &Limit,
+        user_id: &str,
+    ) -> Result<Result<Allowance, Refusal>, BackendError> {
+        let key = self.keys.key(limit.kind.code(), &[user_id.as_bytes()]);
+        Ok(match self.run(limit, key).await? {
             Outcome::Allowed { remaining } => Ok(Allowance {
-                rate_limit: self.per_user.allowance_header(remaining),
+                rate_limit: limit.allowance_header(remaining),
             }),
-            Outcome::Refused { wait } => Err(self.per_user.refusal(wait)),
+            Outcome::Refused { wait } => Err(limit.refusal(wait)),
         })
     }
 

@@ -114,6 +114,7 @@ pub fn base_settings(proof: &MockServer) -> Settings {
     settings.rate_limit.per_user_per_minute = 1000;
     settings.rate_limit.per_ip_burst = 1000;
     settings.rate_limit.per_ip_per_minute = 1000;
+    settings.rate_limit.status_per_user_per_minute = 1000;
     settings
 }
 

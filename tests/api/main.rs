@@ -14,5 +14,6 @@ mod redis_support;
 mod retries;
 mod sandbox_values;
 mod sessions;
+mod status;
 #[path = "../support/mod.rs"]
 mod support;

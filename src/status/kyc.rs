@@ -1,0 +1,22 @@
+//! `GET /kyc-status`: Proof's `GET /widget/users/{partner_user_id}/kyc-status` for the session
+//! user, byte for byte; Proof's 404 for a user it does not know yet passes through as Proof's.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{admit, relay};
+use crate::browser::BrowserConfig;
+use crate::checkout::{CheckoutContext, CheckoutError};
+use crate::proof::ProofClient;
+use crate::telemetry::RequestId;
+
+pub async fn kyc_status(
+    req: HttpRequest,
+    request_id: RequestId,
+    browser: web::Data<BrowserConfig>,
+    context: web::Data<CheckoutContext>,
+    proof: web::Data<ProofClient>,
+) -> Result<HttpResponse, CheckoutError> {
+    let reader = admit(&req, &browser, &context).await?;
+    let answer = proof.kyc_status(&reader.user.user_id, &request_id).await?;
+    Ok(relay(answer, &reader, &context))
+}

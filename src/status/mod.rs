@@ -1,0 +1,76 @@
+//! After the widget: what became of the user's checkout, relayed from Proof and never another
+//! user's. `GET /checkout/{merchant_transaction_id}` ([`transaction`]) and `GET /kyc-status`
+//! ([`kyc`]) answer with Proof's bytes. Proof's API itself (the calls, their retries, its wire
+//! types) stays in [`crate::proof`]; this module decides who may see what.
+//!
+//! Both routes run the checkout's caller phases (the client's address and its limit, the session)
+//! with two differences: a request without `Origin` is served (a same-origin `GET` sends none), and
+//! the user is counted against the status routes' own limit (`status_per_user_per_minute`), so
+//! polling never eats into the checkout budget.
+
+mod kyc;
+mod transaction;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+
+pub use kyc::kyc_status;
+pub use transaction::transaction_status;
+
+use crate::browser::{BrowserConfig, check_reader};
+use crate::checkout::caller::{authenticate, limit_client_ip, limit_error, resolve_client_ip};
+use crate::checkout::{CheckoutContext, CheckoutError};
+use crate::proof::UpstreamAnswer;
+use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY};
+use crate::session::SessionUser;
+
+/// The reader, once admitted: who they are, and their standing against the status limit.
+struct Reader {
+    user: SessionUser,
+    /// None when the shared backend failed and `on_backend_error` let the request through.
+    allowance: Option<Allowance>,
+}
+
+/// The phases before a status route's own work, in order.
+async fn admit(
+    req: &HttpRequest,
+    browser: &BrowserConfig,
+    context: &CheckoutContext,
+) -> Result<Reader, CheckoutError> {
+    if context.readiness.is_draining() {
+        return Err(CheckoutError::ShuttingDown);
+    }
+    check_reader(req, browser)?;
+    let client_ip = resolve_client_ip(req, context);
+    limit_client_ip(client_ip, context).await?;
+    let user = authenticate(req, context).await?;
+    let allowance = context
+        .rate_limits
+        .check_user_status(&user.user_id)
+        .await
+        .map_err(|error| limit_error(error, context))?;
+    Ok(Reader { user, allowance })
+}
+
+/// Proof's answer, byte for byte, with the status limit's headers.
+fn relay(answer: UpstreamAnswer, reader: &Reader, context: &CheckoutContext) -> HttpResponse {
+    let mut response = HttpResponse::build(answer.status);
+    response.insert_header((
+        header::CONTENT_TYPE,
+        answer
+            .content_type
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    ));
+    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    if let Some(retry_after) = answer.retry_after {
+        response.insert_header((header::RETRY_AFTER, retry_after));
+    }
+    response.insert_header((
+        RATE_LIMIT_POLICY,
+        context.rate_limits.status_policy().clone(),
+    ));
+    if let Some(allowance) = &reader.allowance {
+        response.insert_header((RATE_LIMIT, allowance.rate_limit.clone()));
+    }
+    response.body(answer.body)
+}

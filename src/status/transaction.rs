@@ -1,0 +1,82 @@
+//! `GET /checkout/{merchant_transaction_id}`: Proof's `GET /widget/transactions/{id}`, byte for
+//! byte, only when its `partner_user_id` is the session user's. An unknown id, a malformed one
+//! (which never reaches Proof) and another user's all get the same 404.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{admit, relay};
+use crate::browser::BrowserConfig;
+use crate::checkout::{CheckoutContext, CheckoutError};
+use crate::proof::{ProofClient, transaction_owner};
+use crate::telemetry::RequestId;
+
+/// Proof's ids are UUIDs; anything outside this is not one of them.
+const MAX_TRANSACTION_ID_LEN: usize = 64;
+
+pub async fn transaction_status(
+    req: HttpRequest,
+    request_id: RequestId,
+    browser: web::Data<BrowserConfig>,
+    context: web::Data<CheckoutContext>,
+    proof: web::Data<ProofClient>,
+) -> Result<HttpResponse, CheckoutError> {
+    let reader = admit(&req, &browser, &context).await?;
+    let id = req
+        .match_info()
+        .get("merchant_transaction_id")
+        .unwrap_or("");
+    if !is_transaction_id(id) {
+        tracing::info!("transaction id malformed: not asked of Proof");
+        return Err(CheckoutError::NotFound);
+    }
+    let answer = proof.transaction(id, &request_id).await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(CheckoutError::NotFound);
+    }
+    if answer.status.is_success() {
+        let owner = transaction_owner(&answer.body);
+        if owner.as_deref() != Some(reader.user.user_id.as_str()) {
+            // Logged without either user id: the owner is another user's personal data.
+            tracing::info!(
+                owner_known = owner.is_some(),
+                "transaction refused: not the session user's"
+            );
+            return Err(CheckoutError::NotFound);
+        }
+    }
+    Ok(relay(answer, &reader, &context))
+}
+
+/// Letters, digits, `-` and `_`, at most 64: a UUID and the like, nothing that could mean
+/// something else in a path.
+fn is_transaction_id(id: &str) -> bool {
+    (1..=MAX_TRANSACTION_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_ids_reach_proof() {
+        assert!(is_transaction_id("550e8400-e29b-41d4-a716-446655440000"));
+        assert!(is_transaction_id("tx_1"));
+        let too_long = "a".repeat(65);
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a b",
+            "a%2Fb",
+            "a?b",
+            "tx.1",
+            too_long.as_str(),
+        ] {
+            assert!(!is_transaction_id(bad), "{bad:?}");
+        }
+    }
+}
