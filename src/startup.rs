@@ -19,7 +19,7 @@ use crate::proof::ProofClient;
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::status;
-use crate::telemetry::{BffRootSpan, RequestIdMiddleware};
+use crate::telemetry::{BffRootSpan, HiddenRoute, RequestIdMiddleware};
 
 pub struct Application {
     port: u16,
@@ -70,6 +70,11 @@ impl Application {
             idempotency: config.idempotency,
         });
         let readiness_data = web::Data::from(readiness.clone());
+        let status_context = web::Data::new(status::StatusContext::new(
+            &config.status,
+            endpoint.request_timeout(),
+        ));
+        let webhook_path = config.status.webhook_path.clone();
         let sandbox = config.sandbox.map(web::Data::new);
         let limits = ConnectionLimits {
             client_request_timeout: config.server.client_request_timeout,
@@ -89,6 +94,7 @@ impl Application {
                 .app_data(browser.clone())
                 .app_data(context.clone())
                 .app_data(readiness_data.clone())
+                .app_data(status_context.clone())
                 .app_data(proof)
                 .service(
                     web::resource("/start-checkout")
@@ -102,6 +108,11 @@ impl Application {
                         .default_service(web::to(http::method_not_allowed)),
                 )
                 .service(
+                    web::resource("/checkout/{merchant_transaction_id}/events")
+                        .route(web::get().to(status::transaction_events))
+                        .default_service(web::to(http::method_not_allowed)),
+                )
+                .service(
                     web::resource("/kyc-status")
                         .route(web::get().to(status::kyc_status))
                         .default_service(web::to(http::method_not_allowed)),
@@ -111,6 +122,20 @@ impl Application {
                 .route("/healthz", web::head().to(http::healthz))
                 .route("/readyz", web::get().to(http::readyz))
                 .route("/readyz", web::head().to(http::readyz))
+                .configure(|app| {
+                    // Proof's webhook, only where the operator put it.
+                    if let Some(path) = &webhook_path {
+                        app.app_data(web::Data::new(HiddenRoute {
+                            path: path.clone(),
+                            label: "{status.webhook_path}",
+                        }))
+                        .service(
+                            web::resource(path.as_str())
+                                .route(web::post().to(status::webhook))
+                                .default_service(web::to(http::method_not_allowed)),
+                        );
+                    }
+                })
                 .configure(|app| {
                     // The demo page and dev login exist only in sandbox mode.
                     if let Some(session) = sandbox {

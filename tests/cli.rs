@@ -178,6 +178,16 @@ impl Config {
                     ("status_per_user_per_minute", raw("60")),
                 ],
             ),
+            (
+                "status",
+                vec![
+                    ("poll_interval_s", raw("5")),
+                    ("max_streams_per_user", raw("3")),
+                    ("max_streams", raw("10000")),
+                    ("max_stream_duration_s", raw("3600")),
+                    ("webhook_path", s("")),
+                ],
+            ),
             ("log", vec![("format", s("json")), ("level", s("info"))]),
         ];
         Self {
@@ -396,6 +406,21 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             "redis timeout zero",
             redis_backend().set("rate_limit", "redis_timeout_ms", "0"),
             vec!["rate_limit.redis_timeout_ms"],
+        ),
+        (
+            "status poll interval zero",
+            Config::valid().set("status", "poll_interval_s", "0"),
+            vec!["status.poll_interval_s"],
+        ),
+        (
+            "short webhook path",
+            Config::valid().set_str("status", "webhook_path", "/hook-123"),
+            vec!["status.webhook_path", "only secret"],
+        ),
+        (
+            "webhook path under a route of the service",
+            Config::valid().set_str("status", "webhook_path", "/checkout/0123456789abcdef0123"),
+            vec!["status.webhook_path", "own routes"],
         ),
         (
             "idempotency ttl zero",

@@ -45,6 +45,8 @@ pub enum CheckoutError {
     /// Unknown, malformed or another user's: the same answer for each, so ids cannot be probed.
     #[error("no such transaction")]
     NotFound,
+    #[error("too many event streams")]
+    TooManyStreams,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
@@ -151,6 +153,12 @@ impl CheckoutError {
                 "not_found",
                 "no such transaction".into(),
             ),
+            E::TooManyStreams => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too_many_streams",
+                "too many open status streams: close one and try again".into(),
+            ),
             E::Upstream(e) => match e.kind {
                 UpstreamFailure::Misconfigured { .. } => (
                     StatusCode::BAD_GATEWAY,
@@ -210,6 +218,12 @@ impl ResponseError for CheckoutError {
                 );
                 headers.insert(RATE_LIMIT_POLICY, policy.clone());
                 headers.insert(RATE_LIMIT, refusal.rate_limit.clone());
+            }
+            CheckoutError::TooManyStreams => {
+                // A stream closes when its page does; a few seconds is enough.
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             CheckoutError::RequestInProgress => {
                 response

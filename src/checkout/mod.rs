@@ -16,7 +16,7 @@ pub use context::CheckoutContext;
 pub use error::CheckoutError;
 pub use policy::{CheckoutPolicy, CheckoutType};
 pub use request::{CheckoutRequest, ValidationError, parse_checkout_request};
-pub use route::start_checkout;
+pub use route::{read_body, start_checkout};
 
 #[cfg(test)]
 mod tests;

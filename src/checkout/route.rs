@@ -170,7 +170,7 @@ fn require_json(req: &HttpRequest) -> Result<(), CheckoutError> {
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
 /// The payload ends with a timeout error once the request's time is up (see `RequestBodyBound`).
-async fn read_body(
+pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

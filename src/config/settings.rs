@@ -18,6 +18,7 @@ pub struct Settings {
     pub client_ip: ClientIpSettings,
     pub checkout: CheckoutSettings,
     pub rate_limit: RateLimitSettings,
+    pub status: StatusSettings,
     pub log: LogSettings,
 }
 
@@ -294,6 +295,29 @@ impl Default for RateLimitSettings {
             per_ip_per_minute: 60,
             on_backend_error: OnBackendError::Deny,
             status_per_user_per_minute: 60,
+        }
+    }
+}
+
+/// `[status]`: the transaction event streams and the webhook receiver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    pub poll_interval_s: u64,
+    pub max_streams_per_user: usize,
+    pub max_streams: usize,
+    pub max_stream_duration_s: u64,
+    pub webhook_path: String,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_s: 5,
+            max_streams_per_user: 3,
+            max_streams: 10_000,
+            max_stream_duration_s: 3600,
+            webhook_path: String::new(),
         }
     }
 }

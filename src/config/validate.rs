@@ -24,6 +24,7 @@ use crate::rate_limit::{
 };
 use crate::session::{DevSession, SessionSource};
 use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
+use crate::status::StatusConfig;
 use crate::telemetry::LogConfig;
 
 /// Everything the service runs on, checked.
@@ -39,6 +40,7 @@ pub struct AppConfig {
     pub rate_limit: RateLimits,
     /// Where `Idempotency-Key` answers and dedupe locks are kept: the rate limits' backend.
     pub idempotency: IdempotencyStore,
+    pub status: StatusConfig,
     pub log: LogConfig,
     /// Set only by `--sandbox`, never from the file or the environment: it adds the dev login and
     /// the demo page.
@@ -89,6 +91,7 @@ impl Settings {
             .map_err(ConfigError)?,
             rate_limit,
             idempotency,
+            status: validate_status(self.status)?,
             log: validate_log(self.log)?,
             sandbox: None,
         })
@@ -462,6 +465,84 @@ fn validate_redis_url(redis_url: &SecretString) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+const MAX_POLL_INTERVAL_S: u64 = 3600;
+const MAX_STREAM_DURATION_S: u64 = 24 * 3600;
+/// The webhook's path is its only secret: at least this many characters after the `/`.
+const MIN_WEBHOOK_PATH_SECRET: usize = 16;
+
+fn validate_status(s: StatusSettings) -> Result<StatusConfig, ConfigError> {
+    if !(1..=MAX_POLL_INTERVAL_S).contains(&s.poll_interval_s) {
+        return Err(ConfigError::key(
+            "status.poll_interval_s",
+            format!("must be between 1 and {MAX_POLL_INTERVAL_S}"),
+        ));
+    }
+    for (key, value) in [
+        ("status.max_streams_per_user", s.max_streams_per_user),
+        ("status.max_streams", s.max_streams),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::key(key, "must be at least 1"));
+        }
+    }
+    if !(1..=MAX_STREAM_DURATION_S).contains(&s.max_stream_duration_s) {
+        return Err(ConfigError::key(
+            "status.max_stream_duration_s",
+            format!("must be between 1 and {MAX_STREAM_DURATION_S}"),
+        ));
+    }
+    let webhook_path = match s.webhook_path.trim() {
+        "" => None,
+        path => Some(validate_webhook_path(path)?),
+    };
+    Ok(StatusConfig {
+        poll_interval: Duration::from_secs(s.poll_interval_s),
+        max_streams_per_user: s.max_streams_per_user,
+        max_streams: s.max_streams,
+        max_stream_duration: Duration::from_secs(s.max_stream_duration_s),
+        webhook_path,
+    })
+}
+
+/// A path of its own, long and plain; never quoted back, since it is a secret.
+fn validate_webhook_path(path: &str) -> Result<String, ConfigError> {
+    const KEY: &str = "status.webhook_path";
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(ConfigError::key(KEY, "must start with /"));
+    };
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'))
+        || rest
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err(ConfigError::key(
+            KEY,
+            "must be a plain path: letters, digits, - _ . ~ between single slashes",
+        ));
+    }
+    if rest.len() < MIN_WEBHOOK_PATH_SECRET {
+        return Err(ConfigError::key(
+            KEY,
+            format!(
+                "must be long and random: it is the webhook's only secret (at least {MIN_WEBHOOK_PATH_SECRET} characters after the first /)"
+            ),
+        ));
+    }
+    let first = rest.split('/').next().unwrap_or("");
+    if matches!(
+        first,
+        "start-checkout" | "checkout" | "kyc-status" | "healthz" | "readyz" | "sandbox" | "metrics"
+    ) {
+        return Err(ConfigError::key(
+            KEY,
+            "must not lie under one of the service's own routes",
+        ));
+    }
+    Ok(path.to_owned())
 }
 
 fn validate_log(s: LogSettings) -> Result<LogConfig, ConfigError> {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
+use tokio::sync::Notify;
 
 use super::envelope_response;
 
@@ -59,6 +60,8 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
 #[derive(Debug, Default)]
 pub struct Readiness {
     draining: AtomicBool,
+    /// Wakes what must end when a drain starts (event streams), so they do not hold it open.
+    drain_started: Notify,
     /// Set while the shared rate limit backend, when checkouts need it, did not answer its last
     /// check.
     rate_limit_backend_down: AtomicBool,
@@ -87,10 +90,23 @@ impl Readiness {
     }
 
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+        self.draining.store(true, Ordering::SeqCst);
+        self.drain_started.notify_waiters();
+    }
+
+    /// Returns once a drain has started (at once if one has).
+    pub async fn drain_started(&self) {
+        let started = self.drain_started.notified();
+        let mut started = std::pin::pin!(started);
+        // Registered before the flag is read, so a drain starting in between is not missed.
+        started.as_mut().enable();
+        if self.is_draining() {
+            return;
+        }
+        started.await;
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.draining.load(Ordering::SeqCst)
     }
 }

@@ -23,7 +23,7 @@ use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
-const USER_AGENT: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
 
 /// What the worker-independent part of the client needs, built once from the configuration.
 #[derive(Debug)]
@@ -82,9 +82,41 @@ impl ProofEndpoint {
         })
     }
 
+    /// The most one attempt waits for Proof's answer.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// The most a checkout waits for Proof, all attempts included.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// The base URL with `segments` and one query parameter, every part percent-escaped.
+    pub(super) fn url_with_query(
+        &self,
+        segments: &[&str],
+        name: &str,
+        value: &str,
+    ) -> Result<Uri, UpstreamError> {
+        let mut url = self.base.clone();
+        for segment in segments {
+            url.push('/');
+            push_escaped_segment(&mut url, segment);
+        }
+        url.push('?');
+        push_escaped_segment(&mut url, name);
+        url.push('=');
+        push_escaped_segment(&mut url, value);
+        Uri::try_from(url).map_err(|_| unbuildable_url())
+    }
+
+    pub(super) fn origin(&self) -> &HeaderValue {
+        &self.origin
+    }
+
+    pub(super) fn authorization(&self) -> &HeaderValue {
+        &self.authorization
     }
 
     /// The base URL with `segments` appended, each percent-escaped: an id can never climb out of
@@ -95,13 +127,17 @@ impl ProofEndpoint {
             url.push('/');
             push_escaped_segment(&mut url, segment);
         }
-        Uri::try_from(url).map_err(|_| UpstreamError {
-            kind: UpstreamFailure::InvalidResponse {
-                status: 0,
-                cause: "the request URL could not be built",
-            },
-            attempts: 0,
-        })
+        Uri::try_from(url).map_err(|_| unbuildable_url())
+    }
+}
+
+fn unbuildable_url() -> UpstreamError {
+    UpstreamError {
+        kind: UpstreamFailure::InvalidResponse {
+            status: 0,
+            cause: "the request URL could not be built",
+        },
+        attempts: 0,
     }
 }
 
@@ -154,7 +190,9 @@ pub struct UpstreamAnswer {
     pub body: Bytes,
 }
 
-/// One per worker: awc's client is not `Send`, and each keeps its own connection pool.
+/// One per worker: awc's client is not `Send`, and each keeps its own connection pool. Clones
+/// share both (a status watcher takes one along).
+#[derive(Clone)]
 pub struct ProofClient {
     http: awc::Client,
     endpoint: Arc<ProofEndpoint>,
@@ -172,6 +210,14 @@ impl ProofClient {
             .no_default_headers()
             .finish();
         Self { http, endpoint }
+    }
+
+    pub(super) fn endpoint(&self) -> &ProofEndpoint {
+        &self.endpoint
+    }
+
+    pub(super) fn http(&self) -> &awc::Client {
+        &self.http
     }
 
     /// Creates a widget session, retrying only what Proof says is safe to retry and always with

@@ -1,15 +1,17 @@
 //! Everything that speaks Proof's partner API: the per-worker client with its retry rules
-//! ([`client`]) and Proof's wire types ([`wire`]). Nothing outside this folder builds a request to
-//! Proof or reads one of its answers.
+//! ([`client`]), the transaction WebSocket ([`websocket`]) and Proof's wire types ([`wire`]).
+//! Nothing outside this folder builds a request to Proof or reads one of its answers.
 
 mod client;
 mod error;
 mod retry;
+mod websocket;
 mod wire;
 
 pub use client::{ProofClient, ProofEndpoint, ProofEndpointSettings, UpstreamAnswer};
 pub use error::{UpstreamError, UpstreamFailure};
-pub use wire::{WidgetSessionRequest, transaction_owner};
+pub use websocket::{TransactionUpdates, WebSocketUnavailable};
+pub use wire::{WidgetSessionRequest, transaction_owner, transaction_status};
 
 /// The `[proof]` settings, checked: how to reach Proof, and what a checkout adds to each session.
 #[derive(Debug)]

@@ -56,22 +56,31 @@ impl fmt::Debug for WidgetSessionRequest<'_> {
     }
 }
 
-/// The one field of Proof's transaction that decides who may read it.
+/// The fields of Proof's transaction the service acts on: who may read it, and where it stands.
 #[derive(serde::Deserialize)]
-struct TransactionOwner<'a> {
+struct TransactionFields<'a> {
     #[serde(borrow)]
     partner_user_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+}
+
+fn transaction_fields(body: &[u8]) -> Option<TransactionFields<'_>> {
+    if !starts_like_object(body) {
+        return None;
+    }
+    serde_json::from_slice::<TransactionFields>(body).ok()
 }
 
 /// The `partner_user_id` of a `GET /widget/transactions/{id}` answer (a JSON object), if it has
 /// one: the user the transaction was created for.
 pub fn transaction_owner(body: &[u8]) -> Option<Cow<'_, str>> {
-    if !starts_like_object(body) {
-        return None;
-    }
-    serde_json::from_slice::<TransactionOwner>(body)
-        .ok()
-        .and_then(|t| t.partner_user_id)
+    transaction_fields(body).and_then(|t| t.partner_user_id)
+}
+
+/// The `status` of a `GET /widget/transactions/{id}` answer, if it has one.
+pub fn transaction_status(body: &[u8]) -> Option<Cow<'_, str>> {
+    transaction_fields(body).and_then(|t| t.status)
 }
 
 /// The error slug in Proof's envelope, the only part of a 5xx body that decides a retry.

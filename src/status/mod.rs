@@ -1,21 +1,71 @@
 //! After the widget: what became of the user's checkout, relayed from Proof and never another
 //! user's. `GET /checkout/{merchant_transaction_id}` ([`transaction`]) and `GET /kyc-status`
-//! ([`kyc`]) answer with Proof's bytes. Proof's API itself (the calls, their retries, its wire
-//! types) stays in [`crate::proof`]; this module decides who may see what.
+//! ([`kyc`]) answer with Proof's bytes; `GET /checkout/{id}/events` ([`stream`]) follows the
+//! transaction live through one shared [`watcher`] per transaction, within the stream
+//! [`limits`], in the [`event`] format; Proof's webhook ([`webhook`]) only hints. Proof's API
+//! itself (the calls, their retries, the WebSocket, its wire types) stays in [`crate::proof`];
+//! this module decides who may see what.
 //!
 //! Both routes run the checkout's caller phases (the client's address and its limit, the session)
 //! with two differences: a request without `Origin` is served (a same-origin `GET` sends none), and
 //! the user is counted against the status routes' own limit (`status_per_user_per_minute`), so
 //! polling never eats into the checkout budget.
 
+mod event;
 mod kyc;
+mod limits;
+mod stream;
 mod transaction;
+mod watcher;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
 pub use kyc::kyc_status;
+pub use limits::StreamLimits;
+pub use stream::transaction_events;
 pub use transaction::transaction_status;
+pub use watcher::Watchers;
+pub use webhook::{MAX_WEBHOOK_BYTES, webhook};
+
+/// The `[status]` settings, checked.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    pub poll_interval: Duration,
+    pub max_streams_per_user: usize,
+    pub max_streams: usize,
+    pub max_stream_duration: Duration,
+    /// Where Proof's webhook is received; `None`: no receiver.
+    pub webhook_path: Option<String>,
+}
+
+/// What every worker shares for the event streams: the watchers, the stream counts.
+#[derive(Debug)]
+pub struct StatusContext {
+    pub watchers: Arc<Watchers>,
+    pub limits: Arc<StreamLimits>,
+    pub max_stream_duration: Duration,
+    seen_hints: webhook::SeenHints,
+}
+
+impl StatusContext {
+    /// `websocket_timeout`: how long opening Proof's WebSocket may take.
+    pub fn new(config: &StatusConfig, websocket_timeout: Duration) -> Self {
+        Self {
+            watchers: Arc::new(Watchers::new(config.poll_interval, websocket_timeout)),
+            limits: Arc::new(StreamLimits::new(
+                config.max_streams_per_user,
+                config.max_streams,
+            )),
+            max_stream_duration: config.max_stream_duration,
+            seen_hints: webhook::SeenHints::default(),
+        }
+    }
+}
 
 use crate::browser::{BrowserConfig, check_reader};
 use crate::checkout::caller::{authenticate, limit_client_ip, limit_error, resolve_client_ip};

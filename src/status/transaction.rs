@@ -5,10 +5,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{admit, relay};
+use super::{Reader, admit, relay};
 use crate::browser::BrowserConfig;
 use crate::checkout::{CheckoutContext, CheckoutError};
-use crate::proof::{ProofClient, transaction_owner};
+use crate::proof::{ProofClient, UpstreamAnswer, transaction_owner};
 use crate::telemetry::RequestId;
 
 /// Proof's ids are UUIDs; anything outside this is not one of them.
@@ -22,15 +22,34 @@ pub async fn transaction_status(
     proof: web::Data<ProofClient>,
 ) -> Result<HttpResponse, CheckoutError> {
     let reader = admit(&req, &browser, &context).await?;
+    let id = transaction_id(&req)?;
+    let answer = owned_transaction(&proof, id, &reader, &request_id).await?;
+    Ok(relay(answer, &reader, &context))
+}
+
+/// The route's transaction id, if it is one that may be asked of Proof.
+pub(super) fn transaction_id(req: &HttpRequest) -> Result<&str, CheckoutError> {
     let id = req
         .match_info()
         .get("merchant_transaction_id")
         .unwrap_or("");
-    if !is_transaction_id(id) {
+    if is_transaction_id(id) {
+        Ok(id)
+    } else {
         tracing::info!("transaction id malformed: not asked of Proof");
-        return Err(CheckoutError::NotFound);
+        Err(CheckoutError::NotFound)
     }
-    let answer = proof.transaction(id, &request_id).await?;
+}
+
+/// Proof's answer for the transaction when it is the reader's (or one of Proof's own 4xx other
+/// than its 404); an unknown or another user's transaction is [`CheckoutError::NotFound`].
+pub(super) async fn owned_transaction(
+    proof: &ProofClient,
+    id: &str,
+    reader: &Reader,
+    request_id: &RequestId,
+) -> Result<UpstreamAnswer, CheckoutError> {
+    let answer = proof.transaction(id, request_id).await?;
     if answer.status == StatusCode::NOT_FOUND {
         return Err(CheckoutError::NotFound);
     }
@@ -45,7 +64,7 @@ pub async fn transaction_status(
             return Err(CheckoutError::NotFound);
         }
     }
-    Ok(relay(answer, &reader, &context))
+    Ok(answer)
 }
 
 /// Letters, digits, `-` and `_`, at most 64: a UUID and the like, nothing that could mean

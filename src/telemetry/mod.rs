@@ -13,4 +13,4 @@ mod root_span;
 
 pub use logging::{LogConfig, LogFormat, init, install, subscriber, subscriber_with_filter};
 pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService};
-pub use root_span::BffRootSpan;
+pub use root_span::{BffRootSpan, HiddenRoute};

@@ -28,7 +28,8 @@ impl RequestId {
         Self::generate()
     }
 
-    fn generate() -> Self {
+    /// A fresh id, for the calls the service makes on its own (a status watcher's polls).
+    pub fn generate() -> Self {
         let mut buffer = uuid::Uuid::encode_buffer();
         let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
         Self(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown")))

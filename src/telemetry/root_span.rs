@@ -9,6 +9,13 @@ use tracing_actix_web::RootSpanBuilder;
 
 use super::request_id::{RequestId, RequestStart};
 
+/// A route whose path is a secret (Proof's webhook: the path is all it has), logged as `label`.
+#[derive(Debug)]
+pub struct HiddenRoute {
+    pub path: String,
+    pub label: &'static str,
+}
+
 /// Root span of every request. `client_ip` and `user_id` start empty and are recorded by the
 /// checkout handler once they are known, from the server's own resolution, never from the
 /// spoofable `X-Forwarded-For` that the default builder reads.
@@ -21,7 +28,14 @@ impl RootSpanBuilder for BffRootSpan {
             .get::<RequestId>()
             .map(RequestId::as_str)
             .unwrap_or("");
-        let route = request.match_pattern();
+        // A route whose path is a secret is named by its label instead.
+        let hidden = request
+            .app_data::<actix_web::web::Data<HiddenRoute>>()
+            .filter(|hidden| hidden.path == request.path());
+        let route = match hidden {
+            Some(hidden) => Some(hidden.label.to_owned()),
+            None => request.match_pattern(),
+        };
         tracing::info_span!(
             "http_request",
             http.method = %request.method(),

@@ -4,6 +4,7 @@ mod checkout;
 mod client_ip;
 mod connections;
 mod errors;
+mod events;
 mod helpers;
 mod idempotency;
 mod probes;
