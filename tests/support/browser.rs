@@ -120,7 +120,7 @@ impl Browser {
             if ready(&text) {
                 return text;
             }
-            if started.elapsed() > Duration::from_secs(15) {
+            if started.elapsed() > Duration::from_secs(30) {
                 panic!("{css} never became ready; last text: {text:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -40,6 +40,36 @@ function widgetCall(params) {
   return `proofWidget.run({\n${lines.join("\n")}\n});`;
 }
 
+// The transaction's live status, as a partner's page follows it after the widget: an EventSource
+// on /checkout/{id}/events, closed at the terminal status.
+let statusEvents = null;
+
+function followTransaction(merchantTransactionId) {
+  if (statusEvents) {
+    statusEvents.close();
+  }
+  $("tx-events").replaceChildren();
+  show("tx-status", `Following ${merchantTransactionId}...`);
+  statusEvents = new EventSource(`/checkout/${encodeURIComponent(merchantTransactionId)}/events`,
+    { withCredentials: true });
+  statusEvents.addEventListener("status", (event) => {
+    const tx = JSON.parse(event.data);
+    const item = document.createElement("li");
+    item.textContent = tx.status;
+    $("tx-events").append(item);
+    show("tx-status", `Status: ${tx.status}`);
+    if (["completed", "failed", "cancelled"].includes(tx.status)) {
+      statusEvents.close();
+      statusEvents = null;
+    }
+  });
+  statusEvents.addEventListener("error", () => {
+    if (statusEvents && statusEvents.readyState === EventSource.CLOSED) {
+      show("tx-status", "The status stream was refused.");
+    }
+  });
+}
+
 async function login(event) {
   event.preventDefault();
   show("login-status", "Signing in...");
@@ -88,6 +118,7 @@ async function startCheckout(event) {
     show("result-status", `200 OK (request id ${requestId})`);
     show("result", answer.text);
     show("widget-call", widgetCall(answer.body));
+    followTransaction(answer.body.merchant_transaction_id);
   } else {
     const retryAfter = response.headers.get("Retry-After");
     const wait = retryAfter ? `, retry after ${retryAfter} s` : "";
