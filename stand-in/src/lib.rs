@@ -315,10 +315,7 @@ impl StandInControls {
     /// Accepts (`true`) or refuses with 503 `websocket_unavailable` (`false`) the next WebSocket
     /// upgrades; connections already open carry on.
     pub fn set_websocket_enabled(&self, enabled: bool) {
-        self.shared
-            .websockets
-            .enabled
-            .store(enabled, Ordering::Release);
+        self.shared.websockets.set_enabled(enabled);
     }
 
     /// Sends each webhook twice (`true`), as Proof's "duplicates possible" allows, or once.

@@ -16,7 +16,7 @@ use super::{Shared, StandInConfig};
 /// The WebSocket switch and counters, shared with [`super::StandInControls`].
 #[derive(Debug)]
 pub(super) struct WebSockets {
-    pub(super) enabled: AtomicBool,
+    enabled: AtomicBool,
     max_open: usize,
     open: AtomicUsize,
     accepted: AtomicU64,
@@ -30,6 +30,10 @@ impl WebSockets {
             open: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
         }
+    }
+
+    pub(super) fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Release);
     }
 
     /// Connections open now.

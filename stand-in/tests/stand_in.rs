@@ -3,8 +3,11 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use awc::error::{WsClientError, WsProtocolError};
+use awc::ws::{CloseCode, Frame, Message};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use proof_stand_in::{
     ProofStandIn, SignedFields, StandInClock, StandInConfig, StandInControls, session_signature,
@@ -13,6 +16,8 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "pk_test_stand_in_9c1e5b2d4f60a8e1";
 const ORIGIN: &str = "https://partner.example.com";
@@ -1074,10 +1079,6 @@ const UPDATE_FIELDS: [&str; 9] = [
     "occurred_at",
 ];
 
-use awc::error::{WsClientError, WsProtocolError};
-use awc::ws::{CloseCode, Frame, Message};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
-
 /// awc's client runs on the current thread's local task set.
 async fn local<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::LocalSet::new().run_until(future).await
@@ -1527,9 +1528,6 @@ async fn websockets_beyond_max_websockets_are_refused_with_503() {
 }
 
 // The webhook
-
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const WEBHOOK_PATH: &str = "/proof-webhook/2b8f0c1e";
 
