@@ -17,8 +17,8 @@ pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 /// replaced by a fresh one.
 const MAX_REQUEST_ID_LEN: usize = 200;
 
-/// Checks the token, then the Origin, then runs the route; every answer gets `X-Request-Id` and
-/// `Content-Type: application/json`.
+/// Checks the token, then the Origin, then runs the route; every answer gets `X-Request-Id` and,
+/// unless it upgrades to a WebSocket, `Content-Type: application/json`.
 pub(super) async fn gate<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
@@ -45,12 +45,16 @@ pub(super) async fn gate<B: MessageBody + 'static>(
         // The routes answer every failure themselves; an `Err` here can only come from actix.
         None => next.call(req).await?.map_into_left_body(),
     };
+    let switching_protocols = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, request_id);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    // An upgraded connection carries WebSocket frames, not a JSON body.
+    if !switching_protocols {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
     Ok(response)
 }
 

@@ -72,3 +72,13 @@ pub(super) fn forbidden_origin() -> HttpResponse {
 pub(super) fn not_found(message: &str) -> HttpResponse {
     error_response(StatusCode::NOT_FOUND, "not_found", "not_found", message)
 }
+
+/// 503 for a WebSocket upgrade the stand-in will not take; the caller falls back to polling.
+pub(super) fn websocket_unavailable(message: &str) -> HttpResponse {
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        "websocket_unavailable",
+        message,
+    )
+}

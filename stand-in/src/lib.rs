@@ -2,9 +2,10 @@
 //!
 //! It speaks HTTP only and follows Proof's documented contract (`POST /widget/session`,
 //! `GET /widget/transactions/{merchant_transaction_id}`,
-//! `GET /widget/users/{partner_user_id}/kyc-status`, the `{"error","code","message"}` envelope and
-//! `X-Request-Id` on every answer). Every route checks `Authorization: Bearer <client_token>` (in
-//! constant time) and then that `Origin` is one of the registered origins.
+//! `GET /widget/users/{partner_user_id}/kyc-status`, the `GET /ws` WebSocket, the partner webhook,
+//! the `{"error","code","message"}` envelope and `X-Request-Id` on every answer). Every route
+//! checks `Authorization: Bearer <client_token>` (in constant time) and then that `Origin` is one
+//! of the registered origins.
 //!
 //! Some session `amount`s are test values that make it misbehave the way Proof can, checked after
 //! authentication and every validation (currency, wallet, off-ramp):
@@ -28,8 +29,35 @@
 //! the next `status_step`, then terminal. A user's KYC status is `not_started` before their first
 //! session, `pending` after it, `verified` once one of their transactions has completed, and always
 //! `failed` for user ids starting with `kyc-failed`.
+//!
+//! Statuses can also be followed live, on the same clock and `status_step` as the poll route:
+//!
+//! - `GET /ws?tx_id={merchant_transaction_id}`, a WebSocket upgrade behind the same token and
+//!   Origin checks. Before upgrading it answers 503 `service_unavailable`/`websocket_unavailable`
+//!   while switched off ([`StandInConfig::websocket_enabled`],
+//!   [`StandInControls::set_websocket_enabled`]) or when [`StandInConfig::max_websockets`]
+//!   connections are open, 400 `invalid_request`/`missing_param` without a `tx_id`, 404
+//!   `not_found` for an unknown transaction, and 400 `invalid_request`/`validation_error` for a
+//!   request that is not an upgrade. Once upgraded it sends text frames
+//!   `{"event":"tx.update","merchant_transaction_id","type","status","currency","fiat_currency",
+//!   "fiat_amount","crypto_amount","occurred_at"}` (the documented optional `payment_method` is
+//!   never sent; `occurred_at` is when the transaction entered the status, the poll answer's
+//!   `updated_at`): one with the status at once, then one per status entered after it, in order
+//!   and once each, even when the clock jumps over `processing`; after the terminal status it
+//!   sends a normal close (1000). Pings get pongs, a client's close is echoed, anything else from
+//!   the client is ignored.
+//! - [`StandInConfig::webhook_url`] (`http://` only): each status change after the initial
+//!   `pending` (to `processing`, then to the terminal status) is POSTed there with
+//!   `Content-Type: application/json` and the poll answer without `partner_user_id` as its body:
+//!   best effort, with no retry and a 2 s timeout, as Proof documents;
+//!   [`StandInControls::set_duplicate_webhooks`] sends each twice.
+//!
+//! Changes are noticed by a ticker on the stand-in's worker, every 100 ms, so they reach
+//! connections and the webhook up to a tick after the poll route shows them. With a manual
+//! [`StandInClock`], nothing changes until the clock is advanced.
 
 mod access;
+mod announce;
 mod clock;
 mod crypto;
 mod envelope;
@@ -37,9 +65,11 @@ mod session;
 mod status;
 mod store;
 mod time;
+mod ws;
 
 use std::net::TcpListener;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -130,7 +160,17 @@ pub struct StandInConfig {
     pub slow_answer: Duration,
     /// What transaction and KYC progress is measured against.
     pub clock: StandInClock,
+    /// Whether `GET /ws` accepts upgrades; when false it answers 503 `websocket_unavailable`, as if
+    /// Proof's WebSocket were down. [`StandInControls::set_websocket_enabled`] changes it later.
+    pub websocket_enabled: bool,
+    /// WebSocket connections open at once; beyond, `GET /ws` answers 503 `websocket_unavailable`.
+    pub max_websockets: usize,
+    /// The partner webhook (`http://` only): each status change after `pending` is POSTed there.
+    pub webhook_url: Option<String>,
 }
+
+/// The default of [`StandInConfig::max_websockets`].
+pub const MAX_WEBSOCKETS: usize = 10_000;
 
 /// The partner's widget defaults, echoed into every session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +197,7 @@ impl StandInConfig {
     /// networks TRC20/ERC20/BEP20, fiat EUR with [EUR, USD], type buy, lang en, theme light,
     /// redirect_url = the first registered origin + "/done" (`http://localhost/done` without
     /// one); a random widget id and a random 32-byte signing key; status_step 2 s; slow_answer 30 s;
-    /// the real clock.
+    /// the real clock; the WebSocket enabled for up to [`MAX_WEBSOCKETS`] connections; no webhook.
     pub fn sandbox(client_token: SecretString, registered_origins: Vec<String>) -> Self {
         let currencies = strings(&["USDT", "USDC", "ETH"]);
         let wallets = [
@@ -199,6 +239,9 @@ impl StandInConfig {
             status_step: Duration::from_secs(2),
             slow_answer: Duration::from_secs(30),
             clock: StandInClock::system(),
+            websocket_enabled: true,
+            max_websockets: MAX_WEBSOCKETS,
+            webhook_url: None,
         }
     }
 }
@@ -216,6 +259,13 @@ impl std::fmt::Debug for StandInConfig {
             .field("status_step", &self.status_step)
             .field("slow_answer", &self.slow_answer)
             .field("clock", &self.clock)
+            .field("websocket_enabled", &self.websocket_enabled)
+            .field("max_websockets", &self.max_websockets)
+            // A webhook URL's path is usually the partner's only secret for it.
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_ref().map(|_| "[REDACTED]"),
+            )
             .finish()
     }
 }
@@ -225,6 +275,9 @@ struct Shared {
     config: StandInConfig,
     first_attempts: Mutex<BoundedSet>,
     ledger: Mutex<Ledger>,
+    websockets: ws::WebSockets,
+    /// Sends every webhook twice, as Proof may.
+    duplicate_webhooks: AtomicBool,
 }
 
 impl Shared {
@@ -238,6 +291,48 @@ impl Shared {
 pub struct ProofStandIn {
     port: u16,
     server: Server,
+    controls: StandInControls,
+}
+
+/// What tests observe and switch on a running stand-in; cheap to clone, usable from any thread,
+/// and still valid after [`ProofStandIn::into_server`].
+#[derive(Clone)]
+pub struct StandInControls {
+    shared: web::Data<Shared>,
+}
+
+impl StandInControls {
+    /// WebSocket connections accepted (upgraded) since the start; refused ones do not count.
+    pub fn websocket_connections(&self) -> u64 {
+        self.shared.websockets.accepted()
+    }
+
+    /// WebSocket connections open now.
+    pub fn open_websockets(&self) -> usize {
+        self.shared.websockets.open()
+    }
+
+    /// Accepts (`true`) or refuses with 503 `websocket_unavailable` (`false`) the next WebSocket
+    /// upgrades; connections already open carry on.
+    pub fn set_websocket_enabled(&self, enabled: bool) {
+        self.shared.websockets.set_enabled(enabled);
+    }
+
+    /// Sends each webhook twice (`true`), as Proof's "duplicates possible" allows, or once.
+    pub fn set_duplicate_webhooks(&self, duplicate: bool) {
+        self.shared
+            .duplicate_webhooks
+            .store(duplicate, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for StandInControls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandInControls")
+            .field("websocket_connections", &self.websocket_connections())
+            .field("open_websockets", &self.open_websockets())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a stopping stand-in waits for requests in flight.
@@ -247,14 +342,27 @@ impl ProofStandIn {
     /// Starts serving on `listener` with one worker and no signal handling. Call it inside a tokio
     /// runtime or an actix `System`; the server runs once [`ProofStandIn::into_server`]'s future
     /// is spawned or awaited.
+    ///
+    /// Fails with `InvalidInput` when `webhook_url` is not an absolute `http://` URL.
     pub fn start(config: StandInConfig, listener: TcpListener) -> std::io::Result<Self> {
+        if let Some(url) = &config.webhook_url {
+            check_webhook_url(url)?;
+        }
         let port = listener.local_addr()?.port();
         let shared = web::Data::new(Shared {
+            websockets: ws::WebSockets::new(config.websocket_enabled, config.max_websockets),
+            duplicate_webhooks: AtomicBool::new(false),
             config,
             first_attempts: Mutex::new(BoundedSet::new(MAX_FIRST_ATTEMPTS)),
             ledger: Mutex::new(Ledger::new(MAX_TRANSACTIONS, MAX_USERS)),
         });
+        let controls = StandInControls {
+            shared: shared.clone(),
+        };
         let server = HttpServer::new(move || {
+            // Called on the (single) worker's thread as it starts: the announcer runs there, beside
+            // the connections it feeds, and stops with the worker when the server stops.
+            actix_web::rt::spawn(announce::run(shared.clone()));
             App::new()
                 .app_data(shared.clone())
                 .wrap(from_fn(access::gate))
@@ -267,6 +375,7 @@ impl ProofStandIn {
                     "/widget/users/{partner_user_id}/kyc-status",
                     web::get().to(status::kyc_status),
                 )
+                .route("/ws", web::get().to(ws::connect))
                 .default_service(web::to(status::unknown_route))
         })
         .workers(1)
@@ -274,7 +383,16 @@ impl ProofStandIn {
         .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            controls,
+        })
+    }
+
+    /// The test controls; keep a clone before handing the server over.
+    pub fn controls(&self) -> StandInControls {
+        self.controls.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -295,4 +413,22 @@ impl ProofStandIn {
     pub fn into_server(self) -> Server {
         self.server
     }
+}
+
+/// The webhook client has no TLS, so only `http://` URLs can be delivered to.
+fn check_webhook_url(url: &str) -> std::io::Result<()> {
+    let invalid = |reason: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("webhook_url must be {reason}"),
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|_| invalid("an absolute URL"))?;
+    if parsed.scheme() != "http" {
+        return Err(invalid("an http:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("a URL with a host"));
+    }
+    Ok(())
 }

@@ -236,6 +236,8 @@ fn session(
             terminal,
         },
         config.status_step,
+        // The webhook hears of every transaction; without one, only watched ones are followed.
+        config.webhook_url.is_some(),
     );
     tracing::debug!(%merchant_transaction_id, "proof stand-in created a session");
     envelope::json_response(StatusCode::OK, body)

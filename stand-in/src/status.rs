@@ -4,16 +4,18 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use super::Shared;
 use super::envelope;
-use super::store::lock;
+use super::store::{Status, Transaction, lock};
 use super::time::{fiat_amount, iso8601_utc};
+use super::{Shared, StandInConfig};
 
-/// The poll response, fields in the documented order.
+/// The poll response, fields in the documented order; the webhook sends it without
+/// `partner_user_id`.
 #[derive(Serialize)]
 struct TransactionStatus<'a> {
     merchant_transaction_id: &'a str,
-    partner_user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partner_user_id: Option<&'a str>,
     #[serde(rename = "type")]
     checkout_type: &'a str,
     status: &'a str,
@@ -32,30 +34,52 @@ struct KycStatusBody<'a> {
     status: &'a str,
 }
 
-pub(super) async fn transaction(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
-    let id = req
-        .match_info()
-        .get("merchant_transaction_id")
-        .unwrap_or("");
-    let ledger = lock(&shared.ledger);
-    let Some(transaction) = ledger.transaction(id) else {
-        return envelope::not_found("transaction not found");
-    };
-    let (status, updated_at) =
-        transaction.status_at(shared.config.clock.now(), shared.config.status_step);
-    let body = serde_json::to_vec(&TransactionStatus {
+/// Who a transaction's JSON is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Audience {
+    /// `GET /widget/transactions/{id}`.
+    Poll,
+    /// The partner webhook: the poll answer without `partner_user_id`.
+    Webhook,
+}
+
+/// The transaction's JSON as it stands in `status`, `updated_at` being when it entered it.
+pub(super) fn transaction_json(
+    transaction: &Transaction,
+    status: Status,
+    config: &StandInConfig,
+    audience: Audience,
+) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&TransactionStatus {
         merchant_transaction_id: &transaction.id,
-        partner_user_id: &transaction.partner_user_id,
+        partner_user_id: match audience {
+            Audience::Poll => Some(&transaction.partner_user_id),
+            Audience::Webhook => None,
+        },
         checkout_type: &transaction.checkout_type,
         status: status.as_str(),
         currency: &transaction.currency,
         network: &transaction.network,
         crypto_amount: &transaction.amount,
-        fiat_currency: &shared.config.widget_config.fiat_currency,
+        fiat_currency: &config.widget_config.fiat_currency,
         fiat_amount: fiat_amount(&transaction.amount),
         created_at: iso8601_utc(transaction.created_at),
-        updated_at: iso8601_utc(updated_at),
-    });
+        updated_at: iso8601_utc(transaction.entered_at(status, config.status_step)),
+    })
+}
+
+pub(super) async fn transaction(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let id = req
+        .match_info()
+        .get("merchant_transaction_id")
+        .unwrap_or("");
+    let config = &shared.config;
+    let ledger = lock(&shared.ledger);
+    let Some(transaction) = ledger.transaction(id) else {
+        return envelope::not_found("transaction not found");
+    };
+    let status = transaction.status_at(config.clock.now(), config.status_step);
+    let body = transaction_json(transaction, status, config, Audience::Poll);
     drop(ledger);
     encoded(body)
 }

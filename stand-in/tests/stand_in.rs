@@ -3,14 +3,21 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use awc::error::{WsClientError, WsProtocolError};
+use awc::ws::{CloseCode, Frame, Message};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hmac::{Hmac, Mac};
-use proof_stand_in::{ProofStandIn, SignedFields, StandInClock, StandInConfig, session_signature};
+use proof_stand_in::{
+    ProofStandIn, SignedFields, StandInClock, StandInConfig, StandInControls, session_signature,
+};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "pk_test_stand_in_9c1e5b2d4f60a8e1";
 const ORIGIN: &str = "https://partner.example.com";
@@ -57,6 +64,7 @@ struct StandIn {
     signing_key: Vec<u8>,
     client: reqwest::Client,
     clock: StandInClock,
+    controls: StandInControls,
 }
 
 async fn spawn() -> StandIn {
@@ -70,12 +78,14 @@ async fn spawn_with(config: StandInConfig) -> StandIn {
     let stand_in = ProofStandIn::start(config, listener).expect("stand-in starts");
     let base_url = stand_in.base_url();
     assert_eq!(base_url, format!("http://127.0.0.1:{}", stand_in.port()));
+    let controls = stand_in.controls();
     tokio::spawn(stand_in.into_server());
     StandIn {
         base_url,
         signing_key,
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         clock,
+        controls,
     }
 }
 
@@ -999,6 +1009,11 @@ fn the_config_debug_output_redacts_the_token_and_the_key() {
     assert!(debug.contains("[REDACTED]"));
     let key_bytes = format!("{:?}", config.signing_key);
     assert!(!debug.contains(&key_bytes));
+
+    let mut config = test_config();
+    config.webhook_url = Some("http://partner.example.com/proof-webhook/s3cr3t-path".to_owned());
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cr3t-path"), "{debug}");
 }
 
 #[test]
@@ -1037,4 +1052,614 @@ fn the_sandbox_defaults_match_the_documented_ones() {
     );
     assert_eq!(config.status_step, Duration::from_secs(2));
     assert_eq!(config.slow_answer, Duration::from_secs(30));
+    assert!(config.websocket_enabled);
+    assert_eq!(config.max_websockets, 10_000);
+    assert_eq!(config.max_websockets, proof_stand_in::MAX_WEBSOCKETS);
+    assert_eq!(config.webhook_url, None);
+}
+
+// The WebSocket: the clock is moved by hand, and each frame is awaited with a generous patience, so
+// that only a stand-in that never sends fails.
+
+/// How long "eventually" may take: far beyond the announcer's 100 ms tick, so that a busy machine
+/// is not mistaken for a stand-in that never delivers.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The documented `tx.update` fields, in the documented order (`payment_method` is optional and
+/// the stand-in has none).
+const UPDATE_FIELDS: [&str; 9] = [
+    "event",
+    "merchant_transaction_id",
+    "type",
+    "status",
+    "currency",
+    "fiat_currency",
+    "fiat_amount",
+    "crypto_amount",
+    "occurred_at",
+];
+
+/// awc's client runs on the current thread's local task set.
+async fn local<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::LocalSet::new().run_until(future).await
+}
+
+impl StandIn {
+    /// A WebSocket request for `tx_id`, without the token and the Origin.
+    fn ws_request(&self, tx_id: &str) -> awc::ws::WebsocketsRequest {
+        let url = self.base_url.replacen("http://", "ws://", 1);
+        awc::Client::new().ws(format!("{url}/ws?tx_id={tx_id}"))
+    }
+
+    /// Opens the WebSocket of `tx_id` as a partner backend would.
+    async fn ws(
+        &self,
+        tx_id: &str,
+    ) -> Result<
+        (
+            awc::ClientResponse,
+            impl Stream<Item = Result<Frame, WsProtocolError>>
+            + Sink<Message, Error = WsProtocolError>
+            + Unpin
+            + use<>,
+        ),
+        WsClientError,
+    > {
+        self.ws_request(tx_id)
+            .bearer_auth(TOKEN)
+            .origin(ORIGIN)
+            .connect()
+            .await
+    }
+
+    async fn transaction_raw(&self, id: &str) -> String {
+        let response = self
+            .get(&format!("/widget/transactions/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
+    async fn transaction_id(&self, amount: &str) -> String {
+        let session = self.session(&session_body(amount)).await;
+        session["merchant_transaction_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// The status a refused WebSocket request was answered with.
+fn refusal(result: Result<impl Sized, WsClientError>) -> u16 {
+    match result {
+        Err(WsClientError::InvalidResponseStatus(status)) => status.as_u16(),
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, the upgrade was accepted"),
+    }
+}
+
+async fn next_frame(
+    socket: &mut (impl Stream<Item = Result<Frame, WsProtocolError>> + Unpin),
+) -> Frame {
+    match tokio::time::timeout(PATIENCE, socket.next()).await {
+        Ok(Some(Ok(frame))) => frame,
+        Ok(other) => panic!("expected a frame, got {other:?}"),
+        Err(_) => panic!("no frame within {PATIENCE:?}"),
+    }
+}
+
+/// The next frame, which must be a `tx.update` with every documented field in order.
+async fn next_update(
+    socket: &mut (impl Stream<Item = Result<Frame, WsProtocolError>> + Unpin),
+) -> Value {
+    let Frame::Text(raw) = next_frame(socket).await else {
+        panic!("expected a text frame");
+    };
+    let raw = std::str::from_utf8(&raw).expect("UTF-8");
+    let update: Value = serde_json::from_str(raw).expect("JSON");
+    assert_eq!(
+        update.as_object().unwrap().len(),
+        UPDATE_FIELDS.len(),
+        "{raw}"
+    );
+    let mut previous = 0;
+    for field in UPDATE_FIELDS {
+        let position = raw
+            .find(&format!("\"{field}\":"))
+            .unwrap_or_else(|| panic!("{field} missing from {raw}"));
+        assert!(position >= previous, "{field} out of order in {raw}");
+        previous = position;
+    }
+    assert_eq!(update["event"], "tx.update");
+    update
+}
+
+/// The next frame is a normal close, and then the stand-in ends the connection.
+async fn assert_closed_normally(
+    socket: &mut (impl Stream<Item = Result<Frame, WsProtocolError>> + Unpin),
+) {
+    match next_frame(socket).await {
+        Frame::Close(Some(reason)) => assert_eq!(reason.code, CloseCode::Normal),
+        other => panic!("expected a normal close, got {other:?}"),
+    }
+    match tokio::time::timeout(PATIENCE, socket.next()).await {
+        Ok(None | Some(Err(_))) => {}
+        Ok(Some(Ok(frame))) => panic!("a frame after the close: {frame:?}"),
+        Err(_) => panic!("the connection was still open {PATIENCE:?} after the close"),
+    }
+}
+
+/// A frame says what the poll route says of the same status.
+fn assert_agrees(update: &Value, poll: &Value) {
+    for field in [
+        "merchant_transaction_id",
+        "type",
+        "status",
+        "currency",
+        "fiat_currency",
+        "fiat_amount",
+        "crypto_amount",
+    ] {
+        assert_eq!(update[field], poll[field], "{field}: {update} vs {poll}");
+    }
+    assert_eq!(
+        update["occurred_at"], poll["updated_at"],
+        "{update} vs {poll}"
+    );
+}
+
+/// Waits, with a generous patience, until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_websocket_checks_the_token_then_the_origin() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    local(async {
+        assert_eq!(
+            refusal(app.ws_request(&id).origin(ORIGIN).connect().await),
+            401
+        );
+        let wrong = app
+            .ws_request(&id)
+            .bearer_auth("pk_test_wrong")
+            .origin(ORIGIN)
+            .connect()
+            .await;
+        assert_eq!(refusal(wrong), 401);
+        let wrong_then_foreign = app
+            .ws_request(&id)
+            .bearer_auth(format!("{TOKEN}x"))
+            .origin("https://evil.example.com")
+            .connect()
+            .await;
+        assert_eq!(refusal(wrong_then_foreign), 401);
+        let no_origin = app.ws_request(&id).bearer_auth(TOKEN).connect().await;
+        assert_eq!(refusal(no_origin), 403);
+    })
+    .await;
+    let response = app
+        .client
+        .get(format!("{}/ws?tx_id={id}", app.base_url))
+        .bearer_auth("pk_test_wrong")
+        .header("Origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        response,
+        StatusCode::UNAUTHORIZED,
+        "unauthorised",
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 0);
+}
+
+#[tokio::test]
+async fn the_websocket_refuses_an_unknown_transaction_a_missing_tx_id_and_a_plain_get() {
+    let app = spawn().await;
+    let unknown = "550e8400-e29b-41d4-a716-446655440000";
+    local(async { assert_eq!(refusal(app.ws(unknown).await), 404) }).await;
+    let response = app
+        .get(&format!("/ws?tx_id={unknown}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::NOT_FOUND, "not_found", "not_found").await;
+    for path in ["/ws", "/ws?tx_id=", "/ws?id=abc"] {
+        let message = assert_error(
+            app.get(path).send().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "missing_param",
+        )
+        .await;
+        assert!(message.contains("tx_id"), "{message}");
+    }
+    let id = app.transaction_id("100").await;
+    assert_error(
+        app.get(&format!("/ws?tx_id={id}")).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "validation_error",
+    )
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 0);
+    assert_eq!(app.controls.open_websockets(), 0);
+}
+
+#[tokio::test]
+async fn the_websocket_sends_each_status_once_in_order_and_closes_after_the_terminal_one() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    local(async {
+        let (response, mut socket) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(response.status().as_u16(), 101);
+        assert!(response.headers().contains_key("x-request-id"));
+        assert!(!response.headers().contains_key("content-type"));
+
+        let pending = next_update(&mut socket).await;
+        assert_eq!(pending["status"], "pending");
+        assert_eq!(pending["merchant_transaction_id"], id.as_str());
+        assert_eq!(pending["type"], "buy");
+        assert_eq!(pending["currency"], "USDT");
+        assert_eq!(pending["fiat_currency"], "EUR");
+        assert_eq!(pending["fiat_amount"], "92.00");
+        assert_eq!(pending["crypto_amount"], "100");
+        assert!(is_iso8601_utc(pending["occurred_at"].as_str().unwrap()));
+
+        app.clock.advance(STEP);
+        assert_eq!(next_update(&mut socket).await["status"], "processing");
+        app.clock.advance(STEP);
+        assert_eq!(next_update(&mut socket).await["status"], "completed");
+        assert_closed_normally(&mut socket).await;
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("the connection is released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_websocket_frames_agree_with_the_poll_route() {
+    let app = spawn().await;
+    for amount in ["100", "3.00", "3.01"] {
+        let id = app.transaction_id(amount).await;
+        local(async {
+            let (_, mut socket) = app.ws(&id).await.expect("upgraded");
+            for _ in 0..3 {
+                let update = next_update(&mut socket).await;
+                assert_agrees(&update, &app.transaction(&id).await);
+                app.clock.advance(STEP);
+            }
+            assert_closed_normally(&mut socket).await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_clock_jump_over_processing_still_sends_processing_first() {
+    let app = spawn().await;
+    let id = app.transaction_id("3.01").await;
+    local(async {
+        let (_, mut socket) = app.ws(&id).await.expect("upgraded");
+        let pending = next_update(&mut socket).await;
+        assert_eq!(pending["status"], "pending");
+        app.clock.advance(STEP * 5);
+        let processing = next_update(&mut socket).await;
+        let cancelled = next_update(&mut socket).await;
+        assert_eq!(processing["status"], "processing");
+        assert_eq!(cancelled["status"], "cancelled");
+        let poll = app.transaction(&id).await;
+        assert_agrees(&cancelled, &poll);
+        assert!(processing["occurred_at"].as_str() >= pending["occurred_at"].as_str());
+        assert!(processing["occurred_at"].as_str() <= cancelled["occurred_at"].as_str());
+        assert_closed_normally(&mut socket).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_websocket_opened_later_starts_from_the_current_status() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    app.clock.advance(STEP);
+    local(async {
+        let (_, mut socket) = app.ws(&id).await.expect("upgraded");
+        let processing = next_update(&mut socket).await;
+        assert_agrees(&processing, &app.transaction(&id).await);
+        assert_eq!(processing["status"], "processing");
+        app.clock.advance(STEP);
+        assert_eq!(next_update(&mut socket).await["status"], "completed");
+        assert_closed_normally(&mut socket).await;
+
+        let (_, mut late) = app.ws(&id).await.expect("upgraded");
+        let completed = next_update(&mut late).await;
+        assert_agrees(&completed, &app.transaction(&id).await);
+        assert_closed_normally(&mut late).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_websocket_answers_pings_with_pongs_and_a_close_with_a_close() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    local(async {
+        let (_, mut socket) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(next_update(&mut socket).await["status"], "pending");
+        socket
+            .send(Message::Ping(web_bytes("are you there")))
+            .await
+            .unwrap();
+        match next_frame(&mut socket).await {
+            Frame::Pong(payload) => assert_eq!(&payload[..], b"are you there"),
+            other => panic!("expected a pong, got {other:?}"),
+        }
+        socket
+            .send(Message::Close(Some(CloseCode::Normal.into())))
+            .await
+            .unwrap();
+        assert_closed_normally(&mut socket).await;
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("the connection is released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 1);
+}
+
+fn web_bytes(text: &'static str) -> actix_web::web::Bytes {
+    actix_web::web::Bytes::from_static(text.as_bytes())
+}
+
+#[tokio::test]
+async fn the_connection_counter_counts_accepted_websockets_only() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    assert_eq!(app.controls.websocket_connections(), 0);
+    local(async {
+        let (_, mut first) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(app.controls.websocket_connections(), 1);
+        let (_, mut second) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(app.controls.websocket_connections(), 2);
+        assert_eq!(app.controls.open_websockets(), 2);
+        refusal(app.ws("unknown").await);
+        assert_eq!(app.controls.websocket_connections(), 2);
+
+        app.clock.advance(STEP * 2);
+        for socket in [&mut first, &mut second] {
+            assert_eq!(next_update(socket).await["status"], "pending");
+            assert_eq!(next_update(socket).await["status"], "processing");
+            assert_eq!(next_update(socket).await["status"], "completed");
+            assert_closed_normally(socket).await;
+        }
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("both connections are released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 2);
+}
+
+#[tokio::test]
+async fn switched_off_websockets_are_refused_with_503_until_switched_back_on() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    app.controls.set_websocket_enabled(false);
+    assert_error(
+        app.get(&format!("/ws?tx_id={id}")).send().await.unwrap(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        "websocket_unavailable",
+    )
+    .await;
+    local(async { assert_eq!(refusal(app.ws(&id).await), 503) }).await;
+    assert_eq!(app.controls.websocket_connections(), 0);
+    // Polling, the fallback, still answers.
+    assert_eq!(app.transaction(&id).await["status"], "pending");
+
+    app.controls.set_websocket_enabled(true);
+    local(async {
+        let (_, mut socket) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(next_update(&mut socket).await["status"], "pending");
+    })
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 1);
+
+    let mut config = test_config();
+    config.websocket_enabled = false;
+    let off = spawn_with(config).await;
+    let id = off.transaction_id("100").await;
+    local(async { assert_eq!(refusal(off.ws(&id).await), 503) }).await;
+}
+
+#[tokio::test]
+async fn websockets_beyond_max_websockets_are_refused_with_503() {
+    let mut config = test_config();
+    config.max_websockets = 1;
+    let app = spawn_with(config).await;
+    let first_id = app.transaction_id("100").await;
+    let second_id = app.transaction_id("100").await;
+    local(async {
+        let (_, mut first) = app.ws(&first_id).await.expect("upgraded");
+        assert_eq!(next_update(&mut first).await["status"], "pending");
+        assert_eq!(refusal(app.ws(&second_id).await), 503);
+        assert_error(
+            app.get(&format!("/ws?tx_id={second_id}"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "websocket_unavailable",
+        )
+        .await;
+        drop(first);
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("the place is freed", || controls.open_websockets() == 0).await;
+    local(async {
+        let (_, mut second) = app.ws(&second_id).await.expect("upgraded");
+        assert_eq!(next_update(&mut second).await["status"], "pending");
+    })
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 2);
+}
+
+// The webhook
+
+const WEBHOOK_PATH: &str = "/proof-webhook/2b8f0c1e";
+
+/// A partner endpoint answering 204 to the webhook, and a stand-in that posts to it.
+async fn spawn_with_webhook() -> (StandIn, MockServer) {
+    let partner = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(WEBHOOK_PATH))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&partner)
+        .await;
+    let mut config = test_config();
+    config.webhook_url = Some(format!("{}{WEBHOOK_PATH}", partner.uri()));
+    (spawn_with(config).await, partner)
+}
+
+/// The webhooks received so far, once there are at least `count`.
+async fn webhooks(partner: &MockServer, count: usize) -> Vec<wiremock::Request> {
+    let started = Instant::now();
+    loop {
+        let received = partner.received_requests().await.expect("recording");
+        if received.len() >= count {
+            return received;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{} of {count} webhooks within {PATIENCE:?}",
+            received.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The poll answer without `partner_user_id`, byte for byte.
+async fn expected_webhook(app: &StandIn, id: &str) -> String {
+    let poll = app.transaction_raw(id).await;
+    let body = poll.replacen("\"partner_user_id\":\"user-123\",", "", 1);
+    assert_ne!(body, poll, "the poll answer names the user");
+    body
+}
+
+fn assert_webhook(request: &wiremock::Request, expected: &str) {
+    assert_eq!(request.method.as_str(), "POST");
+    assert_eq!(request.url.path(), WEBHOOK_PATH);
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert_eq!(std::str::from_utf8(&request.body).unwrap(), expected);
+}
+
+fn webhook_statuses(requests: &[wiremock::Request], id: &str) -> Vec<String> {
+    requests
+        .iter()
+        .map(|request| serde_json::from_slice::<Value>(&request.body).unwrap())
+        .filter(|body| body["merchant_transaction_id"] == id)
+        .map(|body| body["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_status_change_is_posted_once_to_the_webhook_as_the_poll_answer_without_the_user() {
+    let (app, partner) = spawn_with_webhook().await;
+    let id = app.transaction_id("100").await;
+
+    app.clock.advance(STEP);
+    let received = webhooks(&partner, 1).await;
+    assert_webhook(&received[0], &expected_webhook(&app, &id).await);
+    assert_eq!(webhook_statuses(&received, &id), ["processing"]);
+
+    app.clock.advance(STEP);
+    let received = webhooks(&partner, 2).await;
+    assert_webhook(&received[1], &expected_webhook(&app, &id).await);
+    assert_eq!(
+        webhook_statuses(&received, &id),
+        ["processing", "completed"]
+    );
+
+    // A later transaction's webhooks come after any stray one of the first would have.
+    let later = app.transaction_id("3.00").await;
+    app.clock.advance(STEP * 2);
+    let received = webhooks(&partner, 4).await;
+    assert_eq!(
+        webhook_statuses(&received, &later),
+        ["processing", "failed"]
+    );
+    assert_webhook(&received[3], &expected_webhook(&app, &later).await);
+    assert_eq!(
+        webhook_statuses(&received, &id),
+        ["processing", "completed"]
+    );
+    assert_eq!(received.len(), 4, "no webhook for the initial pending");
+}
+
+#[tokio::test]
+async fn the_duplicate_switch_posts_each_status_change_twice() {
+    let (app, partner) = spawn_with_webhook().await;
+    app.controls.set_duplicate_webhooks(true);
+    let id = app.transaction_id("3.01").await;
+    app.clock.advance(STEP * 2);
+    let received = webhooks(&partner, 4).await;
+    assert_eq!(
+        webhook_statuses(&received, &id),
+        ["processing", "processing", "cancelled", "cancelled"]
+    );
+    assert_eq!(received[2].body, received[3].body);
+    assert_webhook(&received[3], &expected_webhook(&app, &id).await);
+}
+
+#[tokio::test]
+async fn the_webhook_and_the_websocket_report_the_same_changes() {
+    let (app, partner) = spawn_with_webhook().await;
+    let id = app.transaction_id("100").await;
+    local(async {
+        let (_, mut socket) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(next_update(&mut socket).await["status"], "pending");
+        app.clock.advance(STEP);
+        let processing = next_update(&mut socket).await;
+        let received = webhooks(&partner, 1).await;
+        let webhook: Value = serde_json::from_slice(&received[0].body).unwrap();
+        assert_agrees(&processing, &webhook);
+    })
+    .await;
+}
+
+#[test]
+fn a_webhook_url_that_is_not_absolute_http_is_refused_at_start() {
+    for url in ["https://partner.example.com/hook", "/hook", "not a url"] {
+        let mut config = test_config();
+        config.webhook_url = Some(url.to_owned());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let error = ProofStandIn::start(config, listener)
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{url}");
+        assert!(!error.to_string().contains(url), "{error}");
+    }
 }
