@@ -360,6 +360,18 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
         "{call}"
     );
 
+    // After the widget, the page follows the transaction live through its EventSource, as the
+    // stand-in moves it along.
+    let events = browser
+        .wait_for_text("#tx-events", |text| text.contains("completed"))
+        .await;
+    let statuses: Vec<&str> = events.split_whitespace().collect();
+    assert_eq!(statuses, ["pending", "processing", "completed"], "{events}");
+    let status = browser
+        .wait_for_text("#tx-status", |text| !text.is_empty())
+        .await;
+    assert_eq!(status, "Status: completed");
+
     // A test value: the stand-in fails every attempt and the page shows the envelope.
     amount.clear().await.unwrap();
     amount.send_keys("2.02").await.unwrap();
