@@ -103,7 +103,13 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     let session = DevSession::new(session_secret, jwt.cookie.clone(), SESSION_TTL_S);
 
     let registered_origin = settings.proof.origin.trim().to_owned();
-    let stand_in = StandInConfig::sandbox(client_token, vec![registered_origin]);
+    let mut stand_in = StandInConfig::sandbox(client_token, vec![registered_origin]);
+    // With a webhook receiver configured, the stand-in calls it as Proof would.
+    let webhook_path = settings.status.webhook_path.trim();
+    if !webhook_path.is_empty() {
+        let port = listen_port(&settings.server.listen)?;
+        stand_in.webhook_url = Some(format!("http://127.0.0.1:{port}{webhook_path}"));
+    }
     Ok((
         settings,
         SandboxPlan {
@@ -116,13 +122,17 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
 
 /// The origins the demo page is served from: the listen port on 127.0.0.1 and localhost.
 fn page_origins(listen: &str) -> Result<Vec<String>, ConfigError> {
-    let port = ListenAddress::parse(listen)
-        .map_err(|e| ConfigError(format!("server.listen: {e}")))?
-        .port();
+    let port = listen_port(listen)?;
     Ok(vec![
         format!("http://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
     ])
+}
+
+fn listen_port(listen: &str) -> Result<u16, ConfigError> {
+    Ok(ListenAddress::parse(listen)
+        .map_err(|e| ConfigError(format!("server.listen: {e}")))?
+        .port())
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod helpers;
 mod idempotency;
+mod live_status;
 mod probes;
 mod rate_limit;
 mod redis_backend;

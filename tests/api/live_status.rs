@@ -1,0 +1,212 @@
+//! The event stream fed by the stand-in for Proof, WebSocket and all: statuses in order once each,
+//! one upstream WebSocket shared by every stream of a transaction, polling while the WebSocket is
+//! refused, and the stand-in's webhooks received end to end.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use proof_bff::config::Settings;
+use proof_stand_in::{ProofStandIn, StandInClock, StandInConfig, StandInControls};
+use secrecy::SecretString;
+
+use crate::helpers::*;
+
+const STATUS_STEP: Duration = Duration::from_secs(10);
+/// How long a test waits for what takes a second or two on a healthy machine.
+const EVENTUALLY: Duration = Duration::from_secs(30);
+
+struct Live {
+    app: TestApp,
+    clock: StandInClock,
+    controls: StandInControls,
+}
+
+/// The service in front of a stand-in whose transactions move only when the test advances its
+/// clock. `customise` also gets the service's port, known before either starts.
+async fn live(customise: impl FnOnce(&mut StandInConfig, &mut Settings, u16)) -> Live {
+    let app_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_port = app_listener.local_addr().unwrap().port();
+    let mut stand_in =
+        StandInConfig::sandbox(SecretString::from(CLIENT_TOKEN), vec![PROOF_ORIGIN.into()]);
+    stand_in.status_step = STATUS_STEP;
+    stand_in.clock = StandInClock::manual();
+    let clock = stand_in.clock.clone();
+    let unused = wiremock::MockServer::start().await;
+    let mut settings = base_settings(&unused);
+    settings.status.poll_interval_s = 3600;
+    customise(&mut stand_in, &mut settings, app_port);
+    let stand_in =
+        ProofStandIn::start(stand_in, TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let controls = stand_in.controls();
+    settings.proof.base_url = stand_in.base_url();
+    tokio::spawn(stand_in.into_server());
+    let app = spawn_on(
+        app_listener,
+        "127.0.0.1",
+        settings.validate().unwrap(),
+        unused,
+    )
+    .await;
+    Live {
+        app,
+        clock,
+        controls,
+    }
+}
+
+impl Live {
+    /// A checkout through the service: the new transaction's id.
+    async fn transaction(&self) -> String {
+        let response = self.app.checkout().send_with_valid_body().await;
+        assert_eq!(response.status(), 200);
+        let params: serde_json::Value = response.json().await.unwrap();
+        params["merchant_transaction_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn open_stream(&self, transaction: &str) -> reqwest::Response {
+        let response = self
+            .app
+            .client
+            .get(self.app.url(&format!("/checkout/{transaction}/events")))
+            .header("Cookie", format!("session={}", session_token()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response
+    }
+
+    /// Moves the stand-in's transactions one status on.
+    fn step(&self) {
+        self.clock.advance(STATUS_STEP);
+    }
+}
+
+/// Reads `response` until an event with `id` arrives; every event id so far.
+async fn read_until(response: &mut reqwest::Response, id: &str) -> Vec<String> {
+    let mut text = String::new();
+    tokio::time::timeout(EVENTUALLY, async {
+        while let Some(chunk) = response.chunk().await.expect("the stream reads") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if event_ids(&text).iter().any(|seen| seen == id) {
+                return;
+            }
+        }
+        panic!("the stream ended before {id}: {text}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {id} event; so far: {text}"));
+    event_ids(&text)
+}
+
+fn event_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until `ready` holds, for at most [`EVENTUALLY`].
+async fn eventually(what: &str, ready: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    while !ready() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_streams_of_one_transaction_share_one_upstream_websocket() {
+    let live = live(|_, _, _| {}).await;
+    let transaction = live.transaction().await;
+    let mut first = live.open_stream(&transaction).await;
+    let mut second = live.open_stream(&transaction).await;
+    assert_eq!(read_until(&mut first, "pending").await, ["pending"]);
+    assert_eq!(read_until(&mut second, "pending").await, ["pending"]);
+    eventually("the watcher's WebSocket opened", || {
+        live.controls.open_websockets() == 1
+    })
+    .await;
+
+    live.step();
+    assert_eq!(read_until(&mut first, "processing").await, ["processing"]);
+    assert_eq!(read_until(&mut second, "processing").await, ["processing"]);
+    live.step();
+    assert_eq!(read_until(&mut first, "completed").await, ["completed"]);
+    assert_eq!(read_until(&mut second, "completed").await, ["completed"]);
+    // Both streams end after the terminal status.
+    assert!(first.chunk().await.unwrap().is_none());
+    assert!(second.chunk().await.unwrap().is_none());
+
+    assert_eq!(
+        live.controls.websocket_connections(),
+        1,
+        "one WebSocket for two streams"
+    );
+    eventually("the WebSocket closed with the transaction", || {
+        live.controls.open_websockets() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_last_stream_closing_closes_the_upstream_websocket() {
+    let live = live(|_, _, _| {}).await;
+    let transaction = live.transaction().await;
+    let mut stream = live.open_stream(&transaction).await;
+    read_until(&mut stream, "pending").await;
+    eventually("the watcher's WebSocket opened", || {
+        live.controls.open_websockets() == 1
+    })
+    .await;
+
+    drop(stream);
+
+    eventually("the WebSocket closed with its last stream", || {
+        live.controls.open_websockets() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn while_the_websocket_is_refused_the_watcher_polls() {
+    let live = live(|stand_in, settings, _| {
+        stand_in.websocket_enabled = false;
+        settings.status.poll_interval_s = 1;
+    })
+    .await;
+    let transaction = live.transaction().await;
+    let mut stream = live.open_stream(&transaction).await;
+    read_until(&mut stream, "pending").await;
+
+    live.step();
+    assert_eq!(read_until(&mut stream, "processing").await, ["processing"]);
+    live.step();
+    assert_eq!(read_until(&mut stream, "completed").await, ["completed"]);
+    assert_eq!(live.controls.websocket_connections(), 0);
+}
+
+#[tokio::test]
+async fn the_stand_ins_webhooks_reach_the_receiver_which_confirms_and_pushes() {
+    const WEBHOOK: &str = "/proof-webhook/5d1e0c7a9b3f42e8a6c1";
+    let live = live(|stand_in, settings, app_port| {
+        // Neither the WebSocket nor polling: only the webhook can tell the watcher.
+        stand_in.websocket_enabled = false;
+        stand_in.webhook_url = Some(format!("http://127.0.0.1:{app_port}{WEBHOOK}"));
+        settings.status.webhook_path = WEBHOOK.into();
+    })
+    .await;
+    live.controls.set_duplicate_webhooks(true);
+    let transaction = live.transaction().await;
+    let mut stream = live.open_stream(&transaction).await;
+    read_until(&mut stream, "pending").await;
+
+    live.step();
+    assert_eq!(read_until(&mut stream, "processing").await, ["processing"]);
+    live.step();
+    assert_eq!(read_until(&mut stream, "completed").await, ["completed"]);
+    assert!(stream.chunk().await.unwrap().is_none());
+}
