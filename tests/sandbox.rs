@@ -390,3 +390,63 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
     assert!(error.contains("provider_error"), "{error}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn sigterm_ends_open_event_streams_and_the_process_exits_without_waiting_them_out() {
+    let mut service = Service::start(
+        &["--sandbox"],
+        &[("PROOF_BFF__SERVER__SHUTDOWN_TIMEOUT_S", "60".to_owned())],
+    );
+    service.wait_for_line(|line| line.contains("demo page:"));
+    service.wait_until_healthy().await;
+    let origin = service.address();
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("{origin}/sandbox/login"))
+        .header("Origin", origin.clone())
+        .header("Content-Type", "application/json")
+        .body(r#"{"user_id":"user-7","email":"seven@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let params: serde_json::Value = client
+        .post(format!("{origin}/start-checkout"))
+        .header("Origin", origin.clone())
+        .header("Content-Type", "application/json")
+        .header("Cookie", session.clone())
+        .body(r#"{"network":"TRC20","currency":"USDT","amount":"100"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let transaction = params["merchant_transaction_id"].as_str().unwrap();
+    let mut stream = client
+        .get(format!("{origin}/checkout/{transaction}/events"))
+        .header("Cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("id: pending"));
+
+    service.process.signal("-TERM");
+
+    // The stream ends cleanly (a complete chunked body, no error), long before the 60 s timeout.
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut rest = Vec::new();
+        while let Some(chunk) = stream.chunk().await.expect("the stream ends cleanly") {
+            rest.extend_from_slice(&chunk);
+        }
+        rest
+    })
+    .await
+    .expect("the stream ended after SIGTERM");
+    assert!(!String::from_utf8_lossy(&rest).contains("id: completed"));
+    let status = service.process.wait_for_exit(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit: {status:?}");
+}

@@ -337,3 +337,34 @@ async fn a_stream_from_an_allowed_origin_carries_the_cors_grant() {
     );
     assert_eq!(ids(&read_to_end(response).await), ["completed"]);
 }
+
+#[tokio::test]
+async fn without_a_websocket_proof_is_polled_at_the_configured_cadence_not_faster() {
+    let app = spawn_app_with(|s| s.status.poll_interval_s = 1).await;
+    proof_reports(&app, "pending", None, 1).await;
+    let opened = tokio::time::Instant::now();
+    let mut stream = events_request(&app, None).send().await.unwrap();
+    read_until(&mut stream, "pending").await;
+
+    // The ownership check, then three polls a second apart.
+    let deadline = opened + EVENTUALLY;
+    while transaction_reads(&app).await < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher is not polling"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = opened.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2900),
+        "three polls within {elapsed:?}: faster than poll_interval_s"
+    );
+    // The WebSocket was tried (wiremock has none) before falling back.
+    let tried = app
+        .proof_requests()
+        .await
+        .iter()
+        .any(|r| r.url.path() == "/ws" && r.url.query() == Some(&format!("tx_id={TX_ID}")[..]));
+    assert!(tried, "the WebSocket was never tried");
+}
