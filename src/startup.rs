@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::Method;
@@ -34,12 +35,22 @@ pub struct Application {
 pub struct ApplicationHandle {
     readiness: Arc<Readiness>,
     server: ServerHandle,
+    drain_delay: Duration,
 }
 
 impl ApplicationHandle {
-    /// Marks the instance not ready, stops accepting, and waits for requests in flight (up to the
-    /// configured shutdown timeout).
+    /// Marks the instance not ready and keeps serving for `server.drain_delay_s`, so a load
+    /// balancer sees `/readyz` fail and moves traffic away before anything is refused; then stops
+    /// accepting and waits for requests in flight (up to the configured shutdown timeout).
     pub async fn drain(&self) {
+        self.readiness.start_leaving();
+        if !self.drain_delay.is_zero() {
+            tracing::info!(
+                drain_delay_s = self.drain_delay.as_secs(),
+                "not ready: serving on until the drain delay is over"
+            );
+            tokio::time::sleep(self.drain_delay).await;
+        }
         self.readiness.start_draining();
         self.server.stop(true).await;
     }
@@ -162,6 +173,7 @@ impl Application {
         let handle = ApplicationHandle {
             readiness: readiness.clone(),
             server: server.handle(),
+            drain_delay: config.server.drain_delay,
         };
         Ok(Self {
             port,

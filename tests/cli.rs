@@ -98,6 +98,7 @@ impl Config {
                     ("listen", s("127.0.0.1:8080")),
                     ("workers", raw("1")),
                     ("shutdown_timeout_s", raw("5")),
+                    ("drain_delay_s", raw("0")),
                     ("client_request_timeout_ms", raw("10000")),
                     ("keep_alive_s", raw("15")),
                     ("max_connections", raw("10000")),
@@ -1446,4 +1447,56 @@ fn pretty_logs_written_to_a_pipe_carry_no_colour_codes() {
             "{stream} carries ANSI escape codes: {output:?}"
         );
     }
+}
+
+#[test]
+fn with_a_drain_delay_sigterm_makes_readyz_503_while_checkouts_are_still_served_then_closes() {
+    let upstream = Upstream::start();
+    // Far longer than the checks below need, however slow the machine.
+    let config = service_config(&upstream).set("server", "drain_delay_s", "12");
+    let mut service = Service::start(config, TempDir::new(), &[]);
+    let port = service.port;
+    let readyz = RawRequest::new(port, "GET", "/readyz")
+        .header("Connection", "close")
+        .with_body(b"");
+    assert_eq!(raw_http::send(port, &readyz).unwrap().status, 200);
+
+    service.signal("-TERM");
+
+    // A load balancer's fresh probe is told "not ready"...
+    let signalled = Instant::now();
+    loop {
+        let status = raw_http::send(port, &readyz).map(|r| r.status);
+        if status.as_ref().is_ok_and(|s| *s == 503) {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(12),
+            "/readyz still {status:?} after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // ...while a checkout on a fresh connection is still served.
+    let checkout = start_checkout(port, APP_ORIGIN, &session_jwt(JWT_SECRET))
+        .expect("a checkout during the drain delay");
+    assert_eq!(checkout.status, 200, "{checkout:?}");
+
+    // Once the delay is over the listener closes, and the process exits cleanly.
+    let refused = loop {
+        match TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            Duration::from_millis(200),
+        ) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break true,
+            _ if signalled.elapsed() > Duration::from_secs(60) => break false,
+            _ => thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(refused, "still accepting 60 s after SIGTERM");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(11),
+        "the listener closed before the drain delay was over"
+    );
+    let status = service.wait_for_exit(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit: {status:?}");
 }

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub listen: ListenAddress,
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM: `/readyz` answers 503 while everything is still served, for this long.
+    pub drain_delay: Duration,
     /// A request's headers and body must both arrive within this.
     pub client_request_timeout: Duration,
     /// Zero turns keep-alive off: every connection closes after its response.
@@ -64,6 +66,7 @@ pub struct ServerConfig {
 const MAX_ATTEMPTS_LIMIT: u32 = 10;
 const MAX_CLIENT_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 const MAX_KEEP_ALIVE_S: u64 = 3600;
+const MAX_DRAIN_DELAY_S: u64 = 600;
 
 impl Settings {
     /// Checks every key and builds the values the service runs on.
@@ -121,6 +124,12 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
             format!("must be at most {MAX_KEEP_ALIVE_S} (0 turns keep-alive off)"),
         ));
     }
+    if s.drain_delay_s > MAX_DRAIN_DELAY_S {
+        return Err(ConfigError::key(
+            "server.drain_delay_s",
+            format!("must be at most {MAX_DRAIN_DELAY_S}"),
+        ));
+    }
     if s.max_connections == 0 {
         return Err(ConfigError::key(
             "server.max_connections",
@@ -131,6 +140,7 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
         listen,
         workers: s.workers,
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_s),
+        drain_delay: Duration::from_secs(s.drain_delay_s),
         client_request_timeout: Duration::from_millis(s.client_request_timeout_ms),
         keep_alive: Duration::from_secs(s.keep_alive_s),
         max_connections: s.max_connections,

@@ -23,7 +23,7 @@ pub async fn healthz() -> HttpResponse {
 /// Readiness: stops answering 200 as soon as draining starts, so a load balancer takes the
 /// instance out before it goes away, and while a backend that checkouts need is unreachable.
 pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
-    if readiness.is_draining() {
+    if readiness.is_leaving() {
         return envelope_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -59,6 +59,11 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
 /// Whether the instance should still receive traffic.
 #[derive(Debug, Default)]
 pub struct Readiness {
+    /// Set at SIGTERM: the load balancer is told to stop sending traffic (`/readyz` 503), while
+    /// what still arrives is served, for `drain_delay_s`.
+    leaving: AtomicBool,
+    /// Set when the listener closes: what is still in flight finishes; new requests on open
+    /// connections get 503 `shutting_down`.
     draining: AtomicBool,
     /// Wakes what must end when a drain starts (event streams), so they do not hold it open.
     drain_started: Notify,
@@ -89,7 +94,18 @@ impl Readiness {
         !self.session_backend_not_ready.load(Ordering::Relaxed)
     }
 
+    /// The instance is going away: not ready any more, still serving.
+    pub fn start_leaving(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+
+    /// Not ready: leaving, or draining.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst) || self.is_draining()
+    }
+
     pub fn start_draining(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
         self.draining.store(true, Ordering::SeqCst);
         self.drain_started.notify_waiters();
     }
