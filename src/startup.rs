@@ -16,7 +16,7 @@ use crate::checkout::{self, CheckoutContext};
 use crate::config::AppConfig;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
 use crate::http::{self, Readiness};
-use crate::proof::ProofClient;
+use crate::proof::{ProofClient, ProofEndpoint, Reload};
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::status;
@@ -28,6 +28,8 @@ pub struct Application {
     handle: ApplicationHandle,
     readiness: Arc<Readiness>,
     rate_limits: Arc<RateLimits>,
+    endpoint: Arc<ProofEndpoint>,
+    token_reload: Duration,
 }
 
 /// Starts a graceful drain from outside the server: a signal in production, the test itself in tests.
@@ -94,8 +96,9 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let workers = effective_workers(config.server.workers);
         // One HTTP service per worker, each with its own upstream client.
+        let worker_endpoint = endpoint.clone();
         let worker_service = move || {
-            let proof = web::Data::new(ProofClient::new(endpoint.clone()));
+            let proof = web::Data::new(ProofClient::new(worker_endpoint.clone()));
             let sandbox = sandbox.clone();
             let app = App::new()
                 .wrap(from_fn(cors::browser_headers))
@@ -181,6 +184,8 @@ impl Application {
             handle,
             readiness,
             rate_limits,
+            endpoint,
+            token_reload: config.proof.token_reload,
         })
     }
 
@@ -201,11 +206,15 @@ impl Application {
             handle,
             readiness,
             rate_limits,
+            endpoint,
+            token_reload,
             ..
         } = self;
         let maintenance = tokio::spawn(maintain_rate_limits(rate_limits, readiness));
+        let token = tokio::spawn(reload_client_token(endpoint, token_reload));
         let stopped = serve_until_signalled(server, handle).await;
         maintenance.abort();
+        token.abort();
         stopped
     }
 }
@@ -243,6 +252,53 @@ async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness: Arc<Readi
             }
         }
         was_reachable = Some(reachable);
+    }
+}
+
+/// Re-reads `proof.client_token_file` every `every` (unless zero) and on each SIGHUP, swapping the
+/// token when it changed.
+async fn reload_client_token(endpoint: Arc<ProofEndpoint>, every: Duration) {
+    let token = endpoint.token();
+    let from_file = token.reload() != Reload::NoFile;
+    // Installed even without a file: SIGHUP's default would end the process.
+    #[cfg(unix)]
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut interval = (from_file && !every.is_zero()).then(|| {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hangups.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let tick = async {
+            match interval.as_mut() {
+                Some(interval) => {
+                    interval.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = hangup => {
+                if !from_file {
+                    tracing::info!("SIGHUP: no proof.client_token_file to re-read");
+                    continue;
+                }
+                tracing::info!("SIGHUP: re-reading proof.client_token_file");
+            }
+            () = tick => {}
+        }
+        token.reload();
     }
 }
 

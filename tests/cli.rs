@@ -111,6 +111,7 @@ impl Config {
                     ("base_url", s("http://127.0.0.1:9")),
                     ("client_token", s(CLIENT_TOKEN)),
                     ("client_token_file", s("")),
+                    ("token_reload_s", raw("10")),
                     ("origin", s(PROOF_ORIGIN)),
                     ("connect_timeout_ms", raw("1000")),
                     ("request_timeout_ms", raw("5000")),
@@ -1499,4 +1500,127 @@ fn with_a_drain_delay_sigterm_makes_readyz_503_while_checkouts_are_still_served_
     );
     let status = service.wait_for_exit(Duration::from_secs(30));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "exit: {status:?}");
+}
+
+/// Replaces a file's contents in one step, as secret managers do (a rename over the old file).
+fn replace_file(dir: &TempDir, name: &str, contents: &str) {
+    let staged = dir.write(&format!("{name}.new"), contents);
+    std::fs::rename(staged, dir.path(name)).expect("rename over the token file");
+}
+
+/// The service with its token in a file holding `pk_old`; `reload_s` is `proof.token_reload_s`.
+fn service_with_token_file(upstream: &Upstream, reload_s: &str) -> (Service, TempDir) {
+    let files = TempDir::new();
+    let token_file = files.write("client_token", "pk_old\n");
+    let config = service_config(upstream)
+        .remove("proof", "client_token")
+        .set("proof", "client_token_file", path_value(&token_file))
+        .set("proof", "token_reload_s", reload_s)
+        .set("rate_limit", "per_user_burst", "100000")
+        .set("rate_limit", "per_user_per_minute", "100000")
+        .set("rate_limit", "per_ip_burst", "100000")
+        .set("rate_limit", "per_ip_per_minute", "100000");
+    (Service::start(config, TempDir::new(), &[]), files)
+}
+
+/// Sends checkouts one after another until `stop`, each on a fresh connection; their statuses.
+fn steady_load(port: u16, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u16>> {
+    thread::spawn(move || {
+        let jwt = session_jwt(JWT_SECRET);
+        let mut statuses = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let status = start_checkout(port, APP_ORIGIN, &jwt).map_or(0, |r| r.status);
+            statuses.push(status);
+            thread::sleep(Duration::from_millis(10));
+        }
+        statuses
+    })
+}
+
+#[test]
+fn a_rotated_token_file_is_used_without_a_restart_and_without_a_failed_request() {
+    let upstream = Upstream::start();
+    let (service, files) = service_with_token_file(&upstream, "1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = steady_load(service.port, stop.clone());
+    let token_of = |upstream: &Upstream| {
+        upstream
+            .next_request(Duration::from_secs(30))
+            .header("authorization")
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for _ in 0..3 {
+        assert_eq!(token_of(&upstream), "Bearer pk_old");
+    }
+
+    replace_file(&files, "client_token", "pk_new\n");
+
+    // Old tokens until the file is noticed, then only the new one.
+    let mut seen_new = 0;
+    while seen_new < 10 {
+        match token_of(&upstream).as_str() {
+            "Bearer pk_new" => seen_new += 1,
+            "Bearer pk_old" => assert_eq!(seen_new, 0, "the old token came back after the new one"),
+            other => panic!("Proof saw {other:?}"),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let statuses = load.join().unwrap();
+    let failed: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} checkouts failed: {:?}",
+        failed.len(),
+        statuses.len(),
+        &failed[..failed.len().min(10)]
+    );
+    let (stdout, _) = service.stop();
+    assert!(stdout.contains("the new token is in use"));
+    assert!(
+        !stdout.contains("pk_new") && !stdout.contains("pk_old"),
+        "a token was logged"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_token_and_a_corrupt_file_keeps_the_last_good_one() {
+    let upstream = Upstream::start();
+    // Checked on SIGHUP only.
+    let (service, files) = service_with_token_file(&upstream, "0");
+    let jwt = session_jwt(JWT_SECRET);
+    let token_seen = || {
+        let response = start_checkout(service.port, APP_ORIGIN, &jwt).unwrap();
+        assert_eq!(response.status, 200);
+        upstream
+            .next_request(Duration::from_secs(30))
+            .header("authorization")
+            .unwrap_or_default()
+            .to_owned()
+    };
+    replace_file(&files, "client_token", "pk_new\n");
+    assert_eq!(token_seen(), "Bearer pk_old", "no SIGHUP yet");
+
+    service.signal("-HUP");
+    let signalled = Instant::now();
+    while token_seen() != "Bearer pk_new" {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "SIGHUP never loaded the new token"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    // A broken file: the last good token stays, and the operator is told.
+    replace_file(&files, "client_token", "not a token\n");
+    service.signal("-HUP");
+    service.process.stdout.wait_for_line(
+        |line| line.contains("holds no valid token"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(token_seen(), "Bearer pk_new");
+    assert!(
+        !service.stdout().contains("not a token"),
+        "the file's contents were logged"
+    );
 }

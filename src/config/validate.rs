@@ -67,6 +67,7 @@ const MAX_ATTEMPTS_LIMIT: u32 = 10;
 const MAX_CLIENT_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 const MAX_KEEP_ALIVE_S: u64 = 3600;
 const MAX_DRAIN_DELAY_S: u64 = 600;
+const MAX_TOKEN_RELOAD_S: u64 = 86_400;
 
 impl Settings {
     /// Checks every key and builds the values the service runs on.
@@ -191,6 +192,12 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
             format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
         ));
     }
+    if s.token_reload_s > MAX_TOKEN_RELOAD_S {
+        return Err(ConfigError::key(
+            "proof.token_reload_s",
+            format!("must be at most {MAX_TOKEN_RELOAD_S} (0: only on SIGHUP)"),
+        ));
+    }
     let address = s.address.trim();
     if address.len() > 256 || address.chars().any(char::is_control) {
         return Err(ConfigError::key(
@@ -202,6 +209,8 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
         widget_session_url,
         base_url,
         client_token,
+        client_token_file: (!s.client_token_file.trim().is_empty())
+            .then(|| std::path::PathBuf::from(s.client_token_file.trim())),
         origin,
         connect_timeout,
         request_timeout,
@@ -213,6 +222,7 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
         ProofConfig {
             endpoint,
             address: (!address.is_empty()).then(|| address.to_owned()),
+            token_reload: Duration::from_secs(s.token_reload_s),
         },
         rate_limit_key_secret,
     ))

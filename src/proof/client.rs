@@ -13,11 +13,12 @@ use actix_web::http::{Method, StatusCode, Uri};
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 use rand::RngExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::time::Instant;
 
 use super::error::{UpstreamError, UpstreamFailure};
 use super::retry::{Decision, RetryState, Retryable};
+use super::token::ClientToken;
 use super::wire::{error_slug, is_json_media_type, is_json_object};
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
@@ -31,7 +32,7 @@ pub struct ProofEndpoint {
     url: Uri,
     /// The base URL without a trailing slash, for the paths built per call.
     base: String,
-    authorization: HeaderValue,
+    token: ClientToken,
     origin: HeaderValue,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -47,6 +48,8 @@ pub struct ProofEndpointSettings {
     /// The configured base URL, checked.
     pub base_url: url::Url,
     pub client_token: SecretString,
+    /// Where the token is re-read from on rotation, when it came from a file.
+    pub client_token_file: Option<std::path::PathBuf>,
     pub origin: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -62,18 +65,15 @@ impl ProofEndpoint {
             .widget_session_url
             .parse()
             .map_err(|e| format!("proof.base_url: {e}"))?;
-        let mut authorization =
-            HeaderValue::try_from(format!("Bearer {}", config.client_token.expose_secret()))
-                .map_err(|_| "proof.client_token: not a valid header value".to_owned())?;
-        // Keeps the token out of any Debug output of the header map and out of HPACK tables.
-        authorization.set_sensitive(true);
+        let token = ClientToken::new(&config.client_token, config.client_token_file.clone())
+            .map_err(|problem| format!("proof.client_token: {problem}"))?;
         let origin = HeaderValue::try_from(config.origin.as_str())
             .map_err(|_| "proof.origin: not a valid header value".to_owned())?;
         let base = config.base_url.as_str().trim_end_matches('/').to_owned();
         Ok(Self {
             url,
             base,
-            authorization,
+            token,
             origin,
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -115,8 +115,9 @@ impl ProofEndpoint {
         &self.origin
     }
 
-    pub(super) fn authorization(&self) -> &HeaderValue {
-        &self.authorization
+    /// The client token, which a rotation replaces.
+    pub fn token(&self) -> &ClientToken {
+        &self.token
     }
 
     /// The base URL with `segments` appended, each percent-escaped: an id can never climb out of
@@ -265,6 +266,9 @@ impl ProofClient {
         request_id: &RequestId,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         let endpoint = &*self.endpoint;
+        // Every attempt of this call carries the token it started with, whatever a rotation does
+        // meanwhile.
+        let authorization = endpoint.token.authorization();
         let mut retry = RetryState::new(
             endpoint.max_attempts,
             Instant::now() + endpoint.deadline,
@@ -275,11 +279,11 @@ impl ProofClient {
                 break UpstreamFailure::Timeout { cause: "deadline" };
             };
             let attempt_timeout = endpoint.request_timeout.min(time_left);
-            let attempt = self.attempt(url.clone(), body.clone(), request_id);
+            let attempt = self.attempt(url.clone(), body.clone(), &authorization, request_id);
             let outcome = tokio::time::timeout(attempt_timeout, attempt)
                 .await
                 .unwrap_or(Err(AttemptError::TimedOut));
-            let (why, failure) = match classify(outcome, call.is_idempotent()) {
+            let (why, failure) = match classify(outcome, call.is_idempotent(), &endpoint.token) {
                 Verdict::Answer(answer) => return Ok(answer),
                 Verdict::Final(failure) => break failure,
                 Verdict::Retryable(why, failure) => (why, failure),
@@ -315,6 +319,7 @@ impl ProofClient {
         &self,
         url: Uri,
         body: Option<Bytes>,
+        authorization: &HeaderValue,
         request_id: &RequestId,
     ) -> Result<RawAnswer, AttemptError> {
         let endpoint = &*self.endpoint;
@@ -332,7 +337,7 @@ impl ProofClient {
             .insert_header((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)))
             .insert_header((header::ORIGIN, endpoint.origin.clone()))
             .insert_header((REQUEST_ID_HEADER, request_id.header_value().clone()))
-            .insert_header((header::AUTHORIZATION, endpoint.authorization.clone()));
+            .insert_header((header::AUTHORIZATION, authorization.clone()));
         let sent = match body {
             Some(body) => request.send_body(body).await,
             None => request.send().await,
@@ -483,7 +488,11 @@ enum Verdict {
 }
 
 /// What an attempt came to; `idempotent`: the call may be repeated whatever Proof did with it.
-fn classify(outcome: Result<RawAnswer, AttemptError>, idempotent: bool) -> Verdict {
+fn classify(
+    outcome: Result<RawAnswer, AttemptError>,
+    idempotent: bool,
+    token: &ClientToken,
+) -> Verdict {
     let answer = match outcome {
         Ok(answer) => answer,
         Err(AttemptError::NotSent(cause)) => {
@@ -524,12 +533,23 @@ fn classify(outcome: Result<RawAnswer, AttemptError>, idempotent: bool) -> Verdi
         };
     }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        tracing::error!(
-            status = status.as_u16(),
-            proof_request_id = answer.proof_request_id(),
-            proof_error = error_slug(&answer.body).as_deref().unwrap_or(""),
-            "Proof refused the client_token or Origin: check proof.client_token and proof.origin"
-        );
+        let proof_error = error_slug(&answer.body);
+        let proof_error = proof_error.as_deref().unwrap_or("");
+        match token.rotated_recently() {
+            Some(ago) => tracing::error!(
+                status = status.as_u16(),
+                proof_request_id = answer.proof_request_id(),
+                proof_error,
+                token_rotated_s_ago = ago.as_secs(),
+                "Proof refused the client_token or Origin soon after the token was rotated: is the new token active at Proof?"
+            ),
+            None => tracing::error!(
+                status = status.as_u16(),
+                proof_request_id = answer.proof_request_id(),
+                proof_error,
+                "Proof refused the client_token or Origin: check proof.client_token and proof.origin"
+            ),
+        }
         return Verdict::Final(UpstreamFailure::Misconfigured {
             status: status.as_u16(),
         });

@@ -5,11 +5,13 @@
 mod client;
 mod error;
 mod retry;
+mod token;
 mod websocket;
 mod wire;
 
 pub use client::{ProofClient, ProofEndpoint, ProofEndpointSettings, UpstreamAnswer};
 pub use error::{UpstreamError, UpstreamFailure};
+pub use token::{ClientToken, Reload};
 pub use websocket::{TransactionUpdates, WebSocketUnavailable};
 pub use wire::{WidgetSessionRequest, transaction_owner, transaction_status};
 
@@ -19,4 +21,6 @@ pub struct ProofConfig {
     pub endpoint: ProofEndpoint,
     /// `proof.address`: sent only when Proof asked the partner to.
     pub address: Option<String>,
+    /// How often `client_token_file` is checked for a new token; zero: only on SIGHUP.
+    pub token_reload: std::time::Duration,
 }

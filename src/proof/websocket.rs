@@ -53,7 +53,10 @@ impl ProofClient {
                 HeaderValue::from_static(super::client::USER_AGENT),
             )
             .header(header::ORIGIN, endpoint.origin().clone())
-            .header(header::AUTHORIZATION, endpoint.authorization().clone());
+            .header(
+                header::AUTHORIZATION,
+                (*endpoint.token().authorization()).clone(),
+            );
         let connected = tokio::time::timeout(timeout, request.connect())
             .await
             .map_err(|_| WebSocketUnavailable("no answer in time".to_owned()))?;
