@@ -4,6 +4,8 @@ mod checkout;
 mod client_ip;
 mod connections;
 mod errors;
+mod forward_session;
+mod header_session;
 mod helpers;
 mod idempotency;
 mod probes;
