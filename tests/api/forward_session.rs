@@ -492,6 +492,8 @@ async fn fifty_concurrent_checkouts_of_one_session_make_one_call_across_workers(
     .await;
     widget_session_ok().mount(&app.proof).await;
 
+    // Only what is logged from here on is read.
+    let mut read_up_to = logs().len();
     let checkouts: Vec<_> = (0..CHECKOUTS)
         .map(|i| {
             let request = checkout_with_cookie(&app, "_app_session=one-session")
@@ -503,19 +505,15 @@ async fn fifty_concurrent_checkouts_of_one_session_make_one_call_across_workers(
 
     // The first checkout's call is held at the app; the gate opens once every other checkout is
     // waiting on that call, however long they take to arrive. None can be answered before.
-    let joined = || {
-        logs()
-            .text()
-            .lines()
-            .filter(|line| line.contains(JOINS) && line.contains(r#""request_id":"single-flight-"#))
-            .count()
-    };
+    let mut joined = 0;
     let mut polls = 0;
-    loop {
-        let joined = joined();
-        if joined == CHECKOUTS - 1 {
-            break;
-        }
+    while joined < CHECKOUTS - 1 {
+        let (lines, next) = logs().lines_from(read_up_to);
+        read_up_to = next;
+        joined += lines
+            .iter()
+            .filter(|line| line.contains(JOINS) && line.contains(r#""request_id":"single-flight-"#))
+            .count();
         assert!(
             checkouts.iter().all(|checkout| !checkout.is_finished()),
             "a checkout was answered before the app; {joined} had joined the call"
