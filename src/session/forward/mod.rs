@@ -1,6 +1,7 @@
 //! Opaque app sessions (`session.source = "forward"`): the partner's app is asked who the session
-//! belongs to, as nginx's `auth_request` does. Rails, Django, Laravel or express-session keep their
-//! sessions server-side behind a random cookie that only the app can read, so the app answers.
+//! belongs to, as nginx's `auth_request` does. Rails, Django, Laravel or express-session keep
+//! sessions only the app can read (server-side behind a random id, or encrypted in the cookie), so
+//! the app answers.
 //!
 //! A checkout runs through these, in order:
 //! - [`credentials`]: the named cookies (and `Authorization`, when configured) are taken from the
