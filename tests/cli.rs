@@ -226,6 +226,12 @@ impl Config {
         self.set(section, key, quoted(value))
     }
 
+    /// Adds a table the valid file leaves out, such as `[session.forward]`.
+    fn with_section(mut self, section: &'static str) -> Self {
+        self.sections.push((section, Vec::new()));
+        self
+    }
+
     fn remove(mut self, section: &str, key: &str) -> Self {
         let keys = self.section(section);
         let before = keys.len();
@@ -469,6 +475,113 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             Config::valid().set("server", "max_connections", "0"),
             vec!["server.max_connections"],
         ),
+        (
+            "forward without a url",
+            forward_source().remove("session.forward", "url"),
+            vec!["session.forward.url", "is required"],
+        ),
+        (
+            "forward url that is not a URL",
+            forward_source().set_str("session.forward", "url", "whoami"),
+            vec!["session.forward.url"],
+        ),
+        (
+            "forward url in plain http to another machine",
+            forward_source().set_str("session.forward", "url", "http://app.example.com/whoami"),
+            vec!["session.forward.url", "https://"],
+        ),
+        (
+            "forward url with a fragment",
+            forward_source().set_str("session.forward", "url", "https://app.example.com/a#b"),
+            vec!["session.forward.url"],
+        ),
+        (
+            "forward without cookies or authorization",
+            forward_source().set("session.forward", "cookies", "[]"),
+            vec!["session.forward.cookies"],
+        ),
+        (
+            "forward cookie name with a space",
+            forward_source().set("session.forward", "cookies", r#"["my session"]"#),
+            vec!["session.forward.cookies"],
+        ),
+        (
+            "forward empty cookie name",
+            forward_source().set("session.forward", "cookies", r#"["_app_session", ""]"#),
+            vec!["session.forward.cookies"],
+        ),
+        (
+            "forward cookie listed twice",
+            forward_source().set("session.forward", "cookies", r#"["sid", "sid"]"#),
+            vec!["session.forward.cookies"],
+        ),
+        (
+            "forward user id field without a leading slash",
+            forward_source().set_str("session.forward", "user_id_field", "user.id"),
+            vec!["session.forward.user_id_field"],
+        ),
+        (
+            "forward empty email field",
+            forward_source().set_str("session.forward", "email_field", ""),
+            vec!["session.forward.email_field"],
+        ),
+        (
+            "forward email field with a bad escape",
+            forward_source().set_str("session.forward", "email_field", "/a~2b"),
+            vec!["session.forward.email_field"],
+        ),
+        (
+            "forward timeout zero",
+            forward_source().set("session.forward", "timeout_ms", "0"),
+            vec!["session.forward.timeout_ms"],
+        ),
+        (
+            "forward cache ttl over an hour",
+            forward_source().set("session.forward", "cache_ttl_s", "3601"),
+            vec!["session.forward.cache_ttl_s"],
+        ),
+        (
+            "forward cache without room",
+            forward_source().set("session.forward", "cache_max_entries", "0"),
+            vec!["session.forward.cache_max_entries"],
+        ),
+        (
+            "forward unknown key",
+            forward_source().set("session.forward", "cookie", r#"["sid"]"#),
+            vec!["cookie"],
+        ),
+        (
+            "headers without trusted proxies",
+            headers_source().set("client_ip", "trusted_proxies", "[]"),
+            vec!["client_ip.trusted_proxies", "headers"],
+        ),
+        (
+            "headers user id header that is not a header name",
+            headers_source().set_str("session.headers", "user_id_header", "x user"),
+            vec!["session.headers.user_id_header"],
+        ),
+        (
+            "headers email header empty",
+            headers_source().set_str("session.headers", "email_header", ""),
+            vec!["session.headers.email_header"],
+        ),
+        (
+            "headers email header that carries cookies",
+            headers_source().set_str("session.headers", "email_header", "Cookie"),
+            vec!["session.headers.email_header"],
+        ),
+        (
+            "headers user id header that is the client address header",
+            headers_source().set_str("session.headers", "user_id_header", "X-Forwarded-For"),
+            vec!["session.headers.user_id_header"],
+        ),
+        (
+            "headers the same header twice",
+            headers_source()
+                .set_str("session.headers", "user_id_header", "x-user")
+                .set_str("session.headers", "email_header", "X-User"),
+            vec!["session.headers.email_header"],
+        ),
     ];
     let mut failures = Vec::new();
     for (name, config, needles) in cases {
@@ -479,6 +592,92 @@ fn check_config_names_the_key_for_each_invalid_setting() {
         }
     }
     assert!(failures.is_empty(), "cases that failed: {failures:?}");
+}
+
+/// `session.source = "forward"` with the keys it needs; `check-config` never calls the app.
+fn forward_source() -> Config {
+    Config::valid()
+        .set_str("session", "source", "forward")
+        .with_section("session.forward")
+        .set_str(
+            "session.forward",
+            "url",
+            "http://127.0.0.1:9/session/whoami",
+        )
+        .set("session.forward", "cookies", r#"["_app_session"]"#)
+}
+
+/// `session.source = "headers"` behind an auth proxy on the private network.
+fn headers_source() -> Config {
+    Config::valid()
+        .set_str("session", "source", "headers")
+        .with_section("session.headers")
+        .set("client_ip", "trusted_proxies", r#"["10.0.0.0/8"]"#)
+}
+
+#[test]
+fn check_config_accepts_the_forward_and_headers_sources() {
+    assert_passes(&check_config_with(&forward_source(), &[]));
+    let tuned = forward_source()
+        .set_str(
+            "session.forward",
+            "url",
+            "https://app.example.com/session/whoami?fmt=json",
+        )
+        .set(
+            "session.forward",
+            "cookies",
+            r#"["_app_session", "remember_user_token"]"#,
+        )
+        .set("session.forward", "forward_authorization", "true")
+        .set_str("session.forward", "user_id_field", "/user/id")
+        .set_str("session.forward", "email_field", "/user/emails/0")
+        .set("session.forward", "timeout_ms", "500")
+        .set("session.forward", "cache_ttl_s", "0")
+        .set("session.forward", "cache_max_entries", "1000");
+    assert_passes(&check_config_with(&tuned, &[]));
+    let authorization_only = forward_source()
+        .set("session.forward", "cookies", "[]")
+        .set("session.forward", "forward_authorization", "true");
+    assert_passes(&check_config_with(&authorization_only, &[]));
+    // The cookie list from the environment, comma-separated like every other list.
+    let from_env = forward_source().remove("session.forward", "cookies");
+    assert_passes(&check_config_with(
+        &from_env,
+        &[(
+            "PROOF_BFF__SESSION__FORWARD__COOKIES",
+            "sessionid, csrftoken",
+        )],
+    ));
+    assert_fails_naming(
+        &check_config_with(
+            &from_env,
+            &[("PROOF_BFF__SESSION__FORWARD__COOKIES", "a b")],
+        ),
+        &["session.forward.cookies"],
+    );
+
+    assert_passes(&check_config_with(&headers_source(), &[]));
+    let renamed = headers_source()
+        .set_str("session.headers", "user_id_header", "X-Forwarded-User")
+        .set_str("session.headers", "email_header", "X-Forwarded-Email");
+    assert_passes(&check_config_with(&renamed, &[]));
+}
+
+#[test]
+fn check_config_never_prints_the_forward_url() {
+    for url in [
+        "https://bff:S3CRET@app.example.com/whoami",
+        "http://app.example.com/whoami?token=S3CRET",
+        "https://app.example.com:S3CRET/whoami",
+    ] {
+        let output = check_config_with(
+            &forward_source().set_str("session.forward", "url", url),
+            &[],
+        );
+        assert_secret_not_printed(&output, url);
+        assert_fails_naming(&output, &["session.forward.url"]);
+    }
 }
 
 /// The shared backend, with a Redis that need not be running: `check-config` does not connect.

@@ -123,6 +123,11 @@ impl ClientIpResolver {
         self.source.header_name()
     }
 
+    /// The peers believed: also the only ones an auth proxy's identity headers are read from.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted
+    }
+
     /// `header_lines`: every line of the configured header, in order, as raw
     /// bytes (the caller passes
     /// `req.headers().get_all(name).map(|v| v.as_bytes())`).

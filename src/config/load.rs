@@ -13,6 +13,7 @@ const ENV_SEPARATOR: &str = "__";
 const LIST_KEYS: &[&str] = &[
     "browser.allowed_origins",
     "client_ip.trusted_proxies",
+    "session.forward.cookies",
     "checkout.networks",
     "checkout.currencies",
     "checkout.types",

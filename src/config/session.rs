@@ -1,10 +1,19 @@
 //! `[session]`: the source that `session.source` names, checked and built.
 
+use std::time::Duration;
+
+use actix_web::http::Uri;
+use actix_web::http::header::HeaderName;
+
 use super::ConfigError;
 use super::settings::*;
-use super::validate::read_secret;
+use super::validate::{is_loopback_host, read_secret};
 use crate::client_ip::ClientIpResolver;
-use crate::session::{JwtSession, JwtVerifier, JwtVerifierSettings, SessionSource};
+use crate::session::forward::is_json_pointer;
+use crate::session::{
+    ForwardConfig, ForwardSession, HeaderSession, JwtSession, JwtVerifier, JwtVerifierSettings,
+    SessionSource,
+};
 
 /// The `[session.<source>]` table that `session.source` names; the others are not read.
 pub(super) fn validate_session(
@@ -84,19 +93,183 @@ fn is_cookie_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn validate_forward(_s: ForwardSettings) -> Result<SessionSource, ConfigError> {
-    Err(ConfigError::key(
-        "session.source",
-        "\"forward\" is not available in this version",
-    ))
+const MAX_FORWARD_TIMEOUT_MS: u64 = 60_000;
+/// A signed-out session stays usable for up to the TTL: an hour is already long for that.
+const MAX_FORWARD_CACHE_TTL_S: u64 = 3600;
+/// A few hundred bytes each: a million is a few hundred MiB at most.
+const MAX_FORWARD_CACHE_ENTRIES: usize = 1_000_000;
+
+fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
+    let url = forward_url(&s.url)?;
+    let cookies = forward_cookies(&s.cookies, s.forward_authorization)?;
+    for (key, pointer) in [
+        ("session.forward.user_id_field", &s.user_id_field),
+        ("session.forward.email_field", &s.email_field),
+    ] {
+        if !is_json_pointer(pointer) {
+            return Err(ConfigError::key(
+                key,
+                format!(
+                    "{pointer:?} is not a JSON pointer into the app's answer (RFC 6901: \"/id\", \"/user/email\")"
+                ),
+            ));
+        }
+    }
+    if !(1..=MAX_FORWARD_TIMEOUT_MS).contains(&s.timeout_ms) {
+        return Err(ConfigError::key(
+            "session.forward.timeout_ms",
+            format!("must be between 1 and {MAX_FORWARD_TIMEOUT_MS}"),
+        ));
+    }
+    if s.cache_ttl_s > MAX_FORWARD_CACHE_TTL_S {
+        return Err(ConfigError::key(
+            "session.forward.cache_ttl_s",
+            format!("must be at most {MAX_FORWARD_CACHE_TTL_S} (0 turns the cache off)"),
+        ));
+    }
+    if !(1..=MAX_FORWARD_CACHE_ENTRIES).contains(&s.cache_max_entries) {
+        return Err(ConfigError::key(
+            "session.forward.cache_max_entries",
+            format!(
+                "must be between 1 and {MAX_FORWARD_CACHE_ENTRIES} (cache_ttl_s = 0 turns the cache off)"
+            ),
+        ));
+    }
+    let session = ForwardSession::start(ForwardConfig {
+        url,
+        cookies,
+        forward_authorization: s.forward_authorization,
+        user_id_field: s.user_id_field,
+        email_field: s.email_field,
+        timeout: Duration::from_millis(s.timeout_ms),
+        cache_ttl: Duration::from_secs(s.cache_ttl_s),
+        cache_max_entries: s.cache_max_entries,
+    })
+    .map_err(|e| ConfigError::key("session.forward", format!("cannot start its client: {e}")))?;
+    Ok(SessionSource::Forward(session))
 }
 
+/// Valid, distinct cookie names; none at all only when `Authorization` carries the session.
+fn forward_cookies(names: &[String], authorization: bool) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "session.forward.cookies";
+    let mut cookies: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.trim();
+        if !is_cookie_name(name) {
+            return Err(ConfigError::key(
+                KEY,
+                format!("{name:?} is not a valid cookie name"),
+            ));
+        }
+        if cookies.iter().any(|seen| seen == name) {
+            return Err(ConfigError::key(KEY, format!("{name:?} is listed twice")));
+        }
+        cookies.push(name.to_owned());
+    }
+    if cookies.is_empty() && !authorization {
+        return Err(ConfigError::key(
+            KEY,
+            "name the cookie(s) that carry your app's session (or set forward_authorization = true)",
+        ));
+    }
+    Ok(cookies)
+}
+
+/// The app's session endpoint. The cookies travel to it in every call, so in clear text only to
+/// this very machine. Never echoed in an error: a URL may carry a secret.
+fn forward_url(raw: &str) -> Result<Uri, ConfigError> {
+    const KEY: &str = "session.forward.url";
+    if raw.trim().is_empty() {
+        return Err(ConfigError::key(
+            KEY,
+            "is required: your app's endpoint that answers who is signed in",
+        ));
+    }
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| ConfigError::key(KEY, format!("is not a valid URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::key(KEY, "must be an https:// URL"));
+    }
+    if url.scheme() == "http" && !is_loopback_host(&url) {
+        return Err(ConfigError::key(
+            KEY,
+            "must be https:// (http:// only for a loopback host: 127.0.0.0/8, ::1 or localhost): the session cookies travel to it",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::key(
+            KEY,
+            "must not carry a user name or password",
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(ConfigError::key(KEY, "must not carry a fragment"));
+    }
+    url.as_str()
+        .parse()
+        .map_err(|e| ConfigError::key(KEY, format!("is not a valid URL ({e})")))
+}
+
+/// Headers that mean something else to the service or to HTTP: an auth proxy never names the user
+/// in them, so choosing one is a mistake.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "forwarded",
+    "host",
+    "idempotency-key",
+    "origin",
+    "transfer-encoding",
+    "x-csrf",
+    "x-forwarded-for",
+    "x-request-id",
+];
+
 fn validate_headers(
-    _s: HeaderSessionSettings,
-    _client_ip: &ClientIpResolver,
+    s: HeaderSessionSettings,
+    client_ip: &ClientIpResolver,
 ) -> Result<SessionSource, ConfigError> {
-    Err(ConfigError::key(
-        "session.source",
-        "\"headers\" is not available in this version",
-    ))
+    let user_id_header = identity_header(
+        "session.headers.user_id_header",
+        &s.user_id_header,
+        client_ip,
+    )?;
+    let email_header = identity_header("session.headers.email_header", &s.email_header, client_ip)?;
+    if user_id_header == email_header {
+        return Err(ConfigError::key(
+            "session.headers.email_header",
+            "must differ from session.headers.user_id_header",
+        ));
+    }
+    let trusted = client_ip.trusted_proxies();
+    if trusted.is_empty() {
+        return Err(ConfigError::key(
+            "client_ip.trusted_proxies",
+            "is empty, but session.source = \"headers\" reads the user only from your auth proxy: list its addresses",
+        ));
+    }
+    Ok(SessionSource::Headers(HeaderSession::new(
+        user_id_header,
+        email_header,
+        trusted.clone(),
+    )))
+}
+
+fn identity_header(
+    key: &str,
+    name: &str,
+    client_ip: &ClientIpResolver,
+) -> Result<HeaderName, ConfigError> {
+    let header = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| ConfigError::key(key, format!("{name:?} is not a valid HTTP header name")))?;
+    if RESERVED_HEADERS.contains(&header.as_str()) || header.as_str() == client_ip.header_name() {
+        return Err(ConfigError::key(
+            key,
+            format!("{name:?} is a header the service reads for something else"),
+        ));
+    }
+    Ok(header)
 }

@@ -266,7 +266,7 @@ fn widget_session_url(base_url: &str) -> Result<(url::Url, String), ConfigError>
 }
 
 /// 127.0.0.0/8, `::1` and the name `localhost`: hosts whose traffic never leaves the machine.
-fn is_loopback_host(url: &url::Url) -> bool {
+pub(super) fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -1,10 +1,13 @@
 //! Who the user is. Identity comes only from the partner's session, never from the request body:
-//! each session source (today a JWT in a cookie or bearer header, [`jwt`]) turns a request into a
+//! each session source (a JWT in a cookie or bearer header, [`jwt`]; the partner's app asked about
+//! an opaque session, [`forward`]; an auth proxy's headers, [`headers`]) turns a request into a
 //! [`SessionUser`] or a [`SessionError`], and the routes ask nothing else.
 //!
 //! The user's email is personal data. It is carried in [`UserEmail`], which cannot be printed by
 //! accident, so that request logging and error reporting stay free of it.
 
+pub mod forward;
+pub mod headers;
 pub mod jwt;
 mod token;
 mod user;
@@ -13,6 +16,8 @@ use std::fmt;
 
 use actix_web::HttpRequest;
 
+pub use forward::{ForwardConfig, ForwardSession};
+pub use headers::HeaderSession;
 pub use jwt::{
     DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
     sign_hs256,
@@ -26,6 +31,10 @@ pub use user::is_valid_user_id;
 pub enum SessionSource {
     /// `session.source = "jwt"`: a JWT signed by the partner's app, in a cookie or bearer header.
     Jwt(JwtSession),
+    /// `session.source = "forward"`: the partner's app, asked who an opaque session belongs to.
+    Forward(ForwardSession),
+    /// `session.source = "headers"`: an auth proxy in front, trusted by its address.
+    Headers(HeaderSession),
 }
 
 impl SessionSource {
@@ -34,6 +43,10 @@ impl SessionSource {
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<SessionUser, SessionError> {
         match self {
             Self::Jwt(jwt) => jwt.authenticate(req.headers()),
+            Self::Forward(forward) => forward.authenticate(req).await,
+            Self::Headers(headers) => {
+                headers.authenticate(req.peer_addr().map(|peer| peer.ip()), req.headers())
+            }
         }
     }
 }

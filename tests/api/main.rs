@@ -5,6 +5,8 @@ mod client_ip;
 mod connections;
 mod errors;
 mod events;
+mod forward_session;
+mod header_session;
 mod helpers;
 mod idempotency;
 mod live_status;

@@ -48,6 +48,26 @@ impl CapturedOutput {
             .collect()
     }
 
+    /// The complete lines written from byte `start` on, and the byte the next call starts from:
+    /// polls a long capture without copying all of it each time, or holding its lock that long.
+    pub fn lines_from(&self, start: usize) -> (Vec<String>, usize) {
+        let bytes = self.bytes();
+        let tail = bytes.get(start..).unwrap_or_default();
+        let Some(last_newline) = tail.iter().rposition(|&b| b == b'\n') else {
+            return (Vec::new(), start);
+        };
+        let lines = String::from_utf8_lossy(&tail[..last_newline])
+            .lines()
+            .map(|line| line.trim_end_matches('\r').to_owned())
+            .collect();
+        (lines, start + last_newline + 1)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
     /// The JSON log events written so far, one a line; lines that are not JSON are left out.
     pub fn json_events(&self) -> Vec<serde_json::Value> {
         self.lines()
