@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{App, web};
+use actix_web::{App, HttpResponse, web};
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::cors;
@@ -20,10 +20,12 @@ use crate::proof::{ProofClient, ProofEndpoint, Reload};
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::status;
-use crate::telemetry::{BffRootSpan, HiddenRoute, RequestIdMiddleware};
+use crate::telemetry::{BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware};
 
 pub struct Application {
     port: u16,
+    /// Where `GET /metrics` is served, when it is.
+    metrics_port: Option<u16>,
     server: Server,
     handle: ApplicationHandle,
     readiness: Arc<Readiness>,
@@ -88,6 +90,17 @@ impl Application {
             endpoint.request_timeout(),
         ));
         let webhook_path = config.status.webhook_path.clone();
+        let metrics = web::Data::new(Metrics::new());
+        let metrics_listener = config
+            .metrics_listen
+            .as_ref()
+            .map(|listen| TcpListener::bind(listen.bind_target()))
+            .transpose()?;
+        let metrics_port = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?
+            .map(|addr| addr.port());
         let sandbox = config.sandbox.map(web::Data::new);
         let limits = ConnectionLimits {
             client_request_timeout: config.server.client_request_timeout,
@@ -96,9 +109,18 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let workers = effective_workers(config.server.workers);
         // One HTTP service per worker, each with its own upstream client.
+        let scrape = MetricsScrape {
+            metrics: metrics.clone(),
+            rate_limits: rate_limits.clone(),
+            status: status_context.clone(),
+        };
         let worker_endpoint = endpoint.clone();
+        let worker_metrics = metrics.clone();
         let worker_service = move || {
-            let proof = web::Data::new(ProofClient::new(worker_endpoint.clone()));
+            let proof = web::Data::new(ProofClient::new(
+                worker_endpoint.clone(),
+                worker_metrics.clone().into_inner(),
+            ));
             let sandbox = sandbox.clone();
             let app = App::new()
                 .wrap(from_fn(cors::browser_headers))
@@ -109,6 +131,7 @@ impl Application {
                 .app_data(context.clone())
                 .app_data(readiness_data.clone())
                 .app_data(status_context.clone())
+                .app_data(worker_metrics.clone())
                 .app_data(proof)
                 .service(
                     web::resource("/start-checkout")
@@ -163,7 +186,7 @@ impl Application {
                 .default_service(web::to(http::not_found));
             connection::http1(app, limits, local_addr)
         };
-        let server = Server::build()
+        let mut builder = Server::build()
             .workers(workers)
             .max_concurrent_connections(connection::max_connections_per_worker(
                 config.server.max_connections,
@@ -171,8 +194,13 @@ impl Application {
             ))
             .shutdown_timeout(config.server.shutdown_timeout.as_secs())
             .disable_signals()
-            .listen("proof-bff", listener, worker_service)?
-            .run();
+            .listen("proof-bff", listener, worker_service)?;
+        if let Some(metrics_listener) = metrics_listener {
+            builder = builder.listen("metrics", metrics_listener, move || {
+                metrics_service(scrape.clone())
+            })?;
+        }
+        let server = builder.run();
         let handle = ApplicationHandle {
             readiness: readiness.clone(),
             server: server.handle(),
@@ -180,6 +208,7 @@ impl Application {
         };
         Ok(Self {
             port,
+            metrics_port,
             server,
             handle,
             readiness,
@@ -191,6 +220,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `GET /metrics`, when `metrics.listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn handle(&self) -> ApplicationHandle {
@@ -253,6 +287,47 @@ async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness: Arc<Readi
         }
         was_reachable = Some(reachable);
     }
+}
+
+/// What `GET /metrics` reads: the counters, and the live state it reports as gauges.
+#[derive(Clone)]
+struct MetricsScrape {
+    metrics: web::Data<Metrics>,
+    rate_limits: Arc<RateLimits>,
+    status: web::Data<status::StatusContext>,
+}
+
+/// The metrics port's HTTP service: `GET /metrics` and nothing else.
+fn metrics_service(
+    scrape: MetricsScrape,
+) -> impl actix_service::ServiceFactory<
+    actix_web::rt::net::TcpStream,
+    Config = (),
+    Response = (),
+    Error = actix_http::error::DispatchError,
+    InitError = (),
+> {
+    let app = App::new()
+        .app_data(web::Data::new(scrape))
+        .route("/metrics", web::get().to(render_metrics))
+        .default_service(web::to(http::not_found));
+    actix_http::HttpService::build()
+        .h1(actix_service::map_config(app, |()| {
+            actix_web::dev::AppConfig::default()
+        }))
+        .tcp()
+}
+
+async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
+    let live = LiveState {
+        rate_limit_keys: scrape.rate_limits.in_memory().map(|limiter| limiter.len()),
+        event_streams: scrape.status.limits.open(),
+        watched_transactions: scrape.status.watchers.len(),
+    };
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(scrape.metrics.render(live))
 }
 
 /// Re-reads `proof.client_token_file` every `every` (unless zero) and on each SIGHUP, swapping the

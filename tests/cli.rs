@@ -190,6 +190,7 @@ impl Config {
                     ("webhook_path", s("")),
                 ],
             ),
+            ("metrics", vec![("listen", s(""))]),
             ("log", vec![("format", s("json")), ("level", s("info"))]),
         ];
         Self {

@@ -19,6 +19,7 @@ pub struct Settings {
     pub checkout: CheckoutSettings,
     pub rate_limit: RateLimitSettings,
     pub status: StatusSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -301,6 +302,13 @@ impl Default for RateLimitSettings {
             status_per_user_per_minute: 60,
         }
     }
+}
+
+/// `[metrics]`: Prometheus `GET /metrics` on a port of its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    pub listen: String,
 }
 
 /// `[status]`: the transaction event streams and the webhook receiver.

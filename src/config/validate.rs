@@ -41,6 +41,8 @@ pub struct AppConfig {
     /// Where `Idempotency-Key` answers and dedupe locks are kept: the rate limits' backend.
     pub idempotency: IdempotencyStore,
     pub status: StatusConfig,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<ListenAddress>,
     pub log: LogConfig,
     /// Set only by `--sandbox`, never from the file or the environment: it adds the dev login and
     /// the demo page.
@@ -72,6 +74,7 @@ const MAX_TOKEN_RELOAD_S: u64 = 86_400;
 impl Settings {
     /// Checks every key and builds the values the service runs on.
     pub fn validate(self) -> Result<AppConfig, ConfigError> {
+        let metrics_listen = validate_metrics(&self.metrics, &self.server.listen)?;
         let (proof, rate_limit_key_secret) = validate_proof(self.proof)?;
         // Before the session: a session source may depend on which peers are trusted.
         let client_ip = validate_client_ip(self.client_ip)?;
@@ -96,6 +99,7 @@ impl Settings {
             rate_limit,
             idempotency,
             status: validate_status(self.status)?,
+            metrics_listen,
             log: validate_log(self.log)?,
             sandbox: None,
         })
@@ -485,6 +489,27 @@ fn validate_redis_url(redis_url: &SecretString) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A listen address of its own, so `/metrics` is never on the browser-facing port.
+fn validate_metrics(
+    s: &MetricsSettings,
+    server_listen: &str,
+) -> Result<Option<ListenAddress>, ConfigError> {
+    let listen = s.listen.trim();
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let address =
+        ListenAddress::parse(listen).map_err(|e| ConfigError::key("metrics.listen", e))?;
+    // Port 0 (a free port chosen at start) is never the same as another.
+    if address.port() != 0 && listen == server_listen.trim() {
+        return Err(ConfigError::key(
+            "metrics.listen",
+            "must differ from server.listen: metrics are never served to browsers",
+        ));
+    }
+    Ok(Some(address))
 }
 
 const MAX_POLL_INTERVAL_S: u64 = 3600;

@@ -6,6 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use serde::Serialize;
 
+use crate::telemetry::ErrorCode;
+
 #[derive(Serialize)]
 struct Envelope<'a> {
     error: &'a str,
@@ -17,7 +19,7 @@ struct Envelope<'a> {
 pub fn envelope_response(
     status: StatusCode,
     error: &str,
-    code: &str,
+    code: &'static str,
     message: &str,
 ) -> HttpResponse {
     let body = serde_json::to_vec(&Envelope {
@@ -28,11 +30,14 @@ pub fn envelope_response(
     .unwrap_or_else(|_| {
         br#"{"error":"internal_error","code":"internal_error","message":"internal error"}"#.to_vec()
     });
-    HttpResponse::build(status)
+    let mut response = HttpResponse::build(status)
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .body(body)
+        .body(body);
+    // Counted and logged by code when the request ends.
+    response.extensions_mut().insert(ErrorCode(code));
+    response
 }

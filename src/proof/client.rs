@@ -20,7 +20,7 @@ use super::error::{UpstreamError, UpstreamFailure};
 use super::retry::{Decision, RetryState, Retryable};
 use super::token::ClientToken;
 use super::wire::{error_slug, is_json_media_type, is_json_object};
-use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
+use crate::telemetry::{Metrics, REQUEST_ID_HEADER, RequestId};
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -197,10 +197,11 @@ pub struct UpstreamAnswer {
 pub struct ProofClient {
     http: awc::Client,
     endpoint: Arc<ProofEndpoint>,
+    metrics: Arc<Metrics>,
 }
 
 impl ProofClient {
-    pub fn new(endpoint: Arc<ProofEndpoint>) -> Self {
+    pub fn new(endpoint: Arc<ProofEndpoint>, metrics: Arc<Metrics>) -> Self {
         let connector = awc::Connector::new()
             .timeout(endpoint.connect_timeout)
             .conn_keep_alive(Duration::from_secs(15));
@@ -210,7 +211,11 @@ impl ProofClient {
             .disable_redirects()
             .no_default_headers()
             .finish();
-        Self { http, endpoint }
+        Self {
+            http,
+            endpoint,
+            metrics,
+        }
     }
 
     pub(super) fn endpoint(&self) -> &ProofEndpoint {
@@ -265,6 +270,26 @@ impl ProofClient {
         body: Option<Bytes>,
         request_id: &RequestId,
     ) -> Result<UpstreamAnswer, UpstreamError> {
+        let started = Instant::now();
+        let (result, attempts) = self.call_with_retries(call, url, body, request_id).await;
+        let outcome = match &result {
+            Ok(answer) if answer.status.is_success() => "ok",
+            Ok(_) => "proof_4xx",
+            Err(error) => error.kind.outcome(),
+        };
+        self.metrics
+            .upstream_call(call.name(), outcome, attempts, started.elapsed());
+        result
+    }
+
+    /// The call and its retries; also the number of attempts made, whatever the result.
+    async fn call_with_retries(
+        &self,
+        call: Call,
+        url: Uri,
+        body: Option<Bytes>,
+        request_id: &RequestId,
+    ) -> (Result<UpstreamAnswer, UpstreamError>, u32) {
         let endpoint = &*self.endpoint;
         // Every attempt of this call carries the token it started with, whatever a rotation does
         // meanwhile.
@@ -284,7 +309,7 @@ impl ProofClient {
                 .await
                 .unwrap_or(Err(AttemptError::TimedOut));
             let (why, failure) = match classify(outcome, call.is_idempotent(), &endpoint.token) {
-                Verdict::Answer(answer) => return Ok(answer),
+                Verdict::Answer(answer) => return (Ok(answer), retry.attempts()),
                 Verdict::Final(failure) => break failure,
                 Verdict::Retryable(why, failure) => (why, failure),
             };
@@ -312,7 +337,8 @@ impl ProofClient {
             "no usable answer from Proof {}",
             call.name()
         );
-        Err(error)
+        let attempts = error.attempts;
+        (Err(error), attempts)
     }
 
     async fn attempt(

@@ -25,3 +25,16 @@ pub enum UpstreamFailure {
     #[error("no answer from Proof in time ({cause})")]
     Timeout { cause: &'static str },
 }
+
+impl UpstreamFailure {
+    /// The failure's name in metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Misconfigured { .. } => "misconfigured",
+            Self::ProviderError { .. } => "provider_error",
+            Self::Unavailable { .. } => "unavailable",
+            Self::InvalidResponse { .. } => "invalid_response",
+            Self::Timeout { .. } => "timeout",
+        }
+    }
+}

@@ -7,6 +7,7 @@ use tracing::Span;
 use tracing::field::Empty;
 use tracing_actix_web::RootSpanBuilder;
 
+use super::metrics::{ErrorCode, Metrics};
 use super::request_id::{RequestId, RequestStart};
 
 /// A route whose path is a secret (Proof's webhook: the path is all it has), logged as `label`.
@@ -36,6 +37,9 @@ impl RootSpanBuilder for BffRootSpan {
             Some(hidden) => Some(hidden.label.to_owned()),
             None => request.match_pattern(),
         };
+        if let Some(metrics) = request.app_data::<actix_web::web::Data<Metrics>>() {
+            metrics.request_started();
+        }
         tracing::info_span!(
             "http_request",
             http.method = %request.method(),
@@ -50,20 +54,35 @@ impl RootSpanBuilder for BffRootSpan {
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let (status, latency_ms) = match outcome {
+        let (status, latency, code) = match outcome {
             Ok(response) => {
                 let latency = response
                     .request()
                     .extensions()
                     .get::<RequestStart>()
-                    .map(|start| start.0.elapsed().as_secs_f64() * 1000.0);
-                (response.status(), latency)
+                    .map(|start| start.0.elapsed());
+                let code = response
+                    .response()
+                    .extensions()
+                    .get::<ErrorCode>()
+                    .map(|code| code.0);
+                if let Some(metrics) = response
+                    .request()
+                    .app_data::<actix_web::web::Data<Metrics>>()
+                {
+                    let route = route_label(response.request());
+                    metrics.request_ended(&route, response.status().as_u16(), code, latency);
+                }
+                (response.status(), latency, code)
             }
-            Err(error) => (error.as_response_error().status_code(), None),
+            Err(error) => (error.as_response_error().status_code(), None, None),
         };
         span.record("http.status_code", status.as_u16());
-        if let Some(latency_ms) = latency_ms {
-            span.record("latency_ms", latency_ms);
+        if let Some(latency) = latency {
+            span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+        }
+        if let Some(code) = code {
+            span.record("error.code", code);
         }
         let _entered = span.enter();
         if status.is_server_error() {
@@ -72,4 +91,17 @@ impl RootSpanBuilder for BffRootSpan {
             tracing::info!(status = status.as_u16(), "request completed");
         }
     }
+}
+
+/// The route a request is counted under: its pattern, or its label when its path is a secret.
+fn route_label(request: &actix_web::HttpRequest) -> String {
+    if let Some(hidden) = request
+        .app_data::<actix_web::web::Data<HiddenRoute>>()
+        .filter(|hidden| hidden.path == request.path())
+    {
+        return hidden.label.to_owned();
+    }
+    request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned())
 }

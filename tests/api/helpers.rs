@@ -87,6 +87,8 @@ pub const RETRYING: &str = "retrying Proof /widget/session";
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// `GET /metrics`'s port, when `metrics.listen` was set.
+    pub metrics_port: Option<u16>,
     pub proof: MockServer,
     pub client: reqwest::Client,
     pub handle: ApplicationHandle,
@@ -146,6 +148,7 @@ pub async fn spawn_on(
     let application =
         Application::build_with_listener(config, listener).expect("application builds");
     let port = application.port();
+    let metrics_port = application.metrics_port();
     let handle = application.handle();
     tokio::spawn(application.run_until_stopped());
     let client = reqwest::Client::builder()
@@ -156,6 +159,7 @@ pub async fn spawn_on(
     TestApp {
         address: format!("http://{host}:{port}"),
         port,
+        metrics_port,
         proof,
         client,
         handle,

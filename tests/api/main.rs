@@ -10,6 +10,7 @@ mod header_session;
 mod helpers;
 mod idempotency;
 mod live_status;
+mod metrics;
 mod probes;
 mod rate_limit;
 mod redis_backend;

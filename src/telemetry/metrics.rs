@@ -1,0 +1,322 @@
+//! Prometheus metrics, one registry per running service (no global state: two services in one
+//! process count apart), served as `GET /metrics` on `metrics.listen` only.
+//!
+//! Every request is counted once, when it ends, from the root span ([`super::BffRootSpan`]): its
+//! route pattern, status and code (the service's own error code, `ok`, or `proof_answer` for one of
+//! Proof's own answers relayed as it came). Calls to Proof are counted by the client that makes
+//! them. Labels are bounded sets: route patterns, statuses, codes the service defines, endpoint
+//! names; never a user id, an email, an address, a token or a transaction id.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The error code of an answer the service produced itself, attached to the response so the end
+/// of the request can count it without reading the body.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The service's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    requests_in_flight: Gauge,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_duration: Family<EndpointLabel, Histogram, fn() -> Histogram>,
+    upstream_retries: Family<EndpointLabel, Counter>,
+    upstream_misconfigured: Counter,
+    rate_limited: Family<KindLabel, Counter>,
+    sessions_refused: Family<ReasonLabel, Counter>,
+    rate_limit_keys: Family<KindLabel, Gauge>,
+    event_streams: Gauge,
+    watched_transactions: Gauge,
+}
+
+/// What is only known when `/metrics` is read: the sizes of the service's live state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveState {
+    /// In-memory rate limit keys (users, addresses); `None` with the Redis backend.
+    pub rate_limit_keys: Option<(usize, usize)>,
+    pub event_streams: usize,
+    pub watched_transactions: usize,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("proof_bff");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route pattern, status and code",
+            requests.clone(),
+        );
+        let request_duration =
+            Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "request_duration_seconds",
+            "Time from the request's arrival to its answer, by route pattern",
+            request_duration.clone(),
+        );
+        let requests_in_flight = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests being served now",
+            requests_in_flight.clone(),
+        );
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Calls to Proof (all their attempts together), by endpoint and outcome",
+            upstream_requests.clone(),
+        );
+        let upstream_duration =
+            Family::<EndpointLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time of a call to Proof, retries included, by endpoint",
+            upstream_duration.clone(),
+        );
+        let upstream_retries = Family::<EndpointLabel, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "Attempts at Proof beyond each call's first, by endpoint",
+            upstream_retries.clone(),
+        );
+        let upstream_misconfigured = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "upstream_misconfigured",
+            "Proof refused the client token or Origin (401/403): alert on any",
+            upstream_misconfigured.clone(),
+        );
+        let rate_limited = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate or stream limit, by limit",
+            rate_limited.clone(),
+        );
+        let sessions_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "sessions_refused",
+            "Requests without a usable session, by reason",
+            sessions_refused.clone(),
+        );
+        let rate_limit_keys = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "rate_limit_keys",
+            "Users and addresses the in-memory rate limiter holds now",
+            rate_limit_keys.clone(),
+        );
+        let event_streams = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "event_streams",
+            "Open transaction event streams",
+            event_streams.clone(),
+        );
+        let watched_transactions = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "watched_transactions",
+            "Transactions followed at Proof for open streams",
+            watched_transactions.clone(),
+        );
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        registry.register("build_info", "The running version", build_info.clone());
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        Self {
+            registry,
+            requests,
+            request_duration,
+            requests_in_flight,
+            upstream_requests,
+            upstream_duration,
+            upstream_retries,
+            upstream_misconfigured,
+            rate_limited,
+            sessions_refused,
+            rate_limit_keys,
+            event_streams,
+            watched_transactions,
+        }
+    }
+
+    pub fn request_started(&self) {
+        self.requests_in_flight.inc();
+    }
+
+    /// One request's outcome: `code` is the service's own error code, if it answered with one.
+    pub fn request_ended(
+        &self,
+        route: &str,
+        status: u16,
+        code: Option<&'static str>,
+        duration: Option<Duration>,
+    ) {
+        self.requests_in_flight.dec();
+        let code = match code {
+            Some(code) => code,
+            None if (200..300).contains(&status) => "ok",
+            // Not the service's own envelope: one of Proof's answers relayed as it came (or a
+            // bare answer of the HTTP layer, told apart by its status).
+            None => "proof_answer",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                status,
+                code,
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.request_duration
+                .get_or_create(&RouteLabel {
+                    route: route.to_owned(),
+                })
+                .observe(duration.as_secs_f64());
+        }
+        match code {
+            "per_user" | "per_ip" | "per_user_status" | "too_many_streams" => {
+                self.rate_limited
+                    .get_or_create(&KindLabel { kind: code })
+                    .inc();
+            }
+            "no_session" | "invalid_session" | "session_expired" | "session_backend" => {
+                self.sessions_refused
+                    .get_or_create(&ReasonLabel { reason: code })
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// One call to Proof, all its attempts together.
+    pub fn upstream_call(
+        &self,
+        endpoint: &'static str,
+        outcome: &'static str,
+        attempts: u32,
+        duration: Duration,
+    ) {
+        self.upstream_requests
+            .get_or_create(&UpstreamLabels { endpoint, outcome })
+            .inc();
+        self.upstream_duration
+            .get_or_create(&EndpointLabel { endpoint })
+            .observe(duration.as_secs_f64());
+        if attempts > 1 {
+            self.upstream_retries
+                .get_or_create(&EndpointLabel { endpoint })
+                .inc_by(u64::from(attempts - 1));
+        }
+        if outcome == "misconfigured" {
+            self.upstream_misconfigured.inc();
+        }
+    }
+
+    /// The text exposition, with the live state's gauges as of now.
+    pub fn render(&self, live: LiveState) -> String {
+        if let Some((users, addresses)) = live.rate_limit_keys {
+            let set = |kind, value: usize| {
+                self.rate_limit_keys
+                    .get_or_create(&KindLabel { kind })
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            };
+            set("per_user", users);
+            set("per_ip", addresses);
+        }
+        self.event_streams
+            .set(i64::try_from(live.event_streams).unwrap_or(i64::MAX));
+        self.watched_transactions
+            .set(i64::try_from(live.watched_transactions).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_route_status_and_code() {
+        let metrics = Metrics::new();
+        metrics.request_started();
+        metrics.request_ended("/start-checkout", 200, None, Some(Duration::from_millis(3)));
+        metrics.request_started();
+        metrics.request_ended("/start-checkout", 429, Some("per_user"), None);
+        metrics.upstream_call("/widget/session", "ok", 2, Duration::from_millis(5));
+        let text = metrics.render(LiveState::default());
+        assert!(text.contains(
+            "proof_bff_requests_total{route=\"/start-checkout\",status=\"200\",code=\"ok\"} 1"
+        ));
+        assert!(text.contains("proof_bff_rate_limited_total{kind=\"per_user\"} 1"));
+        assert!(text.contains("proof_bff_upstream_retries_total{endpoint=\"/widget/session\"} 1"));
+        assert!(text.contains("proof_bff_requests_in_flight 0"));
+        assert!(text.contains("proof_bff_build_info{version="));
+    }
+}
