@@ -6,6 +6,7 @@
 //! The user's email is personal data. It is carried in [`UserEmail`], which cannot be printed by
 //! accident, so that request logging and error reporting stay free of it.
 
+mod claims;
 pub mod forward;
 pub mod headers;
 pub mod jwt;
