@@ -177,12 +177,17 @@ impl JwksSession {
             .validation(algorithm)
             .ok_or(SessionError::Invalid)?;
         let kid = header.kid.ok_or(SessionError::Invalid)?;
-        let mut keys = self.cache.current().ok_or(SessionError::Backend)?;
-        if !keys.has_kid(&kid) {
-            // Perhaps a key the provider has just started signing with.
-            keys = self.cache.after_unknown_kid().await?;
+        let verify = |key| claims::verify_signed(token, key, algorithm, validation, &self.rules);
+        let keys = self.cache.current().ok_or(SessionError::Backend)?;
+        if let Some(key) = keys.key(&kid, algorithm) {
+            return verify(key);
         }
-        let key = keys.key(&kid, algorithm).ok_or(SessionError::Invalid)?;
-        claims::verify_signed(token, key, algorithm, validation, &self.rules)
+        if keys.has_kid(&kid) {
+            // A known key that may not serve this algorithm: nothing a refetch would change.
+            return Err(SessionError::Invalid);
+        }
+        // Perhaps a key the provider has just started signing with.
+        let keys = self.cache.after_unknown_kid().await?;
+        verify(keys.key(&kid, algorithm).ok_or(SessionError::Invalid)?)
     }
 }
