@@ -7,8 +7,9 @@ use actix_web::http::header::HeaderName;
 
 use super::ConfigError;
 use super::settings::*;
-use super::validate::{is_loopback_host, read_secret};
+use super::validate::read_secret;
 use crate::client_ip::ClientIpResolver;
+use crate::http::is_loopback_host;
 use crate::session::forward::is_json_pointer;
 use crate::session::{
     ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtSession,

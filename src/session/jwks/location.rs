@@ -4,6 +4,8 @@ use std::fmt;
 
 use url::Url;
 
+use crate::http::is_loopback_host;
+
 /// The key set's address: configured, or found through OpenID Connect discovery.
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeySetLocation {
@@ -64,17 +66,6 @@ pub fn fetch_url(text: &str) -> Result<Url, String> {
         );
     }
     Ok(url)
-}
-
-/// 127.0.0.0/8, `::1` and the name `localhost`: hosts whose traffic never leaves the machine.
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        // The URL parser has already lower-cased the name.
-        Some(url::Host::Domain(name)) => name == "localhost",
-        None => false,
-    }
 }
 
 /// A URL as logs show it: scheme, host, port and path, without a query that might carry a key.
