@@ -13,7 +13,7 @@ use crate::http::is_loopback_host;
 use crate::session::forward::is_json_pointer;
 use crate::session::{
     ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtSession,
-    JwtVerifier, JwtVerifierSettings, KeySetLocation, SessionSource, jwks,
+    JwtVerifier, JwtVerifierSettings, SessionSource,
 };
 
 /// The `[session.<source>]` table that `session.source` names; the others are not read.
@@ -38,37 +38,9 @@ fn validate_jwks(s: JwksSettings) -> Result<SessionSource, ConfigError> {
             format!("{:?} is not a valid cookie name", s.cookie),
         ));
     }
-    let issuer = s.issuer.trim();
-    if issuer.is_empty() {
-        return Err(ConfigError::key(
-            "session.jwks.issuer",
-            "is required: the iss of your identity provider's tokens",
-        ));
-    }
-    if issuer.chars().any(char::is_control) {
-        return Err(ConfigError::key(
-            "session.jwks.issuer",
-            "must not contain control characters",
-        ));
-    }
-    // The URL itself is never echoed: the parser's messages name the fault without it.
-    let location = match s.jwks_url.trim() {
-        "" => KeySetLocation::discovery(issuer).map_err(|problem| {
-            ConfigError::key(
-                "session.jwks.issuer",
-                format!(
-                    "{problem} (it is where the key set is discovered while jwks_url is empty)"
-                ),
-            )
-        })?,
-        url => KeySetLocation::Direct(
-            jwks::fetch_url(url)
-                .map_err(|problem| ConfigError::key("session.jwks.jwks_url", problem))?,
-        ),
-    };
     let session = JwksSession::new(JwksSessionSettings {
-        issuer: issuer.to_owned(),
-        location,
+        issuer: s.issuer,
+        jwks_url: s.jwks_url,
         algorithms: s.algorithms,
         audience: s.audience.trim().to_owned(),
         cookie: s.cookie,

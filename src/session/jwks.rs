@@ -32,10 +32,9 @@ use std::time::Duration;
 
 use actix_web::http::header::HeaderMap;
 
-pub use location::{KeySetLocation, fetch_url};
-
 use self::algorithms::AllowedAlgorithms;
 use self::fetch::{FETCH_TIMEOUT, Fetcher};
+use self::location::{KeySetLocation, fetch_url};
 use self::refresh::KeyCache;
 use super::claims::{self, ClaimRules, ClaimRulesError};
 use super::token::session_token;
@@ -48,7 +47,8 @@ const MAX_MIN_REFRESH_INTERVAL_S: u64 = 24 * 3600;
 #[derive(Debug)]
 pub struct JwksSessionSettings {
     pub issuer: String,
-    pub location: KeySetLocation,
+    /// Empty: found through OpenID Connect discovery under the issuer.
+    pub jwks_url: String,
     pub algorithms: Vec<String>,
     pub audience: String,
     pub cookie: String,
@@ -93,11 +93,12 @@ impl std::fmt::Debug for JwksSession {
 }
 
 impl JwksSession {
-    /// Checks the settings and prepares the source, without fetching anything.
+    /// Checks the settings and prepares the source, without fetching anything. No problem quotes a
+    /// URL: the parser's messages name the fault without the input.
     pub fn new(settings: JwksSessionSettings) -> Result<Self, JwksConfigError> {
         let JwksSessionSettings {
             issuer,
-            location,
+            jwks_url,
             algorithms,
             audience,
             cookie,
@@ -107,30 +108,46 @@ impl JwksSession {
             leeway_s,
             min_refresh_interval_s,
         } = settings;
-        if issuer.trim().is_empty() {
-            return Err(JwksConfigError {
-                setting: "issuer",
-                problem: "is required: the iss of your identity provider's tokens".into(),
-            });
+        let fault = |setting, problem| JwksConfigError { setting, problem };
+        let issuer = issuer.trim();
+        if issuer.is_empty() {
+            return Err(fault(
+                "issuer",
+                "is required: the iss of your identity provider's tokens".into(),
+            ));
         }
+        if issuer.chars().any(char::is_control) {
+            return Err(fault(
+                "issuer",
+                "must not contain control characters".into(),
+            ));
+        }
+        let location = match jwks_url.trim() {
+            "" => KeySetLocation::discovery(issuer).map_err(|problem| {
+                fault(
+                    "issuer",
+                    format!(
+                        "{problem} (the key set is discovered under it while jwks_url is empty)"
+                    ),
+                )
+            })?,
+            url => KeySetLocation::Direct(fetch_url(url).map_err(|p| fault("jwks_url", p))?),
+        };
         let rules = ClaimRules::new(
-            Some(issuer),
+            Some(issuer.to_owned()),
             Some(audience),
             user_id_claim,
             email_claim,
             leeway_s,
         )
-        .map_err(|ClaimRulesError { setting, problem }| JwksConfigError { setting, problem })?;
-        let algorithms =
-            AllowedAlgorithms::parse(&algorithms, &rules).map_err(|problem| JwksConfigError {
-                setting: "algorithms",
-                problem,
-            })?;
+        .map_err(|ClaimRulesError { setting, problem }| fault(setting, problem))?;
+        let algorithms = AllowedAlgorithms::parse(&algorithms, &rules)
+            .map_err(|problem| fault("algorithms", problem))?;
         if !(1..=MAX_MIN_REFRESH_INTERVAL_S).contains(&min_refresh_interval_s) {
-            return Err(JwksConfigError {
-                setting: "min_refresh_interval_s",
-                problem: format!("must be between 1 and {MAX_MIN_REFRESH_INTERVAL_S}"),
-            });
+            return Err(fault(
+                "min_refresh_interval_s",
+                format!("must be between 1 and {MAX_MIN_REFRESH_INTERVAL_S}"),
+            ));
         }
         // A worker waits for a fetch at most as long as the fetch itself may take (discovery and
         // the key set), and a margin.

@@ -22,7 +22,7 @@ use actix_web::HttpRequest;
 
 pub use forward::{ForwardConfig, ForwardSession};
 pub use headers::HeaderSession;
-pub use jwks::{JwksConfigError, JwksSession, JwksSessionSettings, KeySetLocation};
+pub use jwks::{JwksConfigError, JwksSession, JwksSessionSettings};
 pub use jwt::{
     DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
     sign_hs256,
