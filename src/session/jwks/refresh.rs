@@ -1,7 +1,7 @@
 //! The key set every worker reads, and the one loop that refreshes it.
 //!
-//! Workers only read: the current set, in one lock-free-in-practice read (a read lock held for an
-//! `Arc` clone). Only the refresh loop fetches, one fetch at a time for the whole process, so
+//! Workers only read the current set, under a read lock held just long enough to clone its
+//! `Arc`. Only the refresh loop fetches, one fetch at a time for the whole process, so
 //! single flight holds by construction; the state below only decides *whether* a worker may ask
 //! for a fetch and lets it wait for the answer:
 //!
@@ -46,8 +46,8 @@ pub(super) trait KeySource {
 pub(super) struct KeyCache {
     keys: RwLock<Option<Arc<KeySet>>>,
     state: Mutex<RefreshState>,
-    /// Bumped when a fetch ends, so that waiters learn its outcome.
-    rounds: watch::Sender<Round>,
+    /// Whether the last fetch succeeded. Every fetch's end is a change, so waiters learn it.
+    fetched: watch::Sender<bool>,
     /// Wakes the refresh loop for a fetch a worker asked for.
     wake: Notify,
     min_refresh_interval: Duration,
@@ -55,19 +55,11 @@ pub(super) struct KeyCache {
     wait_limit: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Round {
-    ended: u64,
-    succeeded: bool,
-}
-
 #[derive(Debug, Default)]
 struct RefreshState {
     in_flight: bool,
     /// When a worker last asked for a fetch (not counting those it joined).
     last_asked: Option<Instant>,
-    /// Whether the last fetch, of any kind, succeeded.
-    last_succeeded: bool,
 }
 
 /// What a worker that met an unknown `kid` does.
@@ -112,7 +104,7 @@ impl KeyCache {
         Self {
             keys: RwLock::new(None),
             state: Mutex::new(RefreshState::default()),
-            rounds: watch::Sender::new(Round::default()),
+            fetched: watch::Sender::new(false),
             wake: Notify::new(),
             min_refresh_interval,
             wait_limit,
@@ -131,11 +123,11 @@ impl KeyCache {
     /// run (or is running), otherwise the set as it is. `Backend` when the fetch that would have
     /// told failed: the provider, not the token, is then at fault.
     pub(super) async fn after_unknown_kid(&self) -> Result<Arc<KeySet>, SessionError> {
-        let mut rounds = {
+        let mut fetched = {
             let mut state = self.state();
             let ask = state.ask(Instant::now(), self.min_refresh_interval);
             if ask == Ask::Refuse {
-                return match (state.last_succeeded, self.current()) {
+                return match (*self.fetched.borrow(), self.current()) {
                     (true, Some(keys)) => Ok(keys),
                     _ => Err(SessionError::Backend),
                 };
@@ -143,12 +135,12 @@ impl KeyCache {
             if ask == Ask::Start {
                 self.wake.notify_one();
             }
-            // Subscribed under the lock: the fetch in flight ends (and bumps the round) only
-            // after taking the same lock, so its end cannot be missed.
-            self.rounds.subscribe()
+            // Subscribed under the lock: the fetch in flight ends (and says so) only after taking
+            // the same lock, so its end cannot be missed.
+            self.fetched.subscribe()
         };
-        let ended = tokio::time::timeout(self.wait_limit, rounds.changed()).await;
-        let succeeded = matches!(ended, Ok(Ok(()))) && rounds.borrow_and_update().succeeded;
+        let ended = tokio::time::timeout(self.wait_limit, fetched.changed()).await;
+        let succeeded = matches!(ended, Ok(Ok(()))) && *fetched.borrow_and_update();
         match self.current() {
             Some(keys) if succeeded => Ok(keys),
             _ => Err(SessionError::Backend),
@@ -170,15 +162,15 @@ impl KeyCache {
             }
             let mut state = self.state();
             if state.in_flight {
-                // A worker asked (its wake-up may arrive after a scheduled fetch began; then this
-                // is the scheduled one, already marked).
+                // A worker asked for this fetch, and marked it.
                 return;
             }
             if Instant::now() >= next {
                 state.in_flight = true;
                 return;
             }
-            // A wake-up left over from a request a fetch has answered already.
+            // A wake-up left over from a request that a scheduled fetch, ending meanwhile, has
+            // answered already.
         }
     }
 
@@ -190,11 +182,8 @@ impl KeyCache {
         }
         let mut state = self.state();
         state.in_flight = false;
-        state.last_succeeded = succeeded;
-        self.rounds.send_modify(|round| {
-            round.ended += 1;
-            round.succeeded = succeeded;
-        });
+        // Notifies every waiter, whether or not the outcome differs from the last one.
+        self.fetched.send_replace(succeeded);
     }
 }
 
