@@ -46,21 +46,20 @@ pub(super) fn start(
     on_ready: Box<dyn Fn(bool) + Send + Sync>,
 ) -> std::io::Result<Fetcher> {
     let (stop, stopped) = oneshot::channel::<()>();
-    let runtime_ready = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
-    let (runtime_ready, runtime_started) = runtime_ready;
+    // The thread reports whether its runtime could be built, so that start-up fails loudly
+    // rather than serving without ever loading keys.
+    let (report, reported) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
     std::thread::Builder::new()
         .name("session-jwks".to_owned())
         .spawn(move || {
             let runtime = match actix_web::rt::Runtime::new() {
-                Ok(runtime) => {
-                    let _ = runtime_ready.send(Ok(()));
-                    runtime
-                }
+                Ok(runtime) => runtime,
                 Err(error) => {
-                    let _ = runtime_ready.send(Err(error));
+                    let _ = report.send(Err(error));
                     return;
                 }
             };
+            let _ = report.send(Ok(()));
             runtime.block_on(async move {
                 // Made here: the client belongs to this thread's runtime.
                 let mut source = HttpKeySource::new(location, algorithms);
@@ -70,7 +69,7 @@ pub(super) fn start(
                 }
             });
         })?;
-    runtime_started
+    reported
         .recv()
         .unwrap_or_else(|_| Err(std::io::Error::other("the key set fetcher did not start")))?;
     Ok(Fetcher { _stop: stop })
