@@ -73,9 +73,14 @@ impl Application {
         let rate_limits = Arc::new(config.rate_limit);
         // Not ready until the first check has reached a backend that checkouts need.
         readiness.set_rate_limit_backend_reachable(rate_limits.required_backend().is_none());
+        let mut session = config.session;
+        // Not ready until the session source can check someone (the identity provider's key set
+        // is in); sources that need nothing never say otherwise.
+        let session_readiness = readiness.clone();
+        session.start(move |ready| session_readiness.set_session_backend_ready(ready))?;
         let browser = web::Data::new(config.browser);
         let context = web::Data::new(CheckoutContext {
-            session: config.session,
+            session,
             client_ip: config.client_ip,
             checkout: config.checkout,
             max_body_bytes: config.server.max_body_bytes,

@@ -720,6 +720,180 @@ fn check_config_accepts_keep_alive_s_zero_as_keep_alive_off() {
     assert_passes(&output);
 }
 
+/// `session.source = "jwks"` with every key of `[session.jwks]`, its key set at `jwks_url`.
+fn jwks_source(jwks_url: &str) -> Config {
+    let s = |v: &str| quoted(v);
+    let mut config = Config::valid().set_str("session", "source", "jwks");
+    config.sections.push((
+        "session.jwks",
+        vec![
+            ("issuer".into(), s("https://tenant.eu.auth0.com/")),
+            ("jwks_url".into(), s(jwks_url)),
+            ("algorithms".into(), r#"["RS256", "ES256"]"#.into()),
+            ("audience".into(), s("https://api.shop.example")),
+            ("cookie".into(), s("session")),
+            ("bearer".into(), "true".into()),
+            ("user_id_claim".into(), s("sub")),
+            ("email_claim".into(), s("email")),
+            ("leeway_s".into(), "30".into()),
+            ("min_refresh_interval_s".into(), "30".into()),
+        ],
+    ));
+    config
+}
+
+/// A loopback port that records whether anything connected to it.
+fn watched_port() -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    listener
+}
+
+#[track_caller]
+fn assert_never_connected(listener: &TcpListener) {
+    match listener.accept() {
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("check-config connected to the identity provider: {other:?}"),
+    }
+}
+
+#[test]
+fn check_config_accepts_a_jwks_source_without_fetching_anything() {
+    let provider = watched_port();
+    let url = format!("http://{}/jwks.json", provider.local_addr().unwrap());
+    assert_passes(&check_config_with(&jwks_source(&url), &[]));
+    // Discovery under the issuer: not fetched either.
+    let issuer = format!("http://{}/realms/shop", provider.local_addr().unwrap());
+    let discovery = jwks_source("")
+        .set_str("session.jwks", "issuer", &issuer)
+        .set_str("session.jwks", "jwks_url", "");
+    assert_passes(&check_config_with(&discovery, &[]));
+    assert_passes(&check_config_with(
+        &jwks_source("https://tenant.eu.auth0.com/.well-known/jwks.json"),
+        &[("PROOF_BFF__SESSION__JWKS__ALGORITHMS", "RS256,EdDSA")],
+    ));
+    assert_never_connected(&provider);
+}
+
+#[test]
+fn check_config_names_the_jwks_key_at_fault() {
+    let valid = || jwks_source("https://tenant.eu.auth0.com/.well-known/jwks.json");
+    /// What is wrong, the settings, what the one line must name, the environment.
+    type Case = (
+        &'static str,
+        Config,
+        Vec<&'static str>,
+        &'static [(&'static str, &'static str)],
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "no issuer",
+            valid().set_str("session.jwks", "issuer", ""),
+            vec!["session.jwks.issuer: is required"],
+            &[],
+        ),
+        (
+            "plain http to a remote key set",
+            valid().set_str("session.jwks", "jwks_url", "http://idp.example/jwks.json"),
+            vec!["session.jwks.jwks_url", "https://"],
+            &[],
+        ),
+        (
+            "a key set URL that is not one",
+            valid().set_str("session.jwks", "jwks_url", "idp.example/jwks"),
+            vec!["session.jwks.jwks_url", "not a valid URL"],
+            &[],
+        ),
+        (
+            "discovery under a plain http issuer",
+            valid().set_str("session.jwks", "jwks_url", "").set_str(
+                "session.jwks",
+                "issuer",
+                "http://sso.example/realms/shop",
+            ),
+            vec!["session.jwks.issuer", "https://"],
+            &[],
+        ),
+        (
+            "no algorithm",
+            valid().set("session.jwks", "algorithms", "[]"),
+            vec!["session.jwks.algorithms", "at least one"],
+            &[],
+        ),
+        (
+            "a symmetric algorithm",
+            valid().set("session.jwks", "algorithms", r#"["RS256", "HS256"]"#),
+            vec!["session.jwks.algorithms", "symmetric"],
+            &[],
+        ),
+        (
+            "a symmetric algorithm from the environment",
+            valid(),
+            vec!["session.jwks.algorithms", "HS512"],
+            &[("PROOF_BFF__SESSION__JWKS__ALGORITHMS", "RS256,HS512")],
+        ),
+        (
+            "alg none",
+            valid().set("session.jwks", "algorithms", r#"["none"]"#),
+            vec!["session.jwks.algorithms", "never"],
+            &[],
+        ),
+        (
+            "an unknown algorithm",
+            valid().set("session.jwks", "algorithms", r#"["ES512"]"#),
+            vec!["session.jwks.algorithms", "is not one of"],
+            &[],
+        ),
+        (
+            "a cookie name that is not one",
+            valid().set_str("session.jwks", "cookie", "my session"),
+            vec!["session.jwks.cookie"],
+            &[],
+        ),
+        (
+            "min_refresh_interval_s zero",
+            valid().set("session.jwks", "min_refresh_interval_s", "0"),
+            vec!["session.jwks.min_refresh_interval_s"],
+            &[],
+        ),
+        (
+            "leeway over an hour",
+            valid().set("session.jwks", "leeway_s", "3601"),
+            vec!["session.jwks.leeway_s"],
+            &[],
+        ),
+        (
+            "an empty user id claim",
+            valid().set_str("session.jwks", "user_id_claim", ""),
+            vec!["session.jwks.user_id_claim"],
+            &[],
+        ),
+        (
+            "a typo in the table",
+            valid().set_str("session.jwks", "jwks_uri", "https://idp.example/jwks"),
+            vec!["jwks_uri"],
+            &[],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, config, needles, env) in cases {
+        let output = check_config_with(&config, env);
+        let outcome = std::panic::catch_unwind(|| assert_fails_naming(&output, &needles));
+        if outcome.is_err() {
+            failures.push(name);
+        }
+    }
+    assert!(failures.is_empty(), "cases that failed: {failures:?}");
+}
+
+#[test]
+fn check_config_never_prints_a_key_set_urls_password() {
+    let config = jwks_source("https://user:S3CRET@idp.example/jwks.json");
+    let output = check_config_with(&config, &[]);
+    assert_fails_naming(&output, &["session.jwks.jwks_url"]);
+    assert!(!text(&output.stderr).contains("S3CRET"));
+}
+
 #[test]
 fn check_config_names_a_missing_config_file() {
     let dir = TempDir::new();

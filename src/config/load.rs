@@ -18,6 +18,7 @@ const LIST_KEYS: &[&str] = &[
     "checkout.currencies",
     "checkout.types",
     "checkout.redirect_url_origins",
+    "session.jwks.algorithms",
 ];
 
 /// Where settings come from, lowest precedence first.

@@ -7,12 +7,13 @@ use actix_web::http::header::HeaderName;
 
 use super::ConfigError;
 use super::settings::*;
-use super::validate::{is_loopback_host, read_secret};
+use super::validate::read_secret;
 use crate::client_ip::ClientIpResolver;
+use crate::http::is_loopback_host;
 use crate::session::forward::is_json_pointer;
 use crate::session::{
-    ForwardConfig, ForwardSession, HeaderSession, JwtSession, JwtVerifier, JwtVerifierSettings,
-    SessionSource,
+    ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtSession,
+    JwtVerifier, JwtVerifierSettings, SessionSource,
 };
 
 /// The `[session.<source>]` table that `session.source` names; the others are not read.
@@ -28,11 +29,29 @@ pub(super) fn validate_session(
     }
 }
 
-fn validate_jwks(_s: JwksSettings) -> Result<SessionSource, ConfigError> {
-    Err(ConfigError::key(
-        "session.source",
-        "\"jwks\" is not available in this version",
-    ))
+/// Checked without fetching anything: `check-config` and start-up see the same faults, and a
+/// replica may start before its identity provider answers.
+fn validate_jwks(s: JwksSettings) -> Result<SessionSource, ConfigError> {
+    if !is_cookie_name(&s.cookie) {
+        return Err(ConfigError::key(
+            "session.jwks.cookie",
+            format!("{:?} is not a valid cookie name", s.cookie),
+        ));
+    }
+    let session = JwksSession::new(JwksSessionSettings {
+        issuer: s.issuer,
+        jwks_url: s.jwks_url,
+        algorithms: s.algorithms,
+        audience: s.audience.trim().to_owned(),
+        cookie: s.cookie,
+        bearer: s.bearer,
+        user_id_claim: s.user_id_claim.trim().to_owned(),
+        email_claim: s.email_claim.trim().to_owned(),
+        leeway_s: s.leeway_s,
+        min_refresh_interval_s: s.min_refresh_interval_s,
+    })
+    .map_err(|e| ConfigError(e.to_string()))?;
+    Ok(SessionSource::Jwks(session))
 }
 
 fn validate_jwt(jwt: JwtSettings) -> Result<SessionSource, ConfigError> {

@@ -16,6 +16,7 @@ use crate::browser::BrowserConfig;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
+use crate::http::is_loopback_host;
 use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
 use crate::proof::{ProofConfig, ProofEndpoint, ProofEndpointSettings};
 use crate::rate_limit::redis::RedisLimiter;
@@ -267,17 +268,6 @@ fn widget_session_url(base_url: &str) -> Result<(url::Url, String), ConfigError>
     let base = url.as_str().trim_end_matches('/');
     let widget_session = format!("{base}/widget/session");
     Ok((url, widget_session))
-}
-
-/// 127.0.0.0/8, `::1` and the name `localhost`: hosts whose traffic never leaves the machine.
-pub(super) fn is_loopback_host(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        // The URL parser has already lower-cased the name.
-        Some(url::Host::Domain(name)) => name == "localhost",
-        None => false,
-    }
 }
 
 /// A secret given inline or as a file: exactly one of the two, never both.

@@ -9,15 +9,14 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use jsonwebtoken::errors::ErrorKind;
+use actix_web::http::header::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
 
-use super::token::{token_from_authorization, token_from_cookie_header};
+use super::claims::{self, ClaimRules, ClaimRulesError};
+use super::token::session_token;
 use super::user::{MAX_USER_ID_CHARS, is_valid_email, is_valid_user_id};
-use super::{SessionError, SessionUser, UserEmail};
+use super::{SessionError, SessionUser};
 
 /// Claim holding the user id when the configuration does not name another one.
 pub const DEFAULT_USER_ID_CLAIM: &str = "sub";
@@ -26,12 +25,6 @@ pub const DEFAULT_EMAIL_CLAIM: &str = "email";
 
 /// RFC 7518 §3.2: an HMAC-SHA256 key shorter than the hash output weakens the signature.
 const MIN_HS256_SECRET_BYTES: usize = 32;
-/// Bounds the work an anonymous request can cause (base64 + JSON + signature) before it is
-/// rejected. Browsers cap a cookie at about 4 KiB, so a real session token never gets close.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Leeway only absorbs clock skew; anything larger is a misconfiguration that would quietly
-/// extend every session. It also keeps `now - leeway` inside jsonwebtoken from underflowing.
-const MAX_LEEWAY_S: u64 = 3600;
 
 /// The signature algorithm the identity provider uses. Pinned by configuration so that a token
 /// cannot choose how it is checked.
@@ -110,19 +103,7 @@ pub struct JwtSession {
 
 impl JwtSession {
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<SessionUser, SessionError> {
-        let token = token_from_cookie_header(
-            headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
-            &self.cookie,
-        )
-        .or_else(|| {
-            if !self.bearer {
-                return None;
-            }
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| token_from_authorization(v.as_bytes()))
-        });
-        match token {
+        match session_token(headers, &self.cookie, self.bearer) {
             Some(token) => self.verifier.verify(token),
             None => Err(SessionError::Missing),
         }
@@ -135,16 +116,14 @@ pub struct JwtVerifier {
     algorithm: JwtAlgorithm,
     key: DecodingKey,
     validation: Validation,
-    user_id_claim: String,
-    email_claim: String,
+    rules: ClaimRules,
 }
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtVerifier")
             .field("algorithm", &self.algorithm)
-            .field("user_id_claim", &self.user_id_claim)
-            .field("email_claim", &self.email_claim)
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
@@ -164,21 +143,10 @@ impl JwtVerifier {
             leeway_s,
         } = settings;
 
-        if user_id_claim.is_empty() {
-            return Err(JwtConfigError::new(
-                "session.jwt.user_id_claim must not be empty",
-            ));
-        }
-        if email_claim.is_empty() {
-            return Err(JwtConfigError::new(
-                "session.jwt.email_claim must not be empty",
-            ));
-        }
-        if leeway_s > MAX_LEEWAY_S {
-            return Err(JwtConfigError(format!(
-                "session.jwt.leeway_s must be at most {MAX_LEEWAY_S} seconds"
-            )));
-        }
+        let rules = ClaimRules::new(issuer, audience, user_id_claim, email_claim, leeway_s)
+            .map_err(|ClaimRulesError { setting, problem }| {
+                JwtConfigError(format!("session.jwt.{setting} {problem}"))
+            })?;
 
         let key = match algorithm {
             JwtAlgorithm::HS256 => {
@@ -217,89 +185,28 @@ impl JwtVerifier {
                 key
             }
         };
-
-        let mut validation = Validation::new(algorithm.to_jwt());
-        validation.leeway = leeway_s;
-        validation.reject_tokens_expiring_in_less_than = 0;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.sub = None;
-        let mut required = vec!["exp"];
-        // jsonwebtoken only compares iss/aud when the token carries them, so a configured
-        // check must also make the claim mandatory or a token could pass by omitting it.
-        match issuer.filter(|iss| !iss.is_empty()) {
-            Some(iss) => {
-                validation.set_issuer(&[iss]);
-                required.push("iss");
-            }
-            None => validation.iss = None,
-        }
-        match audience.filter(|aud| !aud.is_empty()) {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                validation.validate_aud = true;
-                required.push("aud");
-            }
-            None => {
-                // Otherwise jsonwebtoken rejects every token that has an `aud`, which is most
-                // tokens from a real identity provider.
-                validation.aud = None;
-                validation.validate_aud = false;
-            }
-        }
-        validation.set_required_spec_claims(&required);
+        let validation = rules.validation(algorithm.to_jwt());
 
         Ok(Self {
             algorithm,
             key,
             validation,
-            user_id_claim,
-            email_claim,
+            rules,
         })
     }
 
     /// An empty token means the browser sent none (`Missing`); a token whose only fault is being
-    /// past `exp` + leeway is `Expired`; everything else is `Invalid`. A forged token is always
-    /// `Invalid`, whatever its `exp`, because the signature is checked before the claims.
-    ///
-    /// The user id claim may be a string or a JSON integer (some identity providers use numeric
-    /// ids); an integer is turned into its decimal string. Floats and other types are rejected,
-    /// and so is an id that [`is_valid_user_id`] refuses. An `iss` claim, when present, must be a
-    /// string, whether or not an issuer is configured.
+    /// past `exp` + leeway is `Expired`; everything else is `Invalid`, by the rules every token
+    /// source shares (see [`claims`]).
     pub fn verify(&self, token: &str) -> Result<SessionUser, SessionError> {
-        if token.is_empty() {
-            return Err(SessionError::Missing);
-        }
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(SessionError::Invalid);
-        }
-
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|err| session_error(&err))?;
-        // jsonwebtoken already refuses any alg outside `validation.algorithms`; repeated so
-        // that the pinning does not depend on a library detail.
-        if data.header.alg != self.algorithm.to_jwt() {
-            return Err(SessionError::Invalid);
-        }
-
-        let claims = data.claims;
-        // jsonwebtoken accepts an array of issuers and, when no issuer is configured, any type
-        // at all. RFC 7519 makes `iss` one string: anything else is a malformed token, refused
-        // whether or not the issuer is checked.
-        if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
-            return Err(SessionError::Invalid);
-        }
-        let user_id = claims
-            .get(&self.user_id_claim)
-            .and_then(user_id_from_claim)
-            .ok_or(SessionError::Invalid)?;
-        let email = claims
-            .get(&self.email_claim)
-            .and_then(Value::as_str)
-            .and_then(UserEmail::parse)
-            .ok_or(SessionError::Invalid)?;
-
-        Ok(SessionUser { user_id, email })
+        claims::check_size(token)?;
+        claims::verify_signed(
+            token,
+            &self.key,
+            self.algorithm.to_jwt(),
+            &self.validation,
+            &self.rules,
+        )
     }
 }
 
@@ -419,23 +326,6 @@ fn public_key_pem_for<'a>(
         ));
     }
     Ok(pem)
-}
-
-/// Only expiry is worth telling apart (the frontend can renew the session); every other reason
-/// collapses into `Invalid`.
-fn session_error(err: &jsonwebtoken::errors::Error) -> SessionError {
-    match err.kind() {
-        ErrorKind::ExpiredSignature => SessionError::Expired,
-        _ => SessionError::Invalid,
-    }
-}
-
-fn user_id_from_claim(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => is_valid_user_id(s).then(|| s.clone()),
-        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

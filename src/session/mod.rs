@@ -1,13 +1,17 @@
 //! Who the user is. Identity comes only from the partner's session, never from the request body:
-//! each session source (a JWT in a cookie or bearer header, [`jwt`]; the partner's app asked about
-//! an opaque session, [`forward`]; an auth proxy's headers, [`headers`]) turns a request into a
-//! [`SessionUser`] or a [`SessionError`], and the routes ask nothing else.
+//! each session source (a JWT signed by the partner's app, [`jwt`], or by an identity provider,
+//! [`jwks`]; the partner's app asked about an opaque session, [`forward`]; an auth proxy's
+//! headers, [`headers`]) turns a request into a [`SessionUser`] or a [`SessionError`], and the
+//! routes ask nothing else. The token sources share where a token travels (`token`) and what its
+//! claims must say (`claims`).
 //!
 //! The user's email is personal data. It is carried in [`UserEmail`], which cannot be printed by
 //! accident, so that request logging and error reporting stay free of it.
 
+mod claims;
 pub mod forward;
 pub mod headers;
+pub mod jwks;
 pub mod jwt;
 mod token;
 mod user;
@@ -18,6 +22,7 @@ use actix_web::HttpRequest;
 
 pub use forward::{ForwardConfig, ForwardSession};
 pub use headers::HeaderSession;
+pub use jwks::{JwksConfigError, JwksSession, JwksSessionSettings};
 pub use jwt::{
     DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
     sign_hs256,
@@ -31,6 +36,9 @@ pub use user::is_valid_user_id;
 pub enum SessionSource {
     /// `session.source = "jwt"`: a JWT signed by the partner's app, in a cookie or bearer header.
     Jwt(JwtSession),
+    /// `session.source = "jwks"`: a JWT signed by an identity provider, checked against the key
+    /// set it publishes.
+    Jwks(JwksSession),
     /// `session.source = "forward"`: the partner's app, asked who an opaque session belongs to.
     Forward(ForwardSession),
     /// `session.source = "headers"`: an auth proxy in front, trusted by its address.
@@ -43,10 +51,24 @@ impl SessionSource {
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<SessionUser, SessionError> {
         match self {
             Self::Jwt(jwt) => jwt.authenticate(req.headers()),
+            Self::Jwks(jwks) => jwks.authenticate(req.headers()).await,
             Self::Forward(forward) => forward.authenticate(req).await,
             Self::Headers(headers) => {
                 headers.authenticate(req.peer_addr().map(|peer| peer.ip()), req.headers())
             }
+        }
+    }
+
+    /// Starts what the source runs in the background (the identity provider's key set is fetched
+    /// and kept fresh), never during a configuration check. `on_ready` follows whether sessions
+    /// can be checked at all; sources with nothing to wait for never call it.
+    pub fn start(
+        &mut self,
+        on_ready: impl Fn(bool) + Send + Sync + 'static,
+    ) -> std::io::Result<()> {
+        match self {
+            Self::Jwks(jwks) => jwks.start(Box::new(on_ready)),
+            Self::Jwt(_) | Self::Forward(_) | Self::Headers(_) => Ok(()),
         }
     }
 }

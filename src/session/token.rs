@@ -1,6 +1,29 @@
 //! Where a session token travels: the session cookie, or `Authorization: Bearer`. Read without
 //! allocating, so that requests without a session cost nothing.
 
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+
+/// The session token of a request: the cookie named `cookie` first, then, when `bearer` is set,
+/// `Authorization: Bearer`. Every token-based source reads it this way.
+pub(super) fn session_token<'a>(
+    headers: &'a HeaderMap,
+    cookie: &str,
+    bearer: bool,
+) -> Option<&'a str> {
+    token_from_cookie_header(
+        headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
+        cookie,
+    )
+    .or_else(|| {
+        if !bearer {
+            return None;
+        }
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| token_from_authorization(v.as_bytes()))
+    })
+}
+
 /// Finds the session token in raw `Cookie` header lines without allocating, so that requests
 /// without a session cost nothing.
 ///

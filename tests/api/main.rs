@@ -9,6 +9,7 @@ mod forward_session;
 mod header_session;
 mod helpers;
 mod idempotency;
+mod jwks;
 mod live_status;
 mod metrics;
 mod probes;

@@ -1,7 +1,9 @@
 use super::*;
+use crate::session::claims::{MAX_LEEWAY_S, MAX_TOKEN_BYTES};
 use crate::session::token_from_cookie_header;
 use crate::session::user::MAX_EMAIL_CHARS;
 use serde_json::json;
+use serde_json::{Map, Value};
 
 const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 const OTHER_SECRET: &str = "another-secret-0123456789abcdef-0123456";
