@@ -16,7 +16,7 @@ use crate::checkout::{self, CheckoutContext};
 use crate::config::AppConfig;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
 use crate::http::{self, Readiness};
-use crate::proof::{ProofClient, ProofEndpoint, Reload};
+use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::status;
@@ -31,6 +31,8 @@ pub struct Application {
     readiness: Arc<Readiness>,
     rate_limits: Arc<RateLimits>,
     endpoint: Arc<ProofEndpoint>,
+    /// For the session's key file, reloaded with the token.
+    context: web::Data<CheckoutContext>,
     token_reload: Duration,
 }
 
@@ -114,6 +116,7 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let workers = effective_workers(config.server.workers);
         // One HTTP service per worker, each with its own upstream client.
+        let reload_context = context.clone();
         let scrape = MetricsScrape {
             metrics: metrics.clone(),
             rate_limits: rate_limits.clone(),
@@ -219,6 +222,7 @@ impl Application {
             readiness,
             rate_limits,
             endpoint,
+            context: reload_context,
             token_reload: config.proof.token_reload,
         })
     }
@@ -246,11 +250,12 @@ impl Application {
             readiness,
             rate_limits,
             endpoint,
+            context,
             token_reload,
             ..
         } = self;
         let maintenance = tokio::spawn(maintain_rate_limits(rate_limits, readiness));
-        let token = tokio::spawn(reload_client_token(endpoint, token_reload));
+        let token = tokio::spawn(reload_secret_files(endpoint, context, token_reload));
         let stopped = serve_until_signalled(server, handle).await;
         maintenance.abort();
         token.abort();
@@ -335,15 +340,22 @@ async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
         .body(scrape.metrics.render(live))
 }
 
-/// Re-reads `proof.client_token_file` every `every` (unless zero) and on each SIGHUP, swapping the
-/// token when it changed.
-async fn reload_client_token(endpoint: Arc<ProofEndpoint>, every: Duration) {
-    let token = endpoint.token();
-    let from_file = token.reload() != Reload::NoFile;
-    // Installed even without a file: SIGHUP's default would end the process.
+/// Re-reads the secrets given as files (`proof.client_token_file`, the session's key file) every
+/// `every` (unless zero) and on each SIGHUP, swapping in what changed.
+async fn reload_secret_files(
+    endpoint: Arc<ProofEndpoint>,
+    context: web::Data<CheckoutContext>,
+    every: Duration,
+) {
+    let reload = || {
+        endpoint.token().reload();
+        context.session.reload_keys();
+    };
+    reload();
+    // Installed whatever the configuration: SIGHUP's default would end the process.
     #[cfg(unix)]
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut interval = (from_file && !every.is_zero()).then(|| {
+    let mut interval = (!every.is_zero()).then(|| {
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
@@ -369,16 +381,10 @@ async fn reload_client_token(endpoint: Arc<ProofEndpoint>, every: Duration) {
             }
         };
         tokio::select! {
-            () = hangup => {
-                if !from_file {
-                    tracing::info!("SIGHUP: no proof.client_token_file to re-read");
-                    continue;
-                }
-                tracing::info!("SIGHUP: re-reading proof.client_token_file");
-            }
+            () = hangup => tracing::info!("SIGHUP: re-reading the secrets given as files"),
             () = tick => {}
         }
-        token.reload();
+        reload();
     }
 }
 

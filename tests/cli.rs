@@ -1998,3 +1998,46 @@ fn sighup_reloads_the_token_and_a_corrupt_file_keeps_the_last_good_one() {
         "the file's contents were logged"
     );
 }
+
+#[test]
+fn sighup_reloads_the_session_key_file_and_a_bad_one_keeps_the_last_good_key() {
+    const OLD: &str = "old-session-secret-0123456789abcdef0123456789";
+    const NEW: &str = "new-session-secret-0123456789abcdef0123456789";
+    let upstream = Upstream::start();
+    let files = TempDir::new();
+    let secret_file = files.write("session_secret", &format!("{OLD}\n"));
+    let config = service_config(&upstream)
+        .remove("session.jwt", "secret")
+        .set("session.jwt", "secret_file", path_value(&secret_file))
+        .set("proof", "token_reload_s", "0");
+    let service = Service::start(config, TempDir::new(), &[]);
+    let status_with = |secret: &str| {
+        start_checkout(service.port, APP_ORIGIN, &session_jwt(secret))
+            .unwrap()
+            .status
+    };
+    assert_eq!(status_with(OLD), 200);
+    assert_eq!(status_with(NEW), 401);
+
+    replace_file(&files, "session_secret", &format!("{NEW}\n"));
+    service.signal("-HUP");
+    let signalled = Instant::now();
+    while status_with(NEW) != 200 {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "SIGHUP never loaded the new session key"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status_with(OLD), 401, "the old key is gone");
+
+    // Too short to be an HS256 key: the last good key stays.
+    replace_file(&files, "session_secret", "short\n");
+    service.signal("-HUP");
+    service.process.stdout.wait_for_line(
+        |line| line.contains("session key file holds no valid key"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(status_with(NEW), 200);
+    assert!(!service.stdout().contains(NEW), "the key was logged");
+}

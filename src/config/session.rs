@@ -12,8 +12,8 @@ use crate::client_ip::ClientIpResolver;
 use crate::http::is_loopback_host;
 use crate::session::forward::is_json_pointer;
 use crate::session::{
-    ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtSession,
-    JwtVerifier, JwtVerifierSettings, SessionSource,
+    ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtAlgorithm,
+    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, SessionSource,
 };
 
 /// The `[session.<source>]` table that `session.source` names; the others are not read.
@@ -86,7 +86,7 @@ fn validate_jwt(jwt: JwtSettings) -> Result<SessionSource, ConfigError> {
             return Err(ConfigError::key(key, "must not be empty"));
         }
     }
-    let verifier = JwtVerifier::new(JwtVerifierSettings {
+    let settings = JwtVerifierSettings {
         algorithm,
         hs256_secret,
         public_key_pem,
@@ -95,13 +95,17 @@ fn validate_jwt(jwt: JwtSettings) -> Result<SessionSource, ConfigError> {
         user_id_claim: jwt.user_id_claim,
         email_claim: jwt.email_claim,
         leeway_s: jwt.leeway_s,
-    })
-    .map_err(|e| ConfigError(e.to_string()))?;
-    Ok(SessionSource::Jwt(JwtSession {
-        cookie: jwt.cookie,
-        bearer: jwt.bearer,
-        verifier,
-    }))
+    };
+    let verifier = JwtVerifier::new(settings.clone()).map_err(|e| ConfigError(e.to_string()))?;
+    // The file the key came from, re-read on SIGHUP and every proof.token_reload_s.
+    let key_path = match algorithm {
+        JwtAlgorithm::HS256 => jwt.secret_file.trim(),
+        _ => jwt.public_key_pem_file.trim(),
+    };
+    let key_file = (!key_path.is_empty()).then(|| KeyFile::new(key_path.into(), settings));
+    Ok(SessionSource::Jwt(JwtSession::new(
+        jwt.cookie, jwt.bearer, verifier, key_file,
+    )))
 }
 
 /// RFC 6265 cookie-name: a token.

@@ -7,7 +7,10 @@
 //! frontend can refresh instead of showing an error) and "invalid".
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
 
 use actix_web::http::header::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -63,7 +66,7 @@ impl JwtAlgorithm {
 ///
 /// `issuer` and `audience` are only enforced when set to a non-empty string; when enforced, the
 /// token must carry the claim. Key material not used by `algorithm` is ignored.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct JwtVerifierSettings {
     pub algorithm: JwtAlgorithm,
     /// Required for HS256, at least 32 bytes.
@@ -98,14 +101,100 @@ pub struct JwtSession {
     pub cookie: String,
     /// Whether `Authorization: Bearer <token>` is read too (after the cookie).
     pub bearer: bool,
-    pub verifier: JwtVerifier,
+    /// Swapped whole when the key file changes; a check uses the one it loaded.
+    verifier: ArcSwap<JwtVerifier>,
+    /// Where the key is re-read from, when it came from a file.
+    key_file: Option<KeyFile>,
+}
+
+/// A key given as a file (`secret_file` or `public_key_pem_file`), and what rebuilds the verifier
+/// from its new contents.
+#[derive(Debug)]
+pub struct KeyFile {
+    path: std::path::PathBuf,
+    /// The settings the current verifier was built with, its key included.
+    settings: Mutex<JwtVerifierSettings>,
+}
+
+impl KeyFile {
+    pub fn new(path: std::path::PathBuf, settings: JwtVerifierSettings) -> Self {
+        Self {
+            path,
+            settings: Mutex::new(settings),
+        }
+    }
 }
 
 impl JwtSession {
+    pub fn new(
+        cookie: String,
+        bearer: bool,
+        verifier: JwtVerifier,
+        key_file: Option<KeyFile>,
+    ) -> Self {
+        Self {
+            cookie,
+            bearer,
+            verifier: ArcSwap::from_pointee(verifier),
+            key_file,
+        }
+    }
+
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<SessionUser, SessionError> {
         match session_token(headers, &self.cookie, self.bearer) {
-            Some(token) => self.verifier.verify(token),
+            Some(token) => self.verifier.load().verify(token),
             None => Err(SessionError::Missing),
+        }
+    }
+
+    /// Reads the key file again and, when it holds a new valid key, swaps the verifier. A file
+    /// that cannot be read or holds no valid key keeps the last good one and logs an error.
+    /// Returns whether the key changed.
+    pub fn reload(&self) -> bool {
+        let Some(key_file) = &self.key_file else {
+            return false;
+        };
+        let path = &key_file.path;
+        let contents = match std::fs::read_to_string(path) {
+            Ok(contents) => contents,
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "session key file cannot be read: the last good key stays in use");
+                return false;
+            }
+        };
+        // Reloads are rare and never on the request path: one at a time.
+        let mut current = key_file
+            .settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut settings = current.clone();
+        if settings.algorithm == JwtAlgorithm::HS256 {
+            let secret = contents.trim_end_matches(['\n', '\r']);
+            if settings
+                .hs256_secret
+                .as_ref()
+                .is_some_and(|known| known.expose_secret() == secret)
+            {
+                return false;
+            }
+            settings.hs256_secret = Some(SecretString::from(secret));
+        } else {
+            if settings.public_key_pem.as_deref() == Some(contents.as_str()) {
+                return false;
+            }
+            settings.public_key_pem = Some(contents);
+        }
+        match JwtVerifier::new(settings.clone()) {
+            Ok(verifier) => {
+                self.verifier.store(Arc::new(verifier));
+                *current = settings;
+                tracing::info!(file = %path.display(), "session key file changed: the new key is in use");
+                true
+            }
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "session key file holds no valid key: the last good key stays in use");
+                false
+            }
         }
     }
 }

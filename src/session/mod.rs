@@ -25,7 +25,7 @@ pub use headers::HeaderSession;
 pub use jwks::{JwksConfigError, JwksSession, JwksSessionSettings};
 pub use jwt::{
     DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
-    sign_hs256,
+    KeyFile, sign_hs256,
 };
 pub use token::{token_from_authorization, token_from_cookie_header};
 pub use user::is_valid_user_id;
@@ -56,6 +56,15 @@ impl SessionSource {
             Self::Headers(headers) => {
                 headers.authenticate(req.peer_addr().map(|peer| peer.ip()), req.headers())
             }
+        }
+    }
+
+    /// Re-reads the source's key file, when it has one, and swaps in a new valid key (see
+    /// [`JwtSession::reload`]). True when the key changed.
+    pub fn reload_keys(&self) -> bool {
+        match self {
+            Self::Jwt(jwt) => jwt.reload(),
+            Self::Jwks(_) | Self::Forward(_) | Self::Headers(_) => false,
         }
     }
 
