@@ -1,6 +1,7 @@
-//! `rate_limit.backend = "redis"` over HTTP: replicas sharing one real `redis-server` count
-//! together, answer with the in-memory backend's headers, and follow `on_backend_error` and
-//! `/readyz` while Redis is down and after it is back, without a restart.
+//! `rate_limit.backend = "redis"` over HTTP: replicas sharing one real `redis-server`, or a
+//! three-master Redis Cluster (`redis_cluster = true`), count together, answer with the in-memory
+//! backend's headers, and follow `on_backend_error` and `/readyz` while Redis is down and after it
+//! is back, without a restart.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use secrecy::SecretString;
 use wiremock::MockServer;
 
 use crate::helpers::*;
-use crate::redis_support::RedisServer;
+use crate::redis_support::{RedisCluster, RedisServer};
 
 /// How long a test waits for what takes a second or two on a healthy machine.
 const EVENTUALLY: Duration = Duration::from_secs(20);
@@ -90,11 +91,33 @@ async fn proof_calls(proof: &MockServer) -> usize {
     proof.received_requests().await.unwrap_or_default().len()
 }
 
-/// 40 checkouts released at once, alternating between the replicas; their statuses.
+/// What one checkout of a burst was answered.
+struct Answer {
+    status: u16,
+    /// The error envelope's `error` and `code`, for an answer other than 200.
+    error: Option<(String, String)>,
+    retry_after: bool,
+}
+
+/// `200`, or `429 rate_limited/per_user +Retry-After`: short, for a list of forty.
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.status)?;
+        if let Some((error, code)) = &self.error {
+            write!(f, " {error}/{code}")?;
+        }
+        if self.retry_after {
+            write!(f, " +Retry-After")?;
+        }
+        Ok(())
+    }
+}
+
+/// 40 checkouts released at once, alternating between the replicas; what each was answered.
 async fn burst_over(
     replicas: &[&Replica],
     request_for: impl Fn(&Replica, usize) -> reqwest::RequestBuilder,
-) -> Vec<u16> {
+) -> Vec<Answer> {
     const CHECKOUTS: usize = 40;
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CHECKOUTS));
     let tasks: Vec<_> = (0..CHECKOUTS)
@@ -103,78 +126,156 @@ async fn burst_over(
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                request.send().await.expect("the checkout answers").status()
+                let response = request.send().await.expect("the checkout answers");
+                let status = response.status().as_u16();
+                let retry_after = response.headers().contains_key("retry-after");
+                let error = if status == 200 {
+                    None
+                } else {
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+                    Some((field("error"), field("code")))
+                };
+                Answer {
+                    status,
+                    error,
+                    retry_after,
+                }
             })
         })
         .collect();
-    let mut statuses = Vec::new();
+    let mut answers = Vec::new();
     for task in tasks {
-        statuses.push(task.await.expect("the checkout task").as_u16());
+        answers.push(task.await.expect("the checkout task"));
     }
-    statuses
+    answers
 }
 
-fn exactly_three_served(statuses: &[u16]) -> bool {
-    statuses.iter().filter(|s| **s == 200).count() == 3
-        && statuses.iter().filter(|s| **s == 429).count() == statuses.len() - 3
+/// Exactly three checkouts served, every other one refused with 429, our envelope naming `limit`,
+/// and `Retry-After`.
+fn assert_exactly_three_served(answers: &[Answer], limit: &str) {
+    let served = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(served, 3, "{answers:?}");
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!(answer.status, 429, "{answers:?}");
+        assert_eq!(
+            answer.error,
+            Some(("rate_limited".to_owned(), limit.to_owned())),
+            "{answers:?}"
+        );
+        assert!(answer.retry_after, "{answers:?}");
+    }
 }
 
-#[tokio::test]
-async fn two_replicas_sharing_redis_let_exactly_one_users_burst_through() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+/// Where the replicas keep their limits: one `redis-server`, or a Redis Cluster.
+#[derive(Clone, Copy)]
+enum Shared<'a> {
+    Server(&'a RedisServer),
+    /// Each replica is told of a different master and finds the others itself.
+    Cluster(&'a RedisCluster),
+}
+
+impl Shared<'_> {
+    /// Points the settings of the `replica`-th replica at this Redis.
+    fn configure(self, settings: &mut Settings, replica: usize) {
+        match self {
+            Self::Server(redis) => use_redis(settings, redis, OnBackendError::Deny),
+            Self::Cluster(cluster) => {
+                settings.rate_limit.backend = RateLimitBackend::Redis;
+                settings.rate_limit.redis_url =
+                    SecretString::from(cluster.url(replica % cluster.nodes.len()));
+                settings.rate_limit.redis_cluster = true;
+                settings.rate_limit.redis_timeout_ms = RELAXED_TIMEOUT_MS;
+                settings.rate_limit.on_backend_error = OnBackendError::Deny;
+            }
+        }
+    }
+
+    /// Every key, on every node.
+    fn keys(self) -> Vec<String> {
+        match self {
+            Self::Server(redis) => redis.keys(),
+            Self::Cluster(cluster) => cluster.keys_by_node().concat(),
+        }
+    }
+
+    /// Two replicas in front of one Proof, both using this Redis with `quotas`, both ready.
+    async fn two_replicas(
+        self,
+        proof: &MockServer,
+        quotas: impl Fn(&mut Settings),
+    ) -> (Replica, Replica) {
+        let mut replicas = Vec::new();
+        for replica in 0..2 {
+            let replica = spawn_replica(proof, |s| {
+                self.configure(s, replica);
+                quotas(s);
+            })
+            .await;
+            replica.wait_for_readyz(200).await;
+            replicas.push(replica);
+        }
+        let b = replicas.pop().unwrap();
+        let a = replicas.pop().unwrap();
+        (a, b)
+    }
+}
+
+/// The keys of one limit (`per_user` or `per_ip`) among `keys`.
+fn keys_of<'k>(keys: &'k [String], limit: &str) -> Vec<&'k String> {
+    let prefix = format!("proof-bff:{limit}:{{");
+    keys.iter().filter(|key| key.starts_with(&prefix)).collect()
+}
+
+/// One user's 40 concurrent checkouts, spread over two replicas sharing `redis`, with a burst of 3:
+/// exactly 3 are served and reach Proof, the rest are refused by the per-user limit, whose one key
+/// is in `redis`.
+async fn one_users_burst_over_two_replicas(redis: Shared<'_>) {
     let proof = MockServer::start().await;
     widget_session_ok().mount(&proof).await;
-    let limit = |s: &mut Settings| {
-        use_redis(s, &redis, OnBackendError::Deny);
-        s.rate_limit.per_user_burst = 3;
-        s.rate_limit.per_user_per_minute = 1;
-    };
-    let (a, b) = (
-        spawn_replica(&proof, limit).await,
-        spawn_replica(&proof, limit).await,
-    );
-    a.wait_for_readyz(200).await;
-    b.wait_for_readyz(200).await;
+    let (a, b) = redis
+        .two_replicas(&proof, |s| {
+            s.rate_limit.per_user_burst = 3;
+            s.rate_limit.per_user_per_minute = 1;
+        })
+        .await;
 
     let token = session_token();
-    let statuses = burst_over(&[&a, &b], |replica, _| replica.checkout_as(&token)).await;
+    let answers = burst_over(&[&a, &b], |replica, _| replica.checkout_as(&token)).await;
 
-    assert!(exactly_three_served(&statuses), "{statuses:?}");
+    assert_exactly_three_served(&answers, "per_user");
     assert_eq!(proof_calls(&proof).await, 3);
+    // The state lives until the burst is whole again, three minutes from now.
+    let keys = redis.keys();
+    assert_eq!(keys_of(&keys, "per_user").len(), 1, "{keys:?}");
 }
 
-#[tokio::test]
-async fn two_replicas_sharing_redis_let_exactly_one_addresses_burst_through() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+/// 40 concurrent checkouts of distinct users from one client address, named by the trusted proxy
+/// in front of both replicas sharing `redis`, with a burst of 3: exactly 3 are served and reach
+/// Proof, the rest are refused by the per-address limit, whose one key is in `redis`; another
+/// address is not affected.
+async fn one_addresses_burst_over_two_replicas(redis: Shared<'_>) {
     let proof = MockServer::start().await;
     widget_session_ok().mount(&proof).await;
-    // Distinct users from one client address, named by the trusted proxy in front of both.
-    let limit = |s: &mut Settings| {
-        use_redis(s, &redis, OnBackendError::Deny);
-        s.rate_limit.per_ip_burst = 3;
-        s.rate_limit.per_ip_per_minute = 1;
-        s.client_ip.trusted_proxies = vec!["127.0.0.1".into()];
-    };
-    let (a, b) = (
-        spawn_replica(&proof, limit).await,
-        spawn_replica(&proof, limit).await,
-    );
-    a.wait_for_readyz(200).await;
-    b.wait_for_readyz(200).await;
+    let (a, b) = redis
+        .two_replicas(&proof, |s| {
+            s.rate_limit.per_ip_burst = 3;
+            s.rate_limit.per_ip_per_minute = 1;
+            s.client_ip.trusted_proxies = vec!["127.0.0.1".into()];
+        })
+        .await;
 
-    let statuses = burst_over(&[&a, &b], |replica, i| {
+    let answers = burst_over(&[&a, &b], |replica, i| {
         replica
             .checkout_as(&session_token_for(&format!("user-{i}"), "u@example.org"))
             .header("X-Forwarded-For", "203.0.113.7")
     })
     .await;
 
-    assert!(exactly_three_served(&statuses), "{statuses:?}");
+    assert_exactly_three_served(&answers, "per_ip");
     assert_eq!(proof_calls(&proof).await, 3);
+    let keys = redis.keys();
+    assert_eq!(keys_of(&keys, "per_ip").len(), 1, "{keys:?}");
     // Another address is not affected.
     let other = a
         .checkout_as(&session_token_for("user-other", "u@example.org"))
@@ -183,6 +284,42 @@ async fn two_replicas_sharing_redis_let_exactly_one_addresses_burst_through() {
         .await
         .unwrap();
     assert_eq!(other.status(), 200);
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_let_exactly_one_users_burst_through() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    one_users_burst_over_two_replicas(Shared::Server(&redis)).await;
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_let_exactly_one_addresses_burst_through() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    one_addresses_burst_over_two_replicas(Shared::Server(&redis)).await;
+}
+
+// On a cluster, the replicas are told of different masters: a connection that did not follow the
+// cluster's routing would be answered `MOVED` by one of them, which `deny` turns into 503s; and the
+// limit's key is looked for on every master.
+
+#[tokio::test]
+async fn two_replicas_on_a_redis_cluster_let_exactly_one_users_burst_through() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    one_users_burst_over_two_replicas(Shared::Cluster(&cluster)).await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_a_redis_cluster_let_exactly_one_addresses_burst_through() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    one_addresses_burst_over_two_replicas(Shared::Cluster(&cluster)).await;
 }
 
 /// `"per_user";r=2;t=40` as its name, remaining and reset.
