@@ -181,12 +181,9 @@ impl Shared<'_> {
         match self {
             Self::Server(redis) => use_redis(settings, redis, OnBackendError::Deny),
             Self::Cluster(cluster) => {
-                settings.rate_limit.backend = RateLimitBackend::Redis;
-                settings.rate_limit.redis_url =
-                    SecretString::from(cluster.url(replica % cluster.nodes.len()));
+                let node = &cluster.nodes[replica % cluster.nodes.len()];
+                use_redis(settings, node, OnBackendError::Deny);
                 settings.rate_limit.redis_cluster = true;
-                settings.rate_limit.redis_timeout_ms = RELAXED_TIMEOUT_MS;
-                settings.rate_limit.on_backend_error = OnBackendError::Deny;
             }
         }
     }
