@@ -204,7 +204,7 @@ impl Metrics {
     /// One request's outcome: `code` is the service's own error code, if it answered with one.
     pub fn request_ended(
         &self,
-        route: &str,
+        route: String,
         status: u16,
         code: Option<&'static str>,
         duration: Option<Duration>,
@@ -217,17 +217,16 @@ impl Metrics {
             // bare answer of the HTTP layer, told apart by its status).
             None => "proof_answer",
         };
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                status,
-                code,
-            })
-            .inc();
+        let labels = RequestLabels {
+            route,
+            status,
+            code,
+        };
+        self.requests.get_or_create(&labels).inc();
         if let Some(duration) = duration {
             self.request_duration
                 .get_or_create(&RouteLabel {
-                    route: route.to_owned(),
+                    route: labels.route,
                 })
                 .observe(duration.as_secs_f64());
         }
@@ -306,9 +305,14 @@ mod tests {
     fn requests_are_counted_by_route_status_and_code() {
         let metrics = Metrics::new();
         metrics.request_started();
-        metrics.request_ended("/start-checkout", 200, None, Some(Duration::from_millis(3)));
+        metrics.request_ended(
+            "/start-checkout".to_owned(),
+            200,
+            None,
+            Some(Duration::from_millis(3)),
+        );
         metrics.request_started();
-        metrics.request_ended("/start-checkout", 429, Some("per_user"), None);
+        metrics.request_ended("/start-checkout".to_owned(), 429, Some("per_user"), None);
         metrics.upstream_call("/widget/session", "ok", 2, Duration::from_millis(5));
         let text = metrics.render(LiveState::default());
         assert!(text.contains(

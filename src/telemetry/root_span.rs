@@ -34,23 +34,29 @@ impl RootSpanBuilder for BffRootSpan {
             .app_data::<actix_web::web::Data<HiddenRoute>>()
             .filter(|hidden| hidden.path == request.path());
         let route = match hidden {
-            Some(hidden) => Some(hidden.label.to_owned()),
-            None => request.match_pattern(),
+            Some(hidden) => hidden.label.to_owned(),
+            None => request
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned()),
         };
         if let Some(metrics) = request.app_data::<actix_web::web::Data<Metrics>>() {
             metrics.request_started();
         }
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "http_request",
             http.method = %request.method(),
-            http.route = route.as_deref().unwrap_or("unmatched"),
+            http.route = route.as_str(),
             request_id = %request_id,
             client_ip = Empty,
             user_id = Empty,
             http.status_code = Empty,
             latency_ms = Empty,
             error.code = Empty,
-        )
+        );
+        drop(extensions);
+        // Resolved once: the end of the request counts it under the same route.
+        request.extensions_mut().insert(RequestRoute(route));
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
@@ -70,8 +76,12 @@ impl RootSpanBuilder for BffRootSpan {
                     .request()
                     .app_data::<actix_web::web::Data<Metrics>>()
                 {
-                    let route = route_label(response.request());
-                    metrics.request_ended(&route, response.status().as_u16(), code, latency);
+                    let route = response
+                        .request()
+                        .extensions_mut()
+                        .remove::<RequestRoute>()
+                        .map_or_else(|| "unmatched".to_owned(), |route| route.0);
+                    metrics.request_ended(route, response.status().as_u16(), code, latency);
                 }
                 (response.status(), latency, code)
             }
@@ -93,15 +103,6 @@ impl RootSpanBuilder for BffRootSpan {
     }
 }
 
-/// The route a request is counted under: its pattern, or its label when its path is a secret.
-fn route_label(request: &actix_web::HttpRequest) -> String {
-    if let Some(hidden) = request
-        .app_data::<actix_web::web::Data<HiddenRoute>>()
-        .filter(|hidden| hidden.path == request.path())
-    {
-        return hidden.label.to_owned();
-    }
-    request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned())
-}
+/// The route a request is logged and counted under: its pattern, or its label when its path is a
+/// secret, or `unmatched`.
+struct RequestRoute(String);
