@@ -125,6 +125,10 @@ impl Application {
         let worker_endpoint = endpoint.clone();
         let worker_metrics = metrics.clone();
         let worker_service = move || {
+            // Built on the worker's own thread: its calls to the shared Redis stay on it.
+            if let Some(link) = context.rate_limits.shared_link() {
+                link.connect_this_thread();
+            }
             let proof = web::Data::new(ProofClient::new(
                 worker_endpoint.clone(),
                 worker_metrics.clone().into_inner(),
