@@ -20,7 +20,7 @@ use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::status;
-use crate::telemetry::{BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware};
+use crate::telemetry::{self, BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware};
 
 pub struct Application {
     port: u16,
@@ -260,9 +260,11 @@ impl Application {
         } = self;
         let maintenance = tokio::spawn(maintain_rate_limits(rate_limits, readiness));
         let token = tokio::spawn(reload_secret_files(endpoint, context, token_reload));
+        let dropped_lines = tokio::spawn(telemetry::report_dropped_lines());
         let stopped = serve_until_signalled(server, handle).await;
         maintenance.abort();
         token.abort();
+        dropped_lines.abort();
         stopped
     }
 }
@@ -337,6 +339,7 @@ async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
         rate_limit_keys: scrape.rate_limits.in_memory().map(|limiter| limiter.len()),
         event_streams: scrape.status.limits.open(),
         watched_transactions: scrape.status.watchers.len(),
+        log_lines_dropped: telemetry::dropped_log_lines(),
     };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

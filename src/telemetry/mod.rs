@@ -12,7 +12,10 @@ mod metrics;
 mod request_id;
 mod root_span;
 
-pub use logging::{LogConfig, LogFormat, init, install, subscriber, subscriber_with_filter};
+pub use logging::{
+    LogConfig, LogFormat, LogGuard, dropped_log_lines, init, install, report_dropped_lines,
+    subscriber, subscriber_with_filter,
+};
 pub use metrics::{ErrorCode, LiveState, Metrics};
 pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService};
 pub use root_span::{BffRootSpan, HiddenRoute};
