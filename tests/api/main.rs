@@ -23,3 +23,4 @@ mod sessions;
 mod status;
 #[path = "../support/mod.rs"]
 mod support;
+mod tracing;
