@@ -11,6 +11,7 @@ use super::{CheckoutContext, CheckoutError};
 use crate::client_ip::ClientIp;
 use crate::rate_limit::{Allowance, LimitError};
 use crate::session::SessionUser;
+use crate::telemetry::{RateLimitDecision, note_rate_limit};
 
 pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
     let resolver = &context.client_ip;
@@ -45,6 +46,7 @@ pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> Client
 /// peer when there is no trustworthy client address, so rotating X-Forwarded-For from an untrusted
 /// peer changes nothing.
 pub async fn limit_client_ip(
+    req: &HttpRequest,
     client_ip: ClientIp,
     context: &CheckoutContext,
 ) -> Result<(), CheckoutError> {
@@ -52,23 +54,41 @@ pub async fn limit_client_ip(
         .rate_limits
         .check_ip(client_ip.rate_limit_key())
         .await
-        .map_err(|error| limit_error(error, context))
+        .map_err(|error| limit_error(req, error, context))
 }
 
+/// The checkout's per-user limit, the last one a checkout meets: its decision is noted.
 pub async fn limit_user(
+    req: &HttpRequest,
     user: &SessionUser,
     context: &CheckoutContext,
 ) -> Result<Option<Allowance>, CheckoutError> {
-    context
+    let allowance = context
         .rate_limits
         .check_user(&user.user_id)
         .await
-        .map_err(|error| limit_error(error, context))
+        .map_err(|error| limit_error(req, error, context))?;
+    note_let_through(req, allowance.as_ref());
+    Ok(allowance)
+}
+
+/// Notes that every limit let the request through: checked, or unchecked because the shared
+/// backend failed and `on_backend_error` allowed it (no allowance to show).
+pub fn note_let_through(req: &HttpRequest, allowance: Option<&Allowance>) {
+    let decision = match allowance {
+        Some(_) => RateLimitDecision::Allowed,
+        None => RateLimitDecision::Unchecked,
+    };
+    note_rate_limit(req, decision);
 }
 
 /// A refusal is 429; a shared backend that failed (with `on_backend_error = "deny"`) is 503, logged
-/// by the limiter at most once a second.
-pub fn limit_error(error: LimitError, context: &CheckoutContext) -> CheckoutError {
+/// by the limiter at most once a second. Either is noted on the request's record.
+pub fn limit_error(
+    req: &HttpRequest,
+    error: LimitError,
+    context: &CheckoutContext,
+) -> CheckoutError {
     match error {
         LimitError::Refused(refusal) => {
             tracing::info!(
@@ -76,9 +96,13 @@ pub fn limit_error(error: LimitError, context: &CheckoutContext) -> CheckoutErro
                 retry_after_s = refusal.retry_after_s,
                 "checkout rate limited"
             );
+            note_rate_limit(req, RateLimitDecision::Refused(refusal.kind.code()));
             CheckoutError::RateLimited(refusal, context.rate_limits.policy().clone())
         }
-        LimitError::BackendUnavailable => CheckoutError::RateLimitBackend,
+        LimitError::BackendUnavailable => {
+            note_rate_limit(req, RateLimitDecision::BackendUnavailable);
+            CheckoutError::RateLimitBackend
+        }
     }
 }
 

@@ -41,9 +41,9 @@ pub async fn start_checkout(
     }
     check_caller(&req, &browser)?;
     let client_ip = resolve_client_ip(&req, &context);
-    limit_client_ip(client_ip, &context).await?;
+    limit_client_ip(&req, client_ip, &context).await?;
     let user = authenticate(&req, &context).await?;
-    let allowance = limit_user(&user, &context).await?;
+    let allowance = limit_user(&req, &user, &context).await?;
     require_json(&req)?;
     let idempotency_key = idempotency_key(req.headers())?;
     let body = read_body(&req, payload, context.max_body_bytes).await?;

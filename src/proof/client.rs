@@ -21,7 +21,8 @@ use super::retry::{Decision, RetryState, Retryable};
 use super::token::ClientToken;
 use super::wire::{error_slug, is_json_media_type, is_json_object};
 use crate::telemetry::{
-    Caller, ClientSpan, Metrics, REQUEST_ID_HEADER, RequestId, Traces, plain_request_id,
+    Caller, ClientSpan, Metrics, REQUEST_ID_HEADER, RequestId, Traces, UpstreamOutcome,
+    plain_request_id,
 };
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.
@@ -288,7 +289,8 @@ impl ProofClient {
         self.call(Call::KycStatus, url, None, caller).await
     }
 
-    /// One call, counted in the metrics and, when traces are on, a span beneath the caller's.
+    /// One call, counted in the metrics, noted on the caller's record and, when traces are on, a
+    /// span beneath the caller's.
     async fn call(
         &self,
         call: Call,
@@ -323,6 +325,12 @@ impl ProofClient {
                 proof_request_id.as_ref(),
             );
         }
+        caller.note_upstream(UpstreamOutcome {
+            attempts: last.attempts,
+            status: last.status,
+            proof_request_id,
+            latency,
+        });
         result
     }
 

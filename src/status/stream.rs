@@ -26,7 +26,7 @@ use crate::browser::BrowserConfig;
 use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::http::Readiness;
 use crate::proof::{ProofClient, UpstreamError, UpstreamFailure};
-use crate::telemetry::Caller;
+use crate::telemetry::{Caller, RateLimitDecision, note_rate_limit};
 
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -39,10 +39,10 @@ pub async fn transaction_events(
 ) -> Result<HttpResponse, CheckoutError> {
     let reader = admit(&req, &browser, &context).await?;
     let id = transaction_id(&req)?;
-    let permit = status
-        .limits
-        .try_open(&reader.user.user_id)
-        .ok_or(CheckoutError::TooManyStreams)?;
+    let Some(permit) = status.limits.try_open(&reader.user.user_id) else {
+        note_rate_limit(&req, RateLimitDecision::Refused("too_many_streams"));
+        return Err(CheckoutError::TooManyStreams);
+    };
     let answer = owned_transaction(&proof, id, &reader, Caller::Request(&req)).await?;
     if !answer.status.is_success() {
         // Proof's own 4xx, as for `GET /checkout/{id}`.

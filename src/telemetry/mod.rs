@@ -4,10 +4,10 @@
 //! events and our dependencies' `log` records); [`request_id`] gives every request an id that is
 //! returned to the caller and forwarded to Proof; [`root_span`] is the span that carries what an
 //! operator needs to follow one request (method, route, status, latency, request id, the resolved
-//! client IP and the user id) and nothing that is a secret or personal data: no email, no token, no
-//! cookie, no request body; its [`record`] is what the request keeps from its start to its end.
-//! [`metrics`] counts each request once, when it ends; [`traces`] exports OpenTelemetry spans when
-//! `telemetry.otlp_endpoint` is set.
+//! client IP and the user id, and from its [`record`] what it came to: the rate limits' decision and
+//! the call to Proof) and nothing that is a secret or personal data: no email, no token, no cookie,
+//! no request body. [`metrics`] counts each request once, from the same record; [`traces`] exports
+//! OpenTelemetry spans when `telemetry.otlp_endpoint` is set.
 
 mod logging;
 mod metrics;
@@ -18,7 +18,7 @@ mod traces;
 
 pub use logging::{LogConfig, LogFormat, init, install, subscriber, subscriber_with_filter};
 pub use metrics::{ErrorCode, LiveState, Metrics};
-pub use record::Caller;
+pub use record::{Caller, RateLimitDecision, UpstreamOutcome, note_rate_limit};
 pub use request_id::{
     REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService, plain_request_id,
 };

@@ -23,7 +23,9 @@ pub struct HiddenRoute {
 
 /// Root span of every request. `client_ip` and `user_id` start empty and are recorded by the
 /// checkout handler once they are known, from the server's own resolution, never from the
-/// spoofable `X-Forwarded-For` that the default builder reads.
+/// spoofable `X-Forwarded-For` that the default builder reads. What the request came to (the rate
+/// limits' decision, the call to Proof) is recorded once, when it ends, from its
+/// [`RequestRecord`], as declared fields: no debug strings.
 pub struct BffRootSpan;
 
 impl RootSpanBuilder for BffRootSpan {
@@ -58,6 +60,11 @@ impl RootSpanBuilder for BffRootSpan {
             http.status_code = Empty,
             latency_ms = Empty,
             error.code = Empty,
+            rate_limit = Empty,
+            proof.attempts = Empty,
+            proof.status = Empty,
+            proof.request_id = Empty,
+            proof.latency_ms = Empty,
         );
         // Only present when traces are on.
         let server_span = request
@@ -71,6 +78,8 @@ impl RootSpanBuilder for BffRootSpan {
         request.extensions_mut().insert(RequestRecord {
             started,
             route,
+            rate_limit: None,
+            upstream: None,
             server_span,
         });
         span
@@ -108,7 +117,7 @@ impl RootSpanBuilder for BffRootSpan {
     }
 }
 
-/// Reads the record once: into the span's fields, the metrics and the trace.
+/// Reads the record once: into the span's declared fields, the metrics and the trace.
 fn request_ended(
     span: &Span,
     record: RequestRecord,
@@ -119,6 +128,8 @@ fn request_ended(
     let RequestRecord {
         started,
         route,
+        rate_limit,
+        upstream,
         server_span,
     } = record;
     let latency = started.elapsed();
@@ -126,10 +137,27 @@ fn request_ended(
     if let Some(code) = code {
         span.record("error.code", code);
     }
+    if let Some(decision) = rate_limit {
+        span.record("rate_limit", decision.name());
+    }
+    if let Some(upstream) = &upstream {
+        span.record("proof.attempts", upstream.attempts);
+        if let Some(status) = upstream.status {
+            span.record("proof.status", status);
+        }
+        if let Some(id) = upstream
+            .proof_request_id
+            .as_ref()
+            .and_then(|id| id.to_str().ok())
+        {
+            span.record("proof.request_id", id);
+        }
+        span.record("proof.latency_ms", upstream.latency.as_secs_f64() * 1000.0);
+    }
     if let Some(server_span) = server_span {
         server_span.end(status, code);
     }
     if let Some(metrics) = metrics {
-        metrics.request_ended(route, status, code, Some(latency));
+        metrics.request_ended(route, status, code, latency, rate_limit);
     }
 }

@@ -17,6 +17,7 @@ mod rate_limit;
 mod redis_backend;
 #[path = "../support/redis.rs"]
 mod redis_support;
+mod request_log;
 mod retries;
 mod sandbox_values;
 mod sessions;
