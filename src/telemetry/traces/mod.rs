@@ -154,11 +154,12 @@ impl Traces {
     }
 
     /// Sends the spans still queued and stops the exporter, waiting at most [`FLUSH_TIMEOUT`].
-    /// Blocks: call it where blocking is harmless (see [`Traces::shutdown`]).
+    /// Blocks: call it where blocking is harmless (see [`Traces::shutdown`]). A last export that
+    /// failed is reported by the exporter itself, as every failed export is.
     fn shutdown_blocking(&self) {
         match self.provider.shutdown_with_timeout(FLUSH_TIMEOUT) {
-            Ok(()) => tracing::info!("traces flushed"),
-            Err(error) => tracing::warn!(%error, "traces not flushed on shutdown"),
+            Ok(()) => tracing::info!("trace exporter stopped"),
+            Err(error) => tracing::warn!(%error, "trace exporter did not stop in time"),
         }
     }
 
