@@ -34,10 +34,14 @@ fn main() -> ExitCode {
         println!("proof-bff: config OK");
         return ExitCode::SUCCESS;
     }
-    if let Err(error) = telemetry::init(&config.log) {
-        eprintln!("proof-bff: cannot start logging: {error}");
-        return ExitCode::FAILURE;
-    }
+    // Held to the end of `main`: the lines still buffered are written out when it drops.
+    let _log_writer = match telemetry::init(&config.log) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("proof-bff: cannot start logging: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listen = config.server.listen.clone();
     let served = actix_web::rt::System::new().block_on(async move {
         // In sandbox mode the stand-in for Proof serves first, so the service's upstream is up.

@@ -20,7 +20,9 @@ use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::status;
-use crate::telemetry::{BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware, Traces};
+use crate::telemetry::{
+    self, BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware, Traces,
+};
 
 pub struct Application {
     port: u16,
@@ -135,6 +137,10 @@ impl Application {
         let worker_metrics = metrics.clone();
         let worker_traces = traces.clone();
         let worker_service = move || {
+            // Built on the worker's own thread: its calls to the shared Redis stay on it.
+            if let Some(link) = context.rate_limits.shared_link() {
+                link.connect_this_thread();
+            }
             let proof = web::Data::new(ProofClient::new(
                 worker_endpoint.clone(),
                 worker_metrics.clone().into_inner(),
@@ -277,9 +283,11 @@ impl Application {
         } = self;
         let maintenance = tokio::spawn(maintain_rate_limits(rate_limits, readiness));
         let token = tokio::spawn(reload_secret_files(endpoint, context, token_reload));
+        let dropped_lines = tokio::spawn(telemetry::report_dropped_lines());
         let stopped = serve_until_signalled(server, handle).await;
         maintenance.abort();
         token.abort();
+        dropped_lines.abort();
         if let Some(traces) = traces {
             traces.shutdown().await;
         }
@@ -357,6 +365,7 @@ async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
         rate_limit_keys: scrape.rate_limits.in_memory().map(|limiter| limiter.len()),
         event_streams: scrape.status.limits.open(),
         watched_transactions: scrape.status.watchers.len(),
+        log_lines_dropped: telemetry::dropped_log_lines(),
     };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

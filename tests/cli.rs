@@ -1472,13 +1472,23 @@ impl Service {
     /// Starts the binary with `config` (its listen address set to a free port) and waits for
     /// `GET /healthz` to answer 200.
     fn start(config: Config, dir: TempDir, env: &[(&str, &str)]) -> Self {
+        Self::start_reading_stdout_after(config, dir, env, None)
+    }
+
+    /// As [`Service::start`], its stdout left unread until `start` receives.
+    fn start_reading_stdout_after(
+        config: Config,
+        dir: TempDir,
+        env: &[(&str, &str)],
+        start: Option<mpsc::Receiver<()>>,
+    ) -> Self {
         let port = free_port();
         let config = config.set_str("server", "listen", &format!("127.0.0.1:{port}"));
         let path = config.write_to(&dir);
         let mut command = bff();
         command.arg("--config").arg(&path).envs(env.iter().copied());
         let mut service = Self {
-            process: Process::spawn(command),
+            process: Process::spawn_reading_stdout_after(command, start),
             port,
             _dir: dir,
         };
@@ -1672,6 +1682,101 @@ fn logs_are_json_lines_and_never_carry_secrets_even_at_trace() {
             let leaked: Vec<&str> = output.lines().filter(|l| l.contains(secret)).collect();
             assert!(leaked.is_empty(), "the {what} is in {stream}: {leaked:?}");
         }
+    }
+}
+
+/// `proof_bff_log_lines_dropped_total` from the metrics port.
+fn dropped_log_lines(metrics_port: u16) -> u64 {
+    let scrape = RawRequest::new(metrics_port, "GET", "/metrics")
+        .header("Connection", "close")
+        .with_body(b"");
+    let response = raw_http::send(metrics_port, &scrape).expect("GET /metrics");
+    assert_eq!(response.status, 200, "{response:?}");
+    let body = String::from_utf8_lossy(&response.body).into_owned();
+    body.lines()
+        .find_map(|line| line.strip_prefix("proof_bff_log_lines_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no log_lines_dropped counter in:\n{body}"))
+}
+
+#[test]
+fn a_stdout_nobody_reads_never_stalls_a_request_and_dropped_lines_are_counted() {
+    let upstream = Upstream::start();
+    let metrics_port = free_port();
+    let config = service_config(&upstream)
+        .set_str("log", "format", "json")
+        .set_str("metrics", "listen", &format!("127.0.0.1:{metrics_port}"))
+        .set("rate_limit", "per_user_burst", "1000000")
+        .set("rate_limit", "per_user_per_minute", "1000000")
+        .set("rate_limit", "per_ip_burst", "1000000")
+        .set("rate_limit", "per_ip_per_minute", "1000000");
+    let (read_stdout, start_reading) = mpsc::channel();
+    // At trace, every checkout writes dozens of lines: the pipe and the writer's buffer fill
+    // within a few hundred checkouts while nobody reads.
+    let service = Service::start_reading_stdout_after(
+        config,
+        TempDir::new(),
+        &[("RUST_LOG", "trace")],
+        Some(start_reading),
+    );
+    let jwt = session_jwt(JWT_SECRET);
+    let checkout = |step: usize| {
+        let response = start_checkout(service.port, APP_ORIGIN, &jwt)
+            .unwrap_or_else(|error| panic!("checkout {step} while stdout is not read: {error}"));
+        assert_eq!(response.status, 200, "checkout {step}: {response:?}");
+    };
+    let mut served = 0;
+    while dropped_log_lines(metrics_port) == 0 {
+        checkout(served);
+        served += 1;
+        assert!(
+            served < 20_000,
+            "{served} checkouts while stdout was not read, and no line dropped"
+        );
+    }
+    // Served with the buffer full, too.
+    for step in served..served + 50 {
+        checkout(step);
+    }
+    let dropped = dropped_log_lines(metrics_port);
+    assert!(dropped > 0);
+
+    // Once stdout is read again, the buffered lines come out, then the warning (within ten
+    // seconds of the first drop), and new requests are logged again.
+    read_stdout.send(()).unwrap();
+    let warning = eventually(Duration::from_secs(60), || {
+        service.stdout().lines().find_map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).ok()?;
+            (line["fields"]["message"] == "log lines dropped: standard output did not keep up")
+                .then_some(line)
+        })
+    });
+    let reported = warning["fields"]["dropped_total"]
+        .as_u64()
+        .expect("a count");
+    assert!(reported > 0, "{warning}");
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    checkout(served + 50);
+    let (stdout, _) = service.stop();
+    assert!(
+        stdout
+            .lines()
+            .rev()
+            .take(200)
+            .any(|line| line.contains("request completed")),
+        "requests are logged again once stdout is read"
+    );
+}
+
+/// Polls `probe` until it answers, or fails the test after `limit`.
+fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "nothing after {limit:?}");
+        thread::sleep(Duration::from_millis(100));
     }
 }
 

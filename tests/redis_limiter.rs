@@ -267,6 +267,108 @@ async fn headers_are_the_in_memory_backends_for_the_same_requests() {
     );
 }
 
+/// Memory's checks one after the other: the address, then the user only if the address passed.
+fn in_order(
+    memory: &RateLimiter,
+    ip: IpAddr,
+    user_limit: LimitKind,
+    user: &str,
+) -> Result<Allowance, Refusal> {
+    memory.check_ip(ip)?;
+    match user_limit {
+        LimitKind::PerUserStatus => memory.check_user_status(user),
+        _ => memory.check_user(user),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_for_address_and_user_counts_as_the_two_checks_in_order() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let config = RateLimitConfig {
+        per_user_burst: 3,
+        per_user_per_minute: 6,
+        per_ip_burst: 5,
+        per_ip_per_minute: 2,
+        status_per_user_per_minute: 12,
+    };
+    let redis = limiter(&server.url(), &config);
+    assert!(redis.checks_together(), "a single server");
+    let memory = RateLimiter::new(&config);
+    let (home, office, lab): (IpAddr, IpAddr, IpAddr) = (
+        "203.0.113.70".parse().unwrap(),
+        "2001:db8:70::1".parse().unwrap(),
+        "198.51.100.70".parse().unwrap(),
+    );
+    let evalsha_before = command_calls(&server, "evalsha");
+    let sequence = [
+        // Alice's burst; her fourth is refused per user, and still counted by the address.
+        (home, LimitKind::PerUser, "alice"),
+        (home, LimitKind::PerUser, "alice"),
+        (home, LimitKind::PerUser, "alice"),
+        (home, LimitKind::PerUser, "alice"),
+        // The status limit is a budget of its own (12 a minute, burst 2).
+        (home, LimitKind::PerUserStatus, "alice"),
+        // The address's burst of 5 is spent: Bob is refused per address, and his own limit is
+        // not counted, as the next steps from another address show.
+        (home, LimitKind::PerUser, "bob"),
+        (home, LimitKind::PerUserStatus, "bob"),
+        (office, LimitKind::PerUser, "bob"),
+        (office, LimitKind::PerUser, "bob"),
+        (office, LimitKind::PerUser, "bob"),
+        (office, LimitKind::PerUser, "bob"),
+        // Bob's status budget: burst 2, from a third address.
+        (lab, LimitKind::PerUserStatus, "bob"),
+        (lab, LimitKind::PerUserStatus, "bob"),
+        (lab, LimitKind::PerUserStatus, "bob"),
+    ];
+    let mut refusals = Vec::new();
+    for (step, (ip, user_limit, user)) in sequence.into_iter().enumerate() {
+        let step = format!("step {step} ({ip}, {}, {user})", user_limit.code());
+        match (
+            in_order(&memory, ip, user_limit, user),
+            redis
+                .check_ip_and_user(ip, user_limit, user)
+                .await
+                .expect("Redis answers"),
+        ) {
+            (Ok(memory), Ok(redis)) => {
+                assert_same_rate_limit(&memory.rate_limit, &redis.rate_limit, &step)
+            }
+            (Err(memory), Err(redis)) => {
+                assert_eq!(memory.kind, redis.kind, "{step}");
+                assert!(
+                    memory.retry_after_s.abs_diff(redis.retry_after_s) <= 1,
+                    "{step}: {memory:?} vs {redis:?}"
+                );
+                assert_same_rate_limit(&memory.rate_limit, &redis.rate_limit, &step);
+                refusals.push(redis.kind);
+            }
+            (memory, redis) => panic!("{step}: memory {memory:?}, Redis {redis:?}"),
+        }
+    }
+    assert_eq!(
+        refusals,
+        [
+            LimitKind::PerUser,
+            LimitKind::PerIp,
+            LimitKind::PerIp,
+            LimitKind::PerUser,
+            LimitKind::PerUserStatus,
+        ],
+        "the sequence reaches each limit"
+    );
+    assert_eq!(
+        command_calls(&server, "evalsha") - evalsha_before,
+        sequence.len() as u64,
+        "one script call per pair of checks"
+    );
+    // The combined checks and the single ones share their state.
+    assert!(redis.check_ip(home).await.unwrap().is_err());
+    assert!(redis.check_user("alice").await.unwrap().is_err());
+}
+
 fn command_calls(server: &RedisServer, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -585,6 +687,8 @@ async fn a_three_master_cluster_lets_exactly_the_burst_through() {
         cluster_limiter(&cluster.url(0), &config),
         cluster_limiter(&cluster.url(1), &config),
     ];
+    // The address's and the user's keys are in different slots: a call each.
+    assert!(!limiters[0].checks_together());
     let users = ["kim", "lou", "mia", "ned", "oli", "pat"];
     for user in users {
         assert_eq!(

@@ -1,6 +1,10 @@
 //! Who is calling: the phases every browser-facing route runs before its own work, in this order:
 //! the client's real address and its limit, the session, the user's limit. `POST /start-checkout`
 //! and the status routes share them, so a user is known and counted the same way everywhere.
+//!
+//! The outcome is always the one of that order. Where it is cheaper, the work is not: with the
+//! limits in one Redis server and a session this process checks by itself, the session is checked
+//! first and both limits take one round trip (see [`identify`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -9,8 +13,8 @@ use actix_web::http::header::HeaderValue;
 
 use super::{CheckoutContext, CheckoutError};
 use crate::client_ip::ClientIp;
-use crate::rate_limit::{Allowance, LimitError};
-use crate::session::SessionUser;
+use crate::rate_limit::{Allowance, LimitError, LimitKind};
+use crate::session::{SessionError, SessionUser};
 use crate::telemetry::{RateLimitDecision, note_rate_limit};
 
 pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
@@ -45,7 +49,7 @@ pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> Client
 /// Cut floods before any signature is checked. The key is the resolved client, or the socket
 /// peer when there is no trustworthy client address, so rotating X-Forwarded-For from an untrusted
 /// peer changes nothing.
-pub async fn limit_client_ip(
+async fn limit_client_ip(
     req: &HttpRequest,
     client_ip: ClientIp,
     context: &CheckoutContext,
@@ -57,24 +61,53 @@ pub async fn limit_client_ip(
         .map_err(|error| limit_error(req, error, context))
 }
 
-/// The checkout's per-user limit, the last one a checkout meets: its decision is noted.
-pub async fn limit_user(
+/// The address limit, the session, then the user's limit (`user_limit`: `PerUser` for checkouts,
+/// `PerUserStatus` for the status routes): who is calling, and their `RateLimit` standing (`None`
+/// when the shared backend failed and `on_backend_error` let the request through).
+///
+/// In order, unless the limits live in one Redis server and the session source needs no call of
+/// its own (a signature costs less than a round trip): then the session is checked first and the
+/// two limits in one call, which counts and refuses exactly as the two checks in order. A refused
+/// session is checked against the address limit before it is reported, so a flood of bad tokens is
+/// counted, and answered 429 instead of 401, as before. The `forward` source asks the partner's
+/// app, so it keeps the order: the address limit protects that app too.
+pub async fn identify(
     req: &HttpRequest,
-    user: &SessionUser,
     context: &CheckoutContext,
-) -> Result<Option<Allowance>, CheckoutError> {
-    let allowance = context
-        .rate_limits
-        .check_user(&user.user_id)
-        .await
-        .map_err(|error| limit_error(req, error, context))?;
-    note_let_through(req, allowance.as_ref());
-    Ok(allowance)
+    client_ip: ClientIp,
+    user_limit: LimitKind,
+) -> Result<(SessionUser, Option<Allowance>), CheckoutError> {
+    let limits = &context.rate_limits;
+    if !(limits.checks_together() && context.session.checks_in_process()) {
+        limit_client_ip(req, client_ip, context).await?;
+        let user = authenticate(req, context).await?;
+        let allowance = limits
+            .check_user_limit(user_limit, &user.user_id)
+            .await
+            .map_err(|error| limit_error(req, error, context))?;
+        note_let_through(req, allowance.as_ref());
+        return Ok((user, allowance));
+    }
+    match context.session.authenticate(req).await {
+        Ok(user) => {
+            record_user(&user);
+            let allowance = limits
+                .check_ip_and_user(client_ip.rate_limit_key(), user_limit, &user.user_id)
+                .await
+                .map_err(|error| limit_error(req, error, context))?;
+            note_let_through(req, allowance.as_ref());
+            Ok((user, allowance))
+        }
+        Err(refused) => {
+            limit_client_ip(req, client_ip, context).await?;
+            Err(session_refused(refused))
+        }
+    }
 }
 
 /// Notes that every limit let the request through: checked, or unchecked because the shared
 /// backend failed and `on_backend_error` allowed it (no allowance to show).
-pub fn note_let_through(req: &HttpRequest, allowance: Option<&Allowance>) {
+fn note_let_through(req: &HttpRequest, allowance: Option<&Allowance>) {
     let decision = match allowance {
         Some(_) => RateLimitDecision::Allowed,
         None => RateLimitDecision::Unchecked,
@@ -84,11 +117,7 @@ pub fn note_let_through(req: &HttpRequest, allowance: Option<&Allowance>) {
 
 /// A refusal is 429; a shared backend that failed (with `on_backend_error = "deny"`) is 503, logged
 /// by the limiter at most once a second. Either is noted on the request's record.
-pub fn limit_error(
-    req: &HttpRequest,
-    error: LimitError,
-    context: &CheckoutContext,
-) -> CheckoutError {
+fn limit_error(req: &HttpRequest, error: LimitError, context: &CheckoutContext) -> CheckoutError {
     match error {
         LimitError::Refused(refusal) => {
             tracing::info!(
@@ -107,7 +136,7 @@ pub fn limit_error(
 }
 
 /// Identity comes only from the verified session, never from the request body.
-pub async fn authenticate(
+async fn authenticate(
     req: &HttpRequest,
     context: &CheckoutContext,
 ) -> Result<SessionUser, CheckoutError> {
@@ -115,7 +144,16 @@ pub async fn authenticate(
         .session
         .authenticate(req)
         .await
-        .inspect_err(|e| tracing::info!(reason = e.code(), "session refused"))?;
-    tracing::Span::current().record("user_id", user.user_id.as_str());
+        .map_err(session_refused)?;
+    record_user(&user);
     Ok(user)
+}
+
+fn session_refused(error: SessionError) -> CheckoutError {
+    tracing::info!(reason = error.code(), "session refused");
+    error.into()
+}
+
+fn record_user(user: &SessionUser) {
+    tracing::Span::current().record("user_id", user.user_id.as_str());
 }

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::caller::{authenticate, limit_client_ip, limit_user, resolve_client_ip};
+use super::caller::{identify, resolve_client_ip};
 use super::{
     CheckoutContext, CheckoutError, CheckoutRequest, ValidationError, parse_checkout_request,
 };
@@ -21,7 +21,7 @@ use crate::idempotency::{
     Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
 };
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
-use crate::rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY};
+use crate::rate_limit::{LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
 use crate::telemetry::Caller;
 
@@ -41,9 +41,7 @@ pub async fn start_checkout(
     }
     check_caller(&req, &browser)?;
     let client_ip = resolve_client_ip(&req, &context);
-    limit_client_ip(&req, client_ip, &context).await?;
-    let user = authenticate(&req, &context).await?;
-    let allowance = limit_user(&req, &user, &context).await?;
+    let (user, allowance) = identify(&req, &context, client_ip, LimitKind::PerUser).await?;
     require_json(&req)?;
     let idempotency_key = idempotency_key(req.headers())?;
     let body = read_body(&req, payload, context.max_body_bytes).await?;

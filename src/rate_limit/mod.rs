@@ -165,6 +165,14 @@ impl RateLimits {
         })
     }
 
+    /// The connection to the shared backend, when there is one.
+    pub fn shared_link(&self) -> Option<&std::sync::Arc<crate::shared_redis::RedisLink>> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(shared) => Some(shared.limiter.link()),
+        }
+    }
+
     /// The `RateLimit-Policy` header value, the same on every answer.
     pub fn policy(&self) -> &HeaderValue {
         match self {
@@ -222,6 +230,56 @@ impl RateLimits {
                     .backend_failed(LimitKind::PerUserStatus, &error)
                     .map(|()| None),
             },
+        }
+    }
+
+    /// Whether [`check_ip_and_user`](Self::check_ip_and_user) costs one call to the backend where
+    /// [`check_ip`](Self::check_ip) and [`check_user`](Self::check_user) cost two: a single Redis
+    /// server. In memory the checks cost no call; on a Redis Cluster the two keys need a call each.
+    pub fn checks_together(&self) -> bool {
+        match self {
+            Self::Memory(_) => false,
+            Self::Redis(shared) => shared.limiter.checks_together(),
+        }
+    }
+
+    /// The per-address limit, then the user's (`PerUser` for checkouts, `PerUserStatus` for the
+    /// status routes) if the address is within its own: the outcome of the two checks one after
+    /// the other, in one call where [`checks_together`](Self::checks_together) says so.
+    /// `Ok(None)` as for [`check_user`](Self::check_user).
+    pub async fn check_ip_and_user(
+        &self,
+        ip: IpAddr,
+        user_limit: LimitKind,
+        user_id: &str,
+    ) -> Result<Option<Allowance>, LimitError> {
+        match self {
+            Self::Redis(shared) if shared.limiter.checks_together() => {
+                match shared
+                    .limiter
+                    .check_ip_and_user(ip, user_limit, user_id)
+                    .await
+                {
+                    Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
+                    Err(error) => shared.backend_failed(user_limit, &error).map(|()| None),
+                }
+            }
+            _ => {
+                self.check_ip(ip).await?;
+                self.check_user_limit(user_limit, user_id).await
+            }
+        }
+    }
+
+    /// [`check_user`](Self::check_user) or [`check_user_status`](Self::check_user_status).
+    pub async fn check_user_limit(
+        &self,
+        user_limit: LimitKind,
+        user_id: &str,
+    ) -> Result<Option<Allowance>, LimitError> {
+        match user_limit {
+            LimitKind::PerUserStatus => self.check_user_status(user_id).await,
+            LimitKind::PerUser | LimitKind::PerIp => self.check_user(user_id).await,
         }
     }
 

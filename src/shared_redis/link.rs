@@ -1,6 +1,9 @@
 //! The connection to the shared Redis: one multiplexed connection (or cluster connection) on a
-//! thread of its own, every call bounded by the timeout, replaced after a second of failures.
+//! thread of its own, every call bounded by the timeout, replaced after a second of failures; and
+//! one more on each HTTP worker's thread, so a request's call never leaves its worker.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -41,9 +44,24 @@ impl LuaScript {
     }
 }
 
+/// Tells links apart in the threads' tables of their own connections.
+static NEXT_LINK_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The connections this thread made for itself with [`RedisLink::connect_this_thread`], by link.
+    /// Their tasks run on this thread's runtime, which lives as long as the thread.
+    static OWN_CONNECTIONS: RefCell<Vec<(u64, LinkState)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// The shared Redis: one per process, shared by every worker and every capability that keeps
 /// state there (it is `Send + Sync`); calls may be awaited on any tokio runtime with time enabled.
+///
+/// A call runs on the link's own thread unless the calling thread has a connection of its own
+/// ([`connect_this_thread`](Self::connect_this_thread)): an HTTP worker does, so a checkout's call
+/// is written and its answer read by the worker's own event loop, without waking another thread
+/// twice per call. Concurrent calls on one connection are pipelined on it either way.
 pub struct RedisLink {
+    id: u64,
     link: Link,
     timeout: Duration,
     addr: Arc<str>,
@@ -104,13 +122,10 @@ impl RedisLink {
             .connect(&runtime.handle)
             .map_err(|err| setup_error(&addr, &url, &err))?;
         Ok(Self {
+            id: NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed),
             link: Link {
                 target,
-                state: Mutex::new(LinkState {
-                    connection,
-                    created: Instant::now(),
-                    failing_since: None,
-                }),
+                state: Mutex::new(LinkState::new(connection)),
                 addr: addr.clone(),
                 runtime,
                 url,
@@ -119,6 +134,30 @@ impl RedisLink {
             addr,
             cluster,
         })
+    }
+
+    /// Gives the calling thread a connection of its own, used by every later call made on this
+    /// thread. Only for a thread whose tokio runtime lives as long as the thread, as an HTTP
+    /// worker's does: the connection's tasks run on that runtime. Does nothing outside a runtime
+    /// or when the thread has one already; connects on first use, as the link's own does.
+    pub fn connect_this_thread(&self) {
+        let Ok(runtime) = Handle::try_current() else {
+            return;
+        };
+        let _ = OWN_CONNECTIONS.try_with(|own| {
+            let mut own = own.borrow_mut();
+            if own.iter().any(|(id, _)| *id == self.id) {
+                return;
+            }
+            match self.link.target.connect(&runtime) {
+                Ok(connection) => own.push((self.id, LinkState::new(connection))),
+                Err(err) => tracing::warn!(
+                    redis = %self.addr,
+                    error = %describe(&err).redacted(&self.link.url),
+                    "shared Redis: could not prepare this worker's connection; its calls go through the shared one"
+                ),
+            }
+        });
     }
 
     /// One `PING`, bounded by the timeout (for a cluster: every node): for `/readyz`.
@@ -149,20 +188,39 @@ impl RedisLink {
         T: FromRedisValue + Send + 'static,
         A: ToRedisArgs + Send + 'static,
     {
+        self.eval_keys(script, [key], args).await
+    }
+
+    /// A script on `N` keys (on a cluster: in one slot), as [`eval`](Self::eval).
+    pub async fn eval_keys<T, A, const N: usize>(
+        &self,
+        script: &LuaScript,
+        keys: [String; N],
+        args: A,
+    ) -> Result<T, BackendError>
+    where
+        T: FromRedisValue + Send + 'static,
+        A: ToRedisArgs + Send + 'static,
+    {
         let (sha, text) = (script.sha.clone(), script.text);
         self.call(|mut connection| async move {
             let mut evalsha = redis::cmd("EVALSHA");
-            evalsha.arg(&*sha).arg(1).arg(&key).arg(&args);
+            evalsha.arg(&*sha).arg(N).arg(&keys).arg(&args);
             match evalsha.query_async(&mut connection).await {
                 Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     let mut eval = redis::cmd("EVAL");
-                    eval.arg(text).arg(1).arg(&key).arg(&args);
+                    eval.arg(text).arg(N).arg(&keys).arg(&args);
                     eval.query_async(&mut connection).await
                 }
                 answer => answer,
             }
         })
         .await
+    }
+
+    /// Whether this is a Redis Cluster, where one script's keys must share a slot.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// Runs `command` in the background, unbounded by any request: for clean-up that must not
@@ -176,9 +234,56 @@ impl RedisLink {
         });
     }
 
-    /// One call on the current connection, run on the connection's thread and bounded by the
-    /// timeout; the connection is replaced after a second of failures.
+    /// One call bounded by the timeout: on this thread's own connection if it has one, otherwise
+    /// on the link's thread. A connection is replaced after a second of failures.
     async fn call<T, F, Fut>(&self, operation: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.own_connection() {
+            Some(connection) => {
+                let outcome = match tokio::time::timeout(self.timeout, operation(connection)).await
+                {
+                    Ok(answer) => answer.map_err(|err| describe(&err).redacted(&self.link.url)),
+                    Err(_) => Err(Failure::Timeout(self.timeout)),
+                };
+                self.with_own_state(|state, runtime| match &outcome {
+                    Ok(_) => state.succeeded(),
+                    Err(_) => state.failed(&self.link, runtime),
+                });
+                outcome.map_err(|failure| self.error(failure))
+            }
+            None => self.call_on_link_thread(operation).await,
+        }
+    }
+
+    fn own_connection(&self) -> Option<Connection> {
+        OWN_CONNECTIONS
+            .try_with(|own| {
+                own.borrow()
+                    .iter()
+                    .find(|(id, _)| *id == self.id)
+                    .map(|(_, state)| state.connection.clone())
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn with_own_state(&self, update: impl FnOnce(&mut LinkState, &Handle)) {
+        let Ok(runtime) = Handle::try_current() else {
+            return;
+        };
+        let _ = OWN_CONNECTIONS.try_with(|own| {
+            if let Some((_, state)) = own.borrow_mut().iter_mut().find(|(id, _)| *id == self.id) {
+                update(state, &runtime);
+            }
+        });
+    }
+
+    /// One call on the link's connection, run on the link's thread.
+    async fn call_on_link_thread<T, F, Fut>(&self, operation: F) -> Result<T, BackendError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
@@ -192,7 +297,7 @@ impl RedisLink {
         let abort = task.abort_handle();
         let failure = match tokio::time::timeout(self.timeout, task).await {
             Ok(Ok(Ok(value))) => {
-                self.link.succeeded();
+                self.link.state().succeeded();
                 return Ok(value);
             }
             Ok(Ok(Err(err))) => describe(&err).redacted(&self.link.url),
@@ -205,11 +310,17 @@ impl RedisLink {
                 Failure::Timeout(self.timeout)
             }
         };
-        self.link.failed();
-        Err(BackendError {
+        self.link
+            .state()
+            .failed(&self.link, &self.link.runtime.handle);
+        Err(self.error(failure))
+    }
+
+    fn error(&self, failure: Failure) -> BackendError {
+        BackendError {
             addr: self.addr.clone(),
             failure,
-        })
+        }
     }
 }
 
@@ -380,33 +491,43 @@ impl Link {
     fn current(&self) -> Connection {
         self.state().connection.clone()
     }
+}
 
-    fn succeeded(&self) {
-        self.state().failing_since = None;
+impl LinkState {
+    fn new(connection: Connection) -> Self {
+        Self {
+            connection,
+            created: Instant::now(),
+            failing_since: None,
+        }
     }
 
-    fn failed(&self) {
+    fn succeeded(&mut self) {
+        self.failing_since = None;
+    }
+
+    /// After a second of nothing but failures, a new connection with its tasks on `runtime`.
+    fn failed(&mut self, link: &Link, runtime: &Handle) {
         let now = Instant::now();
-        let mut state = self.state();
-        let failing_since = *state.failing_since.get_or_insert(now);
+        let failing_since = *self.failing_since.get_or_insert(now);
         if now.duration_since(failing_since) < REPLACE_AFTER
-            || now.duration_since(state.created) < REPLACE_AFTER
+            || now.duration_since(self.created) < REPLACE_AFTER
         {
             return;
         }
-        match self.target.connect(&self.runtime.handle) {
+        match link.target.connect(runtime) {
             Ok(connection) => {
-                state.connection = connection;
-                state.created = now;
+                self.connection = connection;
+                self.created = now;
                 tracing::info!(
-                    redis = %self.addr,
+                    redis = %link.addr,
                     "shared Redis: replacing the connection after a second of failures"
                 );
             }
             Err(err) => {
                 tracing::warn!(
-                    redis = %self.addr,
-                    error = %describe(&err).redacted(&self.url),
+                    redis = %link.addr,
+                    error = %describe(&err).redacted(&link.url),
                     "shared Redis: could not prepare a new connection"
                 );
             }

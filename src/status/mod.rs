@@ -68,12 +68,10 @@ impl StatusContext {
 }
 
 use crate::browser::{BrowserConfig, check_reader};
-use crate::checkout::caller::{
-    authenticate, limit_client_ip, limit_error, note_let_through, resolve_client_ip,
-};
+use crate::checkout::caller::{identify, resolve_client_ip};
 use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::UpstreamAnswer;
-use crate::rate_limit::{Allowance, RATE_LIMIT, RATE_LIMIT_POLICY};
+use crate::rate_limit::{Allowance, LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
 
 /// The reader, once admitted: who they are, and their standing against the status limit.
@@ -94,14 +92,7 @@ async fn admit(
     }
     check_reader(req, browser)?;
     let client_ip = resolve_client_ip(req, context);
-    limit_client_ip(req, client_ip, context).await?;
-    let user = authenticate(req, context).await?;
-    let allowance = context
-        .rate_limits
-        .check_user_status(&user.user_id)
-        .await
-        .map_err(|error| limit_error(req, error, context))?;
-    note_let_through(req, allowance.as_ref());
+    let (user, allowance) = identify(req, context, client_ip, LimitKind::PerUserStatus).await?;
     Ok(Reader { user, allowance })
 }
 

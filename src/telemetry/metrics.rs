@@ -8,6 +8,7 @@
 //! names; never a user id, an email, an address, a token or a transaction id.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -83,6 +84,9 @@ pub struct Metrics {
     rate_limit_keys: Family<KindLabel, Gauge>,
     event_streams: Gauge,
     watched_transactions: Gauge,
+    /// Brought up to the writer's own count when read; the lock keeps two reads from adding the
+    /// same lines twice.
+    log_lines_dropped: Mutex<Counter>,
 }
 
 /// What is only known when `/metrics` is read: the sizes of the service's live state.
@@ -92,6 +96,8 @@ pub struct LiveState {
     pub rate_limit_keys: Option<(usize, usize)>,
     pub event_streams: usize,
     pub watched_transactions: usize,
+    /// Log lines dropped so far because standard output did not keep up.
+    pub log_lines_dropped: u64,
 }
 
 impl Metrics {
@@ -175,6 +181,12 @@ impl Metrics {
             "Transactions followed at Proof for open streams",
             watched_transactions.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard output did not keep up",
+            log_lines_dropped.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         registry.register("build_info", "The running version", build_info.clone());
         build_info
@@ -196,6 +208,7 @@ impl Metrics {
             rate_limit_keys,
             event_streams,
             watched_transactions,
+            log_lines_dropped: Mutex::new(log_lines_dropped),
         }
     }
 
@@ -281,6 +294,12 @@ impl Metrics {
             .set(i64::try_from(live.event_streams).unwrap_or(i64::MAX));
         self.watched_transactions
             .set(i64::try_from(live.watched_transactions).unwrap_or(i64::MAX));
+        let dropped = self
+            .log_lines_dropped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        dropped.inc_by(live.log_lines_dropped.saturating_sub(dropped.get()));
+        drop(dropped);
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

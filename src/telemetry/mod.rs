@@ -16,7 +16,10 @@ mod request_id;
 mod root_span;
 mod traces;
 
-pub use logging::{LogConfig, LogFormat, init, install, subscriber, subscriber_with_filter};
+pub use logging::{
+    LogConfig, LogFormat, LogGuard, dropped_log_lines, init, install, report_dropped_lines,
+    subscriber, subscriber_with_filter,
+};
 pub use metrics::{ErrorCode, LiveState, Metrics};
 pub use record::{Caller, RateLimitDecision, UpstreamOutcome, note_rate_limit};
 pub use request_id::{

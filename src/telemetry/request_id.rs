@@ -30,7 +30,12 @@ impl RequestId {
     /// A fresh id, for the calls the service makes on its own (a status watcher's polls).
     pub fn generate() -> Self {
         let mut buffer = uuid::Uuid::encode_buffer();
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        // A version 4 UUID from the thread's own generator (seeded once from the OS), not a
+        // `getrandom` system call per request: an id must be unique, not secret.
+        let id = uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .hyphenated()
+            .encode_lower(&mut buffer);
         Self(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown")))
     }
 
@@ -145,6 +150,22 @@ mod tests {
         assert!(!is_sane_request_id(b"has space"));
         assert!(!is_sane_request_id(b"line\nbreak"));
         assert!(!is_sane_request_id(&[b'a'; MAX_REQUEST_ID_LEN + 1]));
+    }
+
+    #[test]
+    fn generated_ids_are_distinct_version_4_uuids() {
+        let ids: Vec<String> = (0..1000)
+            .map(|_| RequestId::generate().as_str().to_owned())
+            .collect();
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(uuid.hyphenated().to_string(), *id, "lower case, hyphenated");
+            assert!(is_sane_request_id(id.as_bytes()));
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]

@@ -345,7 +345,7 @@ async fn the_redis_backend_answers_with_the_memory_backends_headers() {
     let quotas = |s: &mut Settings| {
         s.rate_limit.per_user_burst = 3;
         s.rate_limit.per_user_per_minute = 6;
-        s.rate_limit.per_ip_burst = 4;
+        s.rate_limit.per_ip_burst = 5;
         s.rate_limit.per_ip_per_minute = 2;
     };
     let memory = spawn_replica(&proof, quotas).await;
@@ -356,14 +356,21 @@ async fn the_redis_backend_answers_with_the_memory_backends_headers() {
     .await;
     shared.wait_for_readyz(200).await;
 
-    // The user's burst, its refusal, then the address's refusal for another user.
+    // A bad session (counted by the address), the user's burst, its refusal, then the address's
+    // refusal for another user and for a bad session.
     let alice = session_token_for("alice", "alice@example.org");
     let bob = session_token_for("bob", "bob@example.org");
-    let sequence = [&alice, &alice, &alice, &alice, &bob, &bob];
+    let forged = "not.a.session".to_owned();
+    let sequence = [&forged, &alice, &alice, &alice, &alice, &bob, &forged];
+    let expected = [401, 200, 200, 200, 429, 429, 429];
     for (step, token) in sequence.iter().enumerate() {
         let from_memory = memory.checkout_as(token).send().await.unwrap();
         let from_redis = shared.checkout_as(token).send().await.unwrap();
         assert_eq!(from_memory.status(), from_redis.status(), "step {step}");
+        assert_eq!(from_redis.status(), expected[step], "step {step}");
+        if from_redis.status() == 401 {
+            continue;
+        }
         let (memory_headers, redis_headers) = (from_memory.headers(), from_redis.headers());
         assert_eq!(
             memory_headers.get("ratelimit-policy"),
@@ -393,8 +400,8 @@ async fn the_redis_backend_answers_with_the_memory_backends_headers() {
             let (m, r): (u64, u64) = (m.parse().unwrap(), r.parse().unwrap());
             assert!(m.abs_diff(r) <= 1, "step {step}: {m} vs {r}");
             let body: serde_json::Value = from_redis.json().await.unwrap();
-            let expected = if step < 4 { "per_user" } else { "per_ip" };
-            assert_eq!(body["code"], expected, "step {step}");
+            let limit = if step < 5 { "per_user" } else { "per_ip" };
+            assert_eq!(body["code"], limit, "step {step}");
         }
     }
     // Alice's burst, on each backend; Bob's two are over the address's limit.
@@ -503,17 +510,16 @@ async fn with_allow_a_stopped_redis_is_served_and_warned_about_at_most_once_a_se
         "{} warnings in {elapsed:?}: {warnings:?}",
         warnings.len()
     );
-    // Each request failed two checks (address, then user). Every failure is in some line's count
-    // but, at most, the last request's second one: held back for the next line, unless a slow
-    // machine let a whole interval pass between the two checks of that one request.
+    // Each request failed one call (a single server checks the address and the user together).
+    // Every failure is in some line's count: the last request's, after the interval, is a line.
     let represented: u64 = warnings
         .iter()
         .map(|w| 1 + w["fields"]["suppressed"].as_u64().expect("a count"))
         .sum();
-    let failures = 2 * (REQUESTS as u64 + 1);
-    assert!(
-        (failures - 1..=failures).contains(&represented),
-        "{represented} of {failures} failures in the warnings: {warnings:?}"
+    let failures = REQUESTS as u64 + 1;
+    assert_eq!(
+        represented, failures,
+        "failures in the warnings: {warnings:?}"
     );
     assert!(
         warnings
@@ -522,4 +528,51 @@ async fn with_allow_a_stopped_redis_is_served_and_warned_about_at_most_once_a_se
             .any(|w| w["fields"]["suppressed"].as_u64() > Some(0)),
         "{warnings:?}"
     );
+}
+
+#[tokio::test]
+async fn the_completion_line_names_what_the_shared_limits_decided() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    let app = spawn_replica(&proof, |s| {
+        use_redis(s, &redis, OnBackendError::Deny);
+        s.rate_limit.per_user_burst = 1;
+        s.rate_limit.per_user_per_minute = 1;
+    })
+    .await;
+    app.wait_for_readyz(200).await;
+    let token = session_token_for("shared-decision-user", "shared.decision@example.org");
+    let decided = |request_id: &str| {
+        let lines = log_events_with_message(request_id, "request completed");
+        assert_eq!(lines.len(), 1, "{request_id}: {lines:?}");
+        lines[0]["span"]["rate_limit"].clone()
+    };
+    // Both limits in one round trip: the first checkout is let through, the second is the user's
+    // limit's, then a stopped Redis refuses (on_backend_error = "deny").
+    for (request_id, status) in [
+        ("shared-decision-allowed", 200),
+        ("shared-decision-per-user", 429),
+    ] {
+        let response = app
+            .checkout_as(&token)
+            .header("X-Request-Id", request_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{request_id}");
+    }
+    assert_eq!(decided("shared-decision-allowed"), "allowed");
+    assert_eq!(decided("shared-decision-per-user"), "per_user");
+    redis.stop();
+    let response = app
+        .checkout_as(&token)
+        .header("X-Request-Id", "shared-decision-down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(decided("shared-decision-down"), "backend_unavailable");
 }

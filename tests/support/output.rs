@@ -13,9 +13,21 @@ pub struct CapturedOutput(Arc<Mutex<Vec<u8>>>);
 impl CapturedOutput {
     /// Everything `pipe` yields until its end, read into memory by a thread.
     pub fn read_from(pipe: impl Read + Send + 'static) -> (Self, JoinHandle<()>) {
+        Self::read_once(pipe, None)
+    }
+
+    /// As [`read_from`](Self::read_from), but nothing is read from `pipe` until `start` receives
+    /// (or its sender is dropped): the writer meets a full pipe, as with a stalled log shipper.
+    pub fn read_once(
+        pipe: impl Read + Send + 'static,
+        start: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> (Self, JoinHandle<()>) {
         let captured = Self::default();
         let sink = captured.clone();
         let reader = thread::spawn(move || {
+            if let Some(start) = start {
+                let _ = start.recv();
+            }
             let mut pipe = pipe;
             let mut chunk = [0u8; 8192];
             while let Ok(n) = pipe.read(&mut chunk) {

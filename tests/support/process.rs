@@ -35,10 +35,18 @@ impl Drop for Process {
 }
 
 impl Process {
-    pub fn spawn(mut command: Command) -> Self {
+    pub fn spawn(command: Command) -> Self {
+        Self::spawn_reading_stdout_after(command, None)
+    }
+
+    /// As [`spawn`](Self::spawn), its standard output left unread until `start` receives.
+    pub fn spawn_reading_stdout_after(
+        mut command: Command,
+        start: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> Self {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn proof-bff");
-        let (stdout, out_reader) = CapturedOutput::read_from(child.stdout.take().unwrap());
+        let (stdout, out_reader) = CapturedOutput::read_once(child.stdout.take().unwrap(), start);
         let (stderr, err_reader) = CapturedOutput::read_from(child.stderr.take().unwrap());
         Self {
             child,
