@@ -20,6 +20,14 @@
 #   --pin           proof-bff on the first CPU only, wrk and redis-server on the others (taskset):
 #                   the service's own core is then what limits throughput, as when Redis and the
 #                   clients are on other machines; without it everything shares every core
+#   --metrics       serve Prometheus /metrics on a loopback port of its own (metrics.listen); the
+#                   counting happens on every request either way, this adds only the listener
+#   --otlp          OpenTelemetry traces on (telemetry.otlp_endpoint), exported to a sink the script
+#                   starts on a free loopback port (python3: answers every POST with 200 and
+#                   discards it); its CPU is reported as "sink". At full load the exporter's queue
+#                   (OTEL_BSP_MAX_QUEUE_SIZE, 2048 spans) fills and further spans are dropped, as in
+#                   production: the service never waits for an export
+#   --sample-ratio R  telemetry.sample_ratio with --otlp (default 1.0)
 #
 # The two backends with one worker, as in README.md, "Performance":
 #
@@ -32,8 +40,10 @@
 # checkout path, not refusals; a run that got answers other than 200 (e.g. 503 when Redis is
 # slower than rate_limit.redis_timeout_ms) says so too.
 #
-# Needs wrk (apt-get install wrk), and for --redis and --compare redis-server and redis-cli
-# (apt-get install redis-server redis-tools). Loopback only. PROOF_BFF_BENCH_PORT sets the service's
+# The cost of traces, all else equal: run once without and once with --otlp (and --sample-ratio).
+#
+# Needs wrk (apt-get install wrk), for --redis and --compare redis-server and redis-cli
+# (apt-get install redis-server redis-tools), for --otlp python3. Loopback only. PROOF_BFF_BENCH_PORT sets the service's
 # port (default 18480).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +54,9 @@ runs=3
 workers=0
 wrk_threads=2
 pin=false
+metrics=false
+otlp=false
+sample_ratio=1.0
 positional=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -53,6 +66,9 @@ while [ $# -gt 0 ]; do
         --workers) workers="$2"; shift ;;
         --wrk-threads) wrk_threads="$2"; shift ;;
         --pin) pin=true ;;
+        --metrics) metrics=true ;;
+        --otlp) otlp=true ;;
+        --sample-ratio) sample_ratio="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) positional+=("$1") ;;
@@ -83,6 +99,7 @@ if [[ " $backends " == *" redis "* ]]; then
             { echo "$tool is needed: apt-get install redis-server redis-tools" >&2; exit 1; }
     done
 fi
+$otlp && { command -v python3 >/dev/null || { echo "--otlp needs python3" >&2; exit 1; }; }
 cargo build --release --quiet
 
 scratch="$(mktemp -d)"
@@ -91,8 +108,10 @@ script="$scratch/checkout.lua"
 pid=""
 redis_pid=""
 redis_port=""
+sink_pid=""
+sink_port=""
 cleanup() {
-    for process in $pid $redis_pid; do
+    for process in $pid $redis_pid $sink_pid; do
         kill "$process" 2>/dev/null || true
         wait "$process" 2>/dev/null || true
     done
@@ -128,6 +147,43 @@ start_redis() {
     exit 1
 }
 
+# The OTLP sink: accepts every POST on a free loopback port, answers 200 with an empty body (an
+# empty OTLP response) and discards what it got.
+start_sink() {
+    cat >"$scratch/sink.py" <<'PY'
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+with open(sys.argv[1], "w") as port_file:
+    port_file.write(str(server.server_address[1]))
+server.serve_forever()
+PY
+    "${on_load_cpus[@]}" python3 "$scratch/sink.py" "$scratch/sink.port" &
+    sink_pid=$!
+    for _ in $(seq 100); do
+        [ -s "$scratch/sink.port" ] && break
+        sleep 0.1
+    done
+    [ -s "$scratch/sink.port" ] || { echo "the OTLP sink did not start" >&2; exit 1; }
+    sink_port="$(cat "$scratch/sink.port")"
+}
+
 # True when the service's /readyz answers 200.
 ready() (
     exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || exit 1
@@ -152,6 +208,14 @@ start_service() {
         settings+=(
             PROOF_BFF__RATE_LIMIT__BACKEND=redis
             "PROOF_BFF__RATE_LIMIT__REDIS_URL=redis://127.0.0.1:$redis_port"
+        )
+    fi
+    # Port 0: a free port, whichever it is; nothing here scrapes it.
+    $metrics && settings+=(PROOF_BFF__METRICS__LISTEN=127.0.0.1:0)
+    if $otlp; then
+        settings+=(
+            "PROOF_BFF__TELEMETRY__OTLP_ENDPOINT=http://127.0.0.1:$sink_port"
+            "PROOF_BFF__TELEMETRY__SAMPLE_RATIO=$sample_ratio"
         )
     fi
     env "${settings[@]}" "${on_service_cpu[@]}" target/release/proof-bff --sandbox >"$out" 2>&1 &
@@ -200,37 +264,42 @@ machine_busy_seconds() {
 }
 
 # One warm-up and one measured run against the running service. Prints wrk's output, then one
-# line: "RESULT requests/s p50_ms p99_ms non_200 service_cpu redis_cpu wrk_cpu others_cpu", where
-# others_cpu is what the rest of the machine used meanwhile: more than a few tenths of a second
-# means the run shared the cores with something else and its figures are not to be trusted.
+# line: "RESULT requests/s p50_ms p99_ms non_200 service_cpu redis_cpu wrk_cpu others_cpu
+# sink_cpu", where others_cpu is what the rest of the machine used meanwhile: more than a few
+# tenths of a second means the run shared the cores with something else and its figures are not to
+# be trusted.
 measure() {
     local url="http://127.0.0.1:$port/start-checkout"
     "${on_load_cpus[@]}" wrk -t"$wrk_threads" -c"$connections" -d2s -s "$script" "$url" >/dev/null
-    local machine_before service_before redis_before=0
+    local machine_before service_before redis_before=0 sink_before=0
     machine_before="$(machine_busy_seconds)"
     service_before="$(cpu_seconds "$pid")"
     [ -n "$redis_pid" ] && redis_before="$(cpu_seconds "$redis_pid")"
+    [ -n "$sink_pid" ] && sink_before="$(cpu_seconds "$sink_pid")"
     local TIMEFORMAT='%U %S'
     { time "${on_load_cpus[@]}" wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency -s "$script" "$url" \
         >"$scratch/wrk.out" 2>&1; } 2>"$scratch/wrk.time"
-    local service_after redis_after=0 machine_after
+    local service_after redis_after=0 sink_after=0 machine_after
     service_after="$(cpu_seconds "$pid")"
     [ -n "$redis_pid" ] && redis_after="$(cpu_seconds "$redis_pid")"
+    [ -n "$sink_pid" ] && sink_after="$(cpu_seconds "$sink_pid")"
     machine_after="$(machine_busy_seconds)"
-    local report wrk_cpu service_cpu redis_cpu others_cpu
+    local report wrk_cpu service_cpu redis_cpu sink_cpu others_cpu
     report="$(cat "$scratch/wrk.out")"
     wrk_cpu="$(awk '{ printf "%.2f", $1 + $2 }' "$scratch/wrk.time")"
     service_cpu="$(awk -v a="$service_after" -v b="$service_before" 'BEGIN { printf "%.2f", a - b }')"
     redis_cpu="$(awk -v a="$redis_after" -v b="$redis_before" 'BEGIN { printf "%.2f", a - b }')"
+    sink_cpu="$(awk -v a="$sink_after" -v b="$sink_before" 'BEGIN { printf "%.2f", a - b }')"
     others_cpu="$(awk -v a="$machine_after" -v b="$machine_before" -v s="$service_cpu" \
-        -v r="$redis_cpu" -v w="$wrk_cpu" 'BEGIN { x = a - b - s - r - w; if (x < 0) x = 0; printf "%.2f", x }')"
+        -v r="$redis_cpu" -v w="$wrk_cpu" -v k="$sink_cpu" \
+        'BEGIN { x = a - b - s - r - w - k; if (x < 0) x = 0; printf "%.2f", x }')"
     echo "$report"
     local rps p50 p99 non200
     rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$report")"
     p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$report")")"
     p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$report")")"
     non200="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$report")"
-    echo "RESULT $rps $p50 $p99 ${non200:-0} $service_cpu $redis_cpu $wrk_cpu $others_cpu"
+    echo "RESULT $rps $p50 $p99 ${non200:-0} $service_cpu $redis_cpu $wrk_cpu $others_cpu $sink_cpu"
 }
 
 median() {
@@ -240,18 +309,23 @@ median() {
 if [[ " $backends " == *" redis "* ]]; then
     start_redis
 fi
+$otlp && start_sink
+extras=""
+$metrics && extras+=", metrics on"
+$otlp && extras+=", traces on (sample_ratio $sample_ratio)"
 
 if ! $compare; then
     start_service "$backends"
-    echo "== POST /start-checkout, rate limits in $backends, workers=$workers, $connections connections, wrk -t$wrk_threads, ${duration}s, $placement"
+    echo "== POST /start-checkout, rate limits in $backends$extras, workers=$workers, $connections connections, wrk -t$wrk_threads, ${duration}s, $placement"
     result="$(measure)"
     grep -v '^RESULT ' <<<"$result"
-    read -r _ _ _ _ non200 service_cpu redis_cpu wrk_cpu others_cpu <<<"$(grep '^RESULT ' <<<"$result")"
+    read -r _ _ _ _ non200 service_cpu redis_cpu wrk_cpu others_cpu sink_cpu <<<"$(grep '^RESULT ' <<<"$result")"
     [ "$non200" = 0 ] || echo "!! $non200 answers were not 200"
     awk -v o="$others_cpu" 'BEGIN { exit !(o > 0.5) }' &&
         echo "!! other work used $others_cpu CPU seconds during the run: measure again on a quiet machine"
     [ -n "$redis_pid" ] || redis_cpu="-"
-    echo "== CPU seconds during the run: proof-bff $service_cpu, redis-server $redis_cpu, wrk $wrk_cpu, anything else $others_cpu"
+    [ -n "$sink_pid" ] || sink_cpu="-"
+    echo "== CPU seconds during the run: proof-bff $service_cpu, redis-server $redis_cpu, OTLP sink $sink_cpu, wrk $wrk_cpu, anything else $others_cpu"
     echo "== resident memory of proof-bff (service and stand-in in one process)"
     grep VmRSS "/proc/$pid/status"
     if [ -n "$redis_pid" ]; then
@@ -261,7 +335,7 @@ if ! $compare; then
     exit 0
 fi
 
-echo "== memory vs redis: workers=$workers, $connections connections, wrk -t$wrk_threads, ${duration}s per run, $runs runs each, alternating; $placement"
+echo "== memory vs redis$extras: workers=$workers, $connections connections, wrk -t$wrk_threads, ${duration}s per run, $runs runs each, alternating; $placement"
 row='%-7s %3s %11s %7s %7s %7s %9s %9s %7s %7s\n'
 # shellcheck disable=SC2059
 printf "$row" backend run requests/s p50_ms p99_ms non-200 proof-bff redis wrk others
@@ -272,7 +346,7 @@ for run in $(seq "$runs"); do
         start_service "$backend"
         line="$(measure | grep '^RESULT ')"
         stop_service
-        read -r _ rps p50 p99 non200 service_cpu redis_cpu wrk_cpu others_cpu <<<"$line"
+        read -r _ rps p50 p99 non200 service_cpu redis_cpu wrk_cpu others_cpu _ <<<"$line"
         [ "$backend" = redis ] || redis_cpu="-"
         # shellcheck disable=SC2059
         printf "$row" "$backend" "$run" "$rps" "$p50" "$p99" "$non200" \

@@ -20,7 +20,9 @@ use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
 use crate::sandbox;
 use crate::status;
-use crate::telemetry::{self, BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware};
+use crate::telemetry::{
+    self, BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware, Traces,
+};
 
 pub struct Application {
     port: u16,
@@ -34,6 +36,8 @@ pub struct Application {
     /// For the session's key file, reloaded with the token.
     context: web::Data<CheckoutContext>,
     token_reload: Duration,
+    /// When traces are on: flushed once the server has stopped.
+    traces: Option<Arc<Traces>>,
 }
 
 /// Starts a graceful drain from outside the server: a signal in production, the test itself in tests.
@@ -70,6 +74,13 @@ impl Application {
 
     pub fn build_with_listener(config: AppConfig, listener: TcpListener) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
+        // Incoming trace context is believed from the same peers as the forwarding headers.
+        let traces = config
+            .traces
+            .as_ref()
+            .map(|traces| Traces::start(traces, config.client_ip.trusted_proxies().clone()))
+            .transpose()?
+            .map(Arc::new);
         let endpoint = Arc::new(config.proof.endpoint);
         let readiness = Arc::new(Readiness::default());
         let rate_limits = Arc::new(config.rate_limit);
@@ -124,6 +135,7 @@ impl Application {
         };
         let worker_endpoint = endpoint.clone();
         let worker_metrics = metrics.clone();
+        let worker_traces = traces.clone();
         let worker_service = move || {
             // Built on the worker's own thread: its calls to the shared Redis stay on it.
             if let Some(link) = context.rate_limits.shared_link() {
@@ -132,7 +144,9 @@ impl Application {
             let proof = web::Data::new(ProofClient::new(
                 worker_endpoint.clone(),
                 worker_metrics.clone().into_inner(),
+                worker_traces.clone(),
             ));
+            let traces = worker_traces.clone();
             let sandbox = sandbox.clone();
             let app = App::new()
                 .wrap(from_fn(cors::browser_headers))
@@ -145,6 +159,12 @@ impl Application {
                 .app_data(status_context.clone())
                 .app_data(worker_metrics.clone())
                 .app_data(proof)
+                .configure(|app| {
+                    // Absent when traces are off: the root span then makes no trace at all.
+                    if let Some(traces) = traces {
+                        app.app_data(web::Data::from(traces));
+                    }
+                })
                 .service(
                     web::resource("/start-checkout")
                         .route(web::post().to(checkout::start_checkout))
@@ -228,6 +248,7 @@ impl Application {
             endpoint,
             context: reload_context,
             token_reload: config.proof.token_reload,
+            traces,
         })
     }
 
@@ -246,7 +267,8 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then drains. A second SIGTERM or SIGINT during the drain
     /// stops at once, dropping the requests still in flight: an operator who signals twice wants
-    /// the process gone, not another wait of up to `shutdown_timeout_s`.
+    /// the process gone, not another wait of up to `shutdown_timeout_s`. Either way the spans still
+    /// queued for export are then sent, waiting a few seconds at most.
     pub async fn run_until_stopped(self) -> std::io::Result<Stopped> {
         let Self {
             server,
@@ -256,6 +278,7 @@ impl Application {
             endpoint,
             context,
             token_reload,
+            traces,
             ..
         } = self;
         let maintenance = tokio::spawn(maintain_rate_limits(rate_limits, readiness));
@@ -265,6 +288,9 @@ impl Application {
         maintenance.abort();
         token.abort();
         dropped_lines.abort();
+        if let Some(traces) = traces {
+            traces.shutdown().await;
+        }
         stopped
     }
 }

@@ -191,6 +191,10 @@ impl Config {
                 ],
             ),
             ("metrics", vec![("listen", s(""))]),
+            (
+                "telemetry",
+                vec![("otlp_endpoint", s("")), ("sample_ratio", raw("1.0"))],
+            ),
             ("log", vec![("format", s("json")), ("level", s("info"))]),
         ];
         Self {
@@ -1042,6 +1046,83 @@ fn check_config_never_prints_a_password_from_a_url() {
     let output = check_config(&config.write_to(&dir), &[]);
     assert_secret_not_printed(&output, "redis_url_file");
     assert_fails_naming(&output, &["rate_limit.redis_url_file"]);
+}
+
+#[test]
+fn check_config_checks_the_telemetry_settings() {
+    for endpoint in [
+        "http://127.0.0.1:4318",
+        "http://otel-collector:4318/",
+        "https://otlp.vendor.example/otlp",
+        "https://otlp.vendor.example/v1/traces",
+    ] {
+        let config = Config::valid().set_str("telemetry", "otlp_endpoint", endpoint);
+        assert_passes(&check_config_with(&config, &[]));
+    }
+    for ratio in ["0.0", "0.25", "1", "0"] {
+        let config = Config::valid()
+            .set_str("telemetry", "otlp_endpoint", "http://127.0.0.1:4318")
+            .set("telemetry", "sample_ratio", ratio);
+        assert_passes(&check_config_with(&config, &[]));
+    }
+    let mut failures = Vec::new();
+    for (name, key, value) in [
+        ("no scheme", "otlp_endpoint", quoted("127.0.0.1:4318")),
+        ("gRPC", "otlp_endpoint", quoted("grpc://127.0.0.1:4317")),
+        (
+            "not a URL",
+            "otlp_endpoint",
+            quoted("http://collector example:4318"),
+        ),
+        (
+            "a query",
+            "otlp_endpoint",
+            quoted("http://127.0.0.1:4318/?x=1"),
+        ),
+        (
+            "a password",
+            "otlp_endpoint",
+            quoted("http://u:S3CRET@collector:4318"),
+        ),
+        ("above 1", "sample_ratio", "1.5".to_owned()),
+        ("negative", "sample_ratio", "-0.1".to_owned()),
+        ("not a number", "sample_ratio", "nan".to_owned()),
+        ("a string", "sample_ratio", quoted("half")),
+    ] {
+        let config = Config::valid().set("telemetry", key, value);
+        let output = check_config_with(&config, &[]);
+        assert_secret_not_printed(&output, name);
+        let needle = format!("telemetry.{key}");
+        if std::panic::catch_unwind(|| assert_fails_naming(&output, &[&needle])).is_err() {
+            failures.push(name);
+        }
+    }
+    assert!(failures.is_empty(), "cases that failed: {failures:?}");
+    // From the environment too.
+    assert_passes(&check_config_with(
+        &Config::valid(),
+        &[
+            (
+                "PROOF_BFF__TELEMETRY__OTLP_ENDPOINT",
+                "http://127.0.0.1:4318",
+            ),
+            ("PROOF_BFF__TELEMETRY__SAMPLE_RATIO", "0.5"),
+        ],
+    ));
+    assert_fails_naming(
+        &check_config_with(
+            &Config::valid(),
+            &[("PROOF_BFF__TELEMETRY__SAMPLE_RATIO", "2")],
+        ),
+        &["telemetry.sample_ratio"],
+    );
+    assert_fails_naming(
+        &check_config_with(
+            &Config::valid(),
+            &[("PROOF_BFF__TELEMETRY__OTLP_ENDPOINT", "ftp://127.0.0.1")],
+        ),
+        &["telemetry.otlp_endpoint"],
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use super::{CheckoutContext, CheckoutError};
 use crate::client_ip::ClientIp;
 use crate::rate_limit::{Allowance, LimitError, LimitKind};
 use crate::session::{SessionError, SessionUser};
+use crate::telemetry::{RateLimitDecision, note_rate_limit};
 
 pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
     let resolver = &context.client_ip;
@@ -49,6 +50,7 @@ pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> Client
 /// peer when there is no trustworthy client address, so rotating X-Forwarded-For from an untrusted
 /// peer changes nothing.
 async fn limit_client_ip(
+    req: &HttpRequest,
     client_ip: ClientIp,
     context: &CheckoutContext,
 ) -> Result<(), CheckoutError> {
@@ -56,7 +58,7 @@ async fn limit_client_ip(
         .rate_limits
         .check_ip(client_ip.rate_limit_key())
         .await
-        .map_err(|error| limit_error(error, context))
+        .map_err(|error| limit_error(req, error, context))
 }
 
 /// The address limit, the session, then the user's limit (`user_limit`: `PerUser` for checkouts,
@@ -77,12 +79,13 @@ pub async fn identify(
 ) -> Result<(SessionUser, Option<Allowance>), CheckoutError> {
     let limits = &context.rate_limits;
     if !(limits.checks_together() && context.session.checks_in_process()) {
-        limit_client_ip(client_ip, context).await?;
+        limit_client_ip(req, client_ip, context).await?;
         let user = authenticate(req, context).await?;
         let allowance = limits
             .check_user_limit(user_limit, &user.user_id)
             .await
-            .map_err(|error| limit_error(error, context))?;
+            .map_err(|error| limit_error(req, error, context))?;
+        note_let_through(req, allowance.as_ref());
         return Ok((user, allowance));
     }
     match context.session.authenticate(req).await {
@@ -91,19 +94,30 @@ pub async fn identify(
             let allowance = limits
                 .check_ip_and_user(client_ip.rate_limit_key(), user_limit, &user.user_id)
                 .await
-                .map_err(|error| limit_error(error, context))?;
+                .map_err(|error| limit_error(req, error, context))?;
+            note_let_through(req, allowance.as_ref());
             Ok((user, allowance))
         }
         Err(refused) => {
-            limit_client_ip(client_ip, context).await?;
+            limit_client_ip(req, client_ip, context).await?;
             Err(session_refused(refused))
         }
     }
 }
 
+/// Notes that every limit let the request through: checked, or unchecked because the shared
+/// backend failed and `on_backend_error` allowed it (no allowance to show).
+fn note_let_through(req: &HttpRequest, allowance: Option<&Allowance>) {
+    let decision = match allowance {
+        Some(_) => RateLimitDecision::Allowed,
+        None => RateLimitDecision::Unchecked,
+    };
+    note_rate_limit(req, decision);
+}
+
 /// A refusal is 429; a shared backend that failed (with `on_backend_error = "deny"`) is 503, logged
-/// by the limiter at most once a second.
-fn limit_error(error: LimitError, context: &CheckoutContext) -> CheckoutError {
+/// by the limiter at most once a second. Either is noted on the request's record.
+fn limit_error(req: &HttpRequest, error: LimitError, context: &CheckoutContext) -> CheckoutError {
     match error {
         LimitError::Refused(refusal) => {
             tracing::info!(
@@ -111,9 +125,13 @@ fn limit_error(error: LimitError, context: &CheckoutContext) -> CheckoutError {
                 retry_after_s = refusal.retry_after_s,
                 "checkout rate limited"
             );
+            note_rate_limit(req, RateLimitDecision::Refused(refusal.kind.code()));
             CheckoutError::RateLimited(refusal, context.rate_limits.policy().clone())
         }
-        LimitError::BackendUnavailable => CheckoutError::RateLimitBackend,
+        LimitError::BackendUnavailable => {
+            note_rate_limit(req, RateLimitDecision::BackendUnavailable);
+            CheckoutError::RateLimitBackend
+        }
     }
 }
 

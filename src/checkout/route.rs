@@ -23,11 +23,10 @@ use crate::idempotency::{
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
 use crate::rate_limit::{LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
-use crate::telemetry::RequestId;
+use crate::telemetry::Caller;
 
 pub async fn start_checkout(
     req: HttpRequest,
-    request_id: RequestId,
     payload: web::Payload,
     context: web::Data<CheckoutContext>,
     browser: web::Data<BrowserConfig>,
@@ -53,7 +52,7 @@ pub async fn start_checkout(
             Claimed::First(ticket) => {
                 let upstream_body = widget_session_body(&checkout, &user, client_ip, &context);
                 let answer: ProofAnswer = proof
-                    .create_widget_session(upstream_body, &request_id)
+                    .create_widget_session(upstream_body, Caller::Request(&req))
                     .await?
                     .into();
                 (relay(&answer), ticket.map(|ticket| (ticket, answer)))

@@ -20,6 +20,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub status: StatusSettings,
     pub metrics: MetricsSettings,
+    pub telemetry: TelemetrySettings,
     pub log: LogSettings,
 }
 
@@ -309,6 +310,24 @@ impl Default for RateLimitSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
     pub listen: String,
+}
+
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// The collector's base URL (`/v1/traces` is added); empty: traces off.
+    pub otlp_endpoint: String,
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// `[status]`: the transaction event streams and the webhook receiver.

@@ -26,7 +26,7 @@ use crate::rate_limit::{
 use crate::session::{DevSession, SessionSource};
 use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 use crate::status::StatusConfig;
-use crate::telemetry::LogConfig;
+use crate::telemetry::{LogConfig, TracesConfig};
 
 /// Everything the service runs on, checked.
 #[derive(Debug)]
@@ -44,6 +44,8 @@ pub struct AppConfig {
     pub status: StatusConfig,
     /// Where `GET /metrics` is served; `None`: nowhere.
     pub metrics_listen: Option<ListenAddress>,
+    /// Where traces are exported, and how many; `None`: traces off.
+    pub traces: Option<TracesConfig>,
     pub log: LogConfig,
     /// Set only by `--sandbox`, never from the file or the environment: it adds the dev login and
     /// the demo page.
@@ -76,6 +78,7 @@ impl Settings {
     /// Checks every key and builds the values the service runs on.
     pub fn validate(self) -> Result<AppConfig, ConfigError> {
         let metrics_listen = validate_metrics(&self.metrics, &self.server.listen)?;
+        let traces = validate_telemetry(&self.telemetry)?;
         let (proof, rate_limit_key_secret) = validate_proof(self.proof)?;
         // Before the session: a session source may depend on which peers are trusted.
         let client_ip = validate_client_ip(self.client_ip)?;
@@ -101,6 +104,7 @@ impl Settings {
             idempotency,
             status: validate_status(self.status)?,
             metrics_listen,
+            traces,
             log: validate_log(self.log)?,
             sandbox: None,
         })
@@ -502,6 +506,52 @@ fn validate_metrics(
     Ok(Some(address))
 }
 
+/// `[telemetry]`: the collector's traces URL when `otlp_endpoint` is set, and the sample ratio
+/// (checked either way, so a ratio prepared before the endpoint is known good).
+fn validate_telemetry(s: &TelemetrySettings) -> Result<Option<TracesConfig>, ConfigError> {
+    if !(0.0..=1.0).contains(&s.sample_ratio) {
+        return Err(ConfigError::key(
+            "telemetry.sample_ratio",
+            "must be between 0.0 (no new trace sampled) and 1.0 (every one)",
+        ));
+    }
+    let endpoint = s.otlp_endpoint.trim();
+    if endpoint.is_empty() {
+        return Ok(None);
+    }
+    let traces_url =
+        otlp_traces_url(endpoint).map_err(|e| ConfigError::key("telemetry.otlp_endpoint", e))?;
+    Ok(Some(TracesConfig {
+        traces_url,
+        sample_ratio: s.sample_ratio,
+    }))
+}
+
+/// The collector's base URL (`http://127.0.0.1:4318`, or with a path, as `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// takes it) with `/v1/traces` added; a URL that already ends in `/v1/traces` is taken as it is.
+/// The value is never echoed: a typo next to a token would otherwise reach the logs.
+fn otlp_traces_url(endpoint: &str) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(endpoint).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// URL (e.g. \"http://127.0.0.1:4318\")".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not carry a user name or password: give the collector's credentials as \
+             OTEL_EXPORTER_OTLP_HEADERS"
+                .into(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not carry a query or fragment".into());
+    }
+    if !url.path().ends_with("/v1/traces") {
+        let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
 const MAX_POLL_INTERVAL_S: u64 = 3600;
 const MAX_STREAM_DURATION_S: u64 = 24 * 3600;
 /// The webhook's path is its only secret: at least this many characters after the `/`.
@@ -592,4 +642,44 @@ fn validate_log(s: LogSettings) -> Result<LogConfig, ConfigError> {
         format,
         level: s.level,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_traces_url_is_the_endpoint_with_v1_traces() {
+        for (endpoint, traces_url) in [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+            ("http://127.0.0.1:4318/", "http://127.0.0.1:4318/v1/traces"),
+            (
+                "https://otlp.vendor.example/otlp/",
+                "https://otlp.vendor.example/otlp/v1/traces",
+            ),
+            (
+                "https://otlp.vendor.example/v1/traces",
+                "https://otlp.vendor.example/v1/traces",
+            ),
+        ] {
+            assert_eq!(
+                otlp_traces_url(endpoint).unwrap().as_str(),
+                traces_url,
+                "{endpoint}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sample_ratio_outside_0_to_1_is_refused_even_with_traces_off() {
+        for ratio in [-0.01, 1.01, f64::NAN, f64::INFINITY] {
+            let settings = TelemetrySettings {
+                otlp_endpoint: String::new(),
+                sample_ratio: ratio,
+            };
+            assert!(validate_telemetry(&settings).is_err(), "{ratio}");
+        }
+        let off = TelemetrySettings::default();
+        assert!(validate_telemetry(&off).unwrap().is_none());
+    }
 }

@@ -20,7 +20,10 @@ use super::error::{UpstreamError, UpstreamFailure};
 use super::retry::{Decision, RetryState, Retryable};
 use super::token::ClientToken;
 use super::wire::{error_slug, is_json_media_type, is_json_object};
-use crate::telemetry::{Metrics, REQUEST_ID_HEADER, RequestId};
+use crate::telemetry::{
+    Caller, ClientSpan, Metrics, REQUEST_ID_HEADER, RequestId, Traces, UpstreamOutcome,
+    plain_request_id,
+};
 
 /// Proof's widget parameters are a few kilobytes; anything far larger is not a session answer.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -174,6 +177,22 @@ impl Call {
         }
     }
 
+    fn method(self) -> &'static str {
+        match self {
+            Self::WidgetSession => "POST",
+            Self::Transaction | Self::KycStatus => "GET",
+        }
+    }
+
+    /// The call's span name: the method and the path's template, never an id.
+    fn span_name(self) -> &'static str {
+        match self {
+            Self::WidgetSession => "POST /widget/session",
+            Self::Transaction => "GET /widget/transactions/{merchant_transaction_id}",
+            Self::KycStatus => "GET /widget/users/{partner_user_id}/kyc-status",
+        }
+    }
+
     /// A read changes nothing at Proof, so it may be sent again whatever happened to it.
     fn is_idempotent(self) -> bool {
         !matches!(self, Self::WidgetSession)
@@ -198,10 +217,16 @@ pub struct ProofClient {
     http: awc::Client,
     endpoint: Arc<ProofEndpoint>,
     metrics: Arc<Metrics>,
+    /// When traces are on: each call made for a request is a span beneath the request's.
+    traces: Option<Arc<Traces>>,
 }
 
 impl ProofClient {
-    pub fn new(endpoint: Arc<ProofEndpoint>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        endpoint: Arc<ProofEndpoint>,
+        metrics: Arc<Metrics>,
+        traces: Option<Arc<Traces>>,
+    ) -> Self {
         let connector = awc::Connector::new()
             .timeout(endpoint.connect_timeout)
             .conn_keep_alive(Duration::from_secs(15));
@@ -215,6 +240,7 @@ impl ProofClient {
             http,
             endpoint,
             metrics,
+            traces,
         }
     }
 
@@ -231,10 +257,10 @@ impl ProofClient {
     pub async fn create_widget_session(
         &self,
         body: Bytes,
-        request_id: &RequestId,
+        caller: Caller<'_>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         let url = self.endpoint.url.clone();
-        self.call(Call::WidgetSession, url, Some(body), request_id)
+        self.call(Call::WidgetSession, url, Some(body), caller)
             .await
     }
 
@@ -243,53 +269,81 @@ impl ProofClient {
     pub async fn transaction(
         &self,
         merchant_transaction_id: &str,
-        request_id: &RequestId,
+        caller: Caller<'_>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         let url = self
             .endpoint
             .url_with(&["widget", "transactions", merchant_transaction_id])?;
-        self.call(Call::Transaction, url, None, request_id).await
+        self.call(Call::Transaction, url, None, caller).await
     }
 
     /// `GET /widget/users/{partner_user_id}/kyc-status`.
     pub async fn kyc_status(
         &self,
         partner_user_id: &str,
-        request_id: &RequestId,
+        caller: Caller<'_>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
         let url = self
             .endpoint
             .url_with(&["widget", "users", partner_user_id, "kyc-status"])?;
-        self.call(Call::KycStatus, url, None, request_id).await
+        self.call(Call::KycStatus, url, None, caller).await
     }
 
+    /// One call, counted in the metrics, noted on the caller's record and, when traces are on, a
+    /// span beneath the caller's.
     async fn call(
         &self,
         call: Call,
         url: Uri,
         body: Option<Bytes>,
-        request_id: &RequestId,
+        caller: Caller<'_>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
+        let request_id = caller.request_id();
+        let span = self.traces.as_deref().and_then(|traces| {
+            let parent = caller.trace_parent()?;
+            Some(traces.client_span(call.span_name(), call.method(), call.name(), parent))
+        });
         let started = Instant::now();
-        let (result, attempts) = self.call_with_retries(call, url, body, request_id).await;
+        let (result, last) = self
+            .call_with_retries(call, url, body, &request_id, span.as_ref())
+            .await;
+        let latency = started.elapsed();
         let outcome = match &result {
             Ok(answer) if answer.status.is_success() => "ok",
             Ok(_) => "proof_4xx",
             Err(error) => error.kind.outcome(),
         };
         self.metrics
-            .upstream_call(call.name(), outcome, attempts, started.elapsed());
+            .upstream_call(call.name(), outcome, last.attempts, latency);
+        let proof_request_id = plain_request_id(last.proof_request_id.as_ref());
+        if let Some(span) = span {
+            span.end(
+                outcome,
+                result.is_err(),
+                last.attempts,
+                last.status,
+                proof_request_id.as_ref(),
+            );
+        }
+        caller.note_upstream(UpstreamOutcome {
+            attempts: last.attempts,
+            status: last.status,
+            proof_request_id,
+            latency,
+        });
         result
     }
 
-    /// The call and its retries; also the number of attempts made, whatever the result.
+    /// The call and its retries; also the number of attempts made and the last one's answer,
+    /// whatever the result.
     async fn call_with_retries(
         &self,
         call: Call,
         url: Uri,
         body: Option<Bytes>,
         request_id: &RequestId,
-    ) -> (Result<UpstreamAnswer, UpstreamError>, u32) {
+        trace: Option<&ClientSpan>,
+    ) -> (Result<UpstreamAnswer, UpstreamError>, LastAttempt) {
         let endpoint = &*self.endpoint;
         // Every attempt of this call carries the token it started with, whatever a rotation does
         // meanwhile.
@@ -299,17 +353,25 @@ impl ProofClient {
             Instant::now() + endpoint.deadline,
             endpoint.connect_timeout,
         );
+        let mut answered = None;
         let failure = loop {
             let Some(time_left) = retry.start_attempt(Instant::now()) else {
                 break UpstreamFailure::Timeout { cause: "deadline" };
             };
             let attempt_timeout = endpoint.request_timeout.min(time_left);
-            let attempt = self.attempt(url.clone(), body.clone(), &authorization, request_id);
+            let attempt =
+                self.attempt(url.clone(), body.clone(), &authorization, request_id, trace);
             let outcome = tokio::time::timeout(attempt_timeout, attempt)
                 .await
                 .unwrap_or(Err(AttemptError::TimedOut));
+            answered = outcome
+                .as_ref()
+                .ok()
+                .map(|answer| (answer.status, answer.proof_request_id.clone()));
             let (why, failure) = match classify(outcome, call.is_idempotent(), &endpoint.token) {
-                Verdict::Answer(answer) => return (Ok(answer), retry.attempts()),
+                Verdict::Answer(answer) => {
+                    return (Ok(answer), LastAttempt::new(retry.attempts(), answered));
+                }
                 Verdict::Final(failure) => break failure,
                 Verdict::Retryable(why, failure) => (why, failure),
             };
@@ -338,7 +400,7 @@ impl ProofClient {
             call.name()
         );
         let attempts = error.attempts;
-        (Err(error), attempts)
+        (Err(error), LastAttempt::new(attempts, answered))
     }
 
     async fn attempt(
@@ -347,6 +409,7 @@ impl ProofClient {
         body: Option<Bytes>,
         authorization: &HeaderValue,
         request_id: &RequestId,
+        trace: Option<&ClientSpan>,
     ) -> Result<RawAnswer, AttemptError> {
         let endpoint = &*self.endpoint;
         // Built from scratch: nothing of the browser's request (Cookie, Authorization, Host) is
@@ -362,8 +425,13 @@ impl ProofClient {
             .insert_header((header::ACCEPT, HeaderValue::from_static("application/json")))
             .insert_header((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)))
             .insert_header((header::ORIGIN, endpoint.origin.clone()))
-            .insert_header((REQUEST_ID_HEADER, request_id.header_value().clone()))
-            .insert_header((header::AUTHORIZATION, authorization.clone()));
+            .insert_header((REQUEST_ID_HEADER, request_id.header_value().clone()));
+        if let Some(trace) = trace {
+            for (name, value) in trace.headers() {
+                request = request.insert_header((name, value.clone()));
+            }
+        }
+        request = request.insert_header((header::AUTHORIZATION, authorization.clone()));
         let sent = match body {
             Some(body) => request.send_body(body).await,
             None => request.send().await,
@@ -417,6 +485,27 @@ fn declared_length(headers: &header::HeaderMap) -> Option<usize> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// A call's attempts, and what the last one was answered with, if anything.
+struct LastAttempt {
+    attempts: u32,
+    status: Option<u16>,
+    proof_request_id: Option<HeaderValue>,
+}
+
+impl LastAttempt {
+    fn new(attempts: u32, answered: Option<(StatusCode, Option<HeaderValue>)>) -> Self {
+        let (status, proof_request_id) = match answered {
+            Some((status, id)) => (Some(status.as_u16()), id),
+            None => (None, None),
+        };
+        Self {
+            attempts,
+            status,
+            proof_request_id,
+        }
+    }
 }
 
 struct RawAnswer {

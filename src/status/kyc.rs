@@ -7,16 +7,17 @@ use super::{admit, relay};
 use crate::browser::BrowserConfig;
 use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::ProofClient;
-use crate::telemetry::RequestId;
+use crate::telemetry::Caller;
 
 pub async fn kyc_status(
     req: HttpRequest,
-    request_id: RequestId,
     browser: web::Data<BrowserConfig>,
     context: web::Data<CheckoutContext>,
     proof: web::Data<ProofClient>,
 ) -> Result<HttpResponse, CheckoutError> {
     let reader = admit(&req, &browser, &context).await?;
-    let answer = proof.kyc_status(&reader.user.user_id, &request_id).await?;
+    let answer = proof
+        .kyc_status(&reader.user.user_id, Caller::Request(&req))
+        .await?;
     Ok(relay(answer, &reader, &context))
 }

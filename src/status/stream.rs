@@ -26,13 +26,12 @@ use crate::browser::BrowserConfig;
 use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::http::Readiness;
 use crate::proof::{ProofClient, UpstreamError, UpstreamFailure};
-use crate::telemetry::RequestId;
+use crate::telemetry::{Caller, RateLimitDecision, note_rate_limit};
 
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 
 pub async fn transaction_events(
     req: HttpRequest,
-    request_id: RequestId,
     browser: web::Data<BrowserConfig>,
     context: web::Data<CheckoutContext>,
     status: web::Data<StatusContext>,
@@ -40,11 +39,11 @@ pub async fn transaction_events(
 ) -> Result<HttpResponse, CheckoutError> {
     let reader = admit(&req, &browser, &context).await?;
     let id = transaction_id(&req)?;
-    let permit = status
-        .limits
-        .try_open(&reader.user.user_id)
-        .ok_or(CheckoutError::TooManyStreams)?;
-    let answer = owned_transaction(&proof, id, &reader, &request_id).await?;
+    let Some(permit) = status.limits.try_open(&reader.user.user_id) else {
+        note_rate_limit(&req, RateLimitDecision::Refused("too_many_streams"));
+        return Err(CheckoutError::TooManyStreams);
+    };
+    let answer = owned_transaction(&proof, id, &reader, Caller::Request(&req)).await?;
     if !answer.status.is_success() {
         // Proof's own 4xx, as for `GET /checkout/{id}`.
         return Ok(super::relay(answer, &reader, &context));

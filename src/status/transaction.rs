@@ -9,21 +9,20 @@ use super::{Reader, admit, relay};
 use crate::browser::BrowserConfig;
 use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::{ProofClient, UpstreamAnswer, transaction_owner};
-use crate::telemetry::RequestId;
+use crate::telemetry::Caller;
 
 /// Proof's ids are UUIDs; anything outside this is not one of them.
 const MAX_TRANSACTION_ID_LEN: usize = 64;
 
 pub async fn transaction_status(
     req: HttpRequest,
-    request_id: RequestId,
     browser: web::Data<BrowserConfig>,
     context: web::Data<CheckoutContext>,
     proof: web::Data<ProofClient>,
 ) -> Result<HttpResponse, CheckoutError> {
     let reader = admit(&req, &browser, &context).await?;
     let id = transaction_id(&req)?;
-    let answer = owned_transaction(&proof, id, &reader, &request_id).await?;
+    let answer = owned_transaction(&proof, id, &reader, Caller::Request(&req)).await?;
     Ok(relay(answer, &reader, &context))
 }
 
@@ -47,9 +46,9 @@ pub(super) async fn owned_transaction(
     proof: &ProofClient,
     id: &str,
     reader: &Reader,
-    request_id: &RequestId,
+    caller: Caller<'_>,
 ) -> Result<UpstreamAnswer, CheckoutError> {
-    let answer = proof.transaction(id, request_id).await?;
+    let answer = proof.transaction(id, caller).await?;
     if answer.status == StatusCode::NOT_FOUND {
         return Err(CheckoutError::NotFound);
     }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::event::{Snapshot, is_news};
 use crate::proof::{ProofClient, TransactionUpdates};
-use crate::telemetry::RequestId;
+use crate::telemetry::Caller;
 
 /// The first wait before reconnecting to a WebSocket that failed, doubled each time up to
 /// [`WEBSOCKET_BACKOFF_CAP`].
@@ -197,7 +197,7 @@ async fn next_status(socket: &mut Option<TransactionUpdates>) -> Option<String> 
 
 /// Asks Proof where the transaction stands and publishes it if it is news.
 async fn refresh(proof: &ProofClient, tx_id: &str, watch: &Watch) {
-    let answer = match proof.transaction(tx_id, &RequestId::generate()).await {
+    let answer = match proof.transaction(tx_id, Caller::Background).await {
         Ok(answer) if answer.status.is_success() => answer,
         Ok(answer) => {
             tracing::warn!(

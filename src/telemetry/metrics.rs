@@ -1,9 +1,9 @@
 //! Prometheus metrics, one registry per running service (no global state: two services in one
 //! process count apart), served as `GET /metrics` on `metrics.listen` only.
 //!
-//! Every request is counted once, when it ends, from the root span ([`super::BffRootSpan`]): its
-//! route pattern, status and code (the service's own error code, `ok`, or `proof_answer` for one of
-//! Proof's own answers relayed as it came). Calls to Proof are counted by the client that makes
+//! Every request is counted once, when it ends, from its record ([`super::BffRootSpan`] reads it):
+//! its route pattern, status and code (the service's own error code, `ok`, or `proof_answer` for
+//! one of Proof's own answers relayed as it came), and the limit that refused it. Calls to Proof are counted by the client that makes
 //! them. Labels are bounded sets: route patterns, statuses, codes the service defines, endpoint
 //! names; never a user id, an email, an address, a token or a transaction id.
 
@@ -17,6 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::record::RateLimitDecision;
 
 /// The error code of an answer the service produced itself, attached to the response so the end
 /// of the request can count it without reading the body.
@@ -214,13 +216,15 @@ impl Metrics {
         self.requests_in_flight.inc();
     }
 
-    /// One request's outcome: `code` is the service's own error code, if it answered with one.
+    /// One request's outcome: `code` is the service's own error code, if it answered with one;
+    /// `rate_limit`, what the limits made of it, if it reached them.
     pub fn request_ended(
         &self,
         route: String,
         status: u16,
         code: Option<&'static str>,
-        duration: Option<Duration>,
+        duration: Duration,
+        rate_limit: Option<RateLimitDecision>,
     ) {
         self.requests_in_flight.dec();
         let code = match code {
@@ -236,25 +240,18 @@ impl Metrics {
             code,
         };
         self.requests.get_or_create(&labels).inc();
-        if let Some(duration) = duration {
-            self.request_duration
-                .get_or_create(&RouteLabel {
-                    route: labels.route,
-                })
-                .observe(duration.as_secs_f64());
+        self.request_duration
+            .get_or_create(&RouteLabel {
+                route: labels.route,
+            })
+            .observe(duration.as_secs_f64());
+        if let Some(RateLimitDecision::Refused(kind)) = rate_limit {
+            self.rate_limited.get_or_create(&KindLabel { kind }).inc();
         }
-        match code {
-            "per_user" | "per_ip" | "per_user_status" | "too_many_streams" => {
-                self.rate_limited
-                    .get_or_create(&KindLabel { kind: code })
-                    .inc();
-            }
-            "no_session" | "invalid_session" | "session_expired" | "session_backend" => {
-                self.sessions_refused
-                    .get_or_create(&ReasonLabel { reason: code })
-                    .inc();
-            }
-            _ => {}
+        if let "no_session" | "invalid_session" | "session_expired" | "session_backend" = code {
+            self.sessions_refused
+                .get_or_create(&ReasonLabel { reason: code })
+                .inc();
         }
     }
 
@@ -328,10 +325,17 @@ mod tests {
             "/start-checkout".to_owned(),
             200,
             None,
-            Some(Duration::from_millis(3)),
+            Duration::from_millis(3),
+            Some(RateLimitDecision::Allowed),
         );
         metrics.request_started();
-        metrics.request_ended("/start-checkout".to_owned(), 429, Some("per_user"), None);
+        metrics.request_ended(
+            "/start-checkout".to_owned(),
+            429,
+            Some("per_user"),
+            Duration::from_millis(1),
+            Some(RateLimitDecision::Refused("per_user")),
+        );
         metrics.upstream_call("/widget/session", "ok", 2, Duration::from_millis(5));
         let text = metrics.render(LiveState::default());
         assert!(text.contains(

@@ -1,21 +1,29 @@
-//! Logs and the per-request root span.
+//! Logs, metrics, traces and the per-request root span.
 //!
 //! [`logging`] builds and installs the subscriber (JSON lines or human-readable, one filter for our
 //! events and our dependencies' `log` records); [`request_id`] gives every request an id that is
 //! returned to the caller and forwarded to Proof; [`root_span`] is the span that carries what an
 //! operator needs to follow one request (method, route, status, latency, request id, the resolved
-//! client IP and the user id) and nothing that is a secret or personal data: no email, no token, no
-//! cookie, no request body.
+//! client IP and the user id, and from its [`record`] what it came to: the rate limits' decision and
+//! the call to Proof) and nothing that is a secret or personal data: no email, no token, no cookie,
+//! no request body. [`metrics`] counts each request once, from the same record; [`traces`] exports
+//! OpenTelemetry spans when `telemetry.otlp_endpoint` is set.
 
 mod logging;
 mod metrics;
+mod record;
 mod request_id;
 mod root_span;
+mod traces;
 
 pub use logging::{
     LogConfig, LogFormat, LogGuard, dropped_log_lines, init, install, report_dropped_lines,
     subscriber, subscriber_with_filter,
 };
 pub use metrics::{ErrorCode, LiveState, Metrics};
-pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService};
+pub use record::{Caller, RateLimitDecision, UpstreamOutcome, note_rate_limit};
+pub use request_id::{
+    REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService, plain_request_id,
+};
 pub use root_span::{BffRootSpan, HiddenRoute};
+pub use traces::{ClientSpan, Traces, TracesConfig};

@@ -2,7 +2,6 @@
 //! returns it on every response.
 
 use std::future::{Ready, ready};
-use std::time::Instant;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -50,6 +49,14 @@ impl RequestId {
     }
 }
 
+/// Another party's request id (Proof's `X-Request-Id`), kept only when it is as plain as one of
+/// ours may be: whoever answered chose it, and logs and spans carry it as it is.
+pub fn plain_request_id(value: Option<&HeaderValue>) -> Option<HeaderValue> {
+    value
+        .filter(|value| is_sane_request_id(value.as_bytes()))
+        .cloned()
+}
+
 /// A request id a caller may choose: short, and only characters that are safe in logs and headers.
 fn is_sane_request_id(value: &[u8]) -> bool {
     !value.is_empty()
@@ -73,10 +80,6 @@ impl actix_web::FromRequest for RequestId {
             .unwrap_or_else(RequestId::generate)))
     }
 }
-
-/// When the request arrived, for the latency in the completion log.
-#[derive(Clone, Copy)]
-pub(super) struct RequestStart(pub(super) Instant);
 
 /// Assigns the request id before the root span is built, and returns it on every response,
 /// errors included.
@@ -117,7 +120,6 @@ where
         let request_id = RequestId::from_request(&req);
         let header = request_id.0.clone();
         req.extensions_mut().insert(request_id);
-        req.extensions_mut().insert(RequestStart(Instant::now()));
         let response = self.service.call(req);
         Box::pin(async move {
             match response.await {
@@ -164,5 +166,14 @@ mod tests {
         }
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn only_a_plain_request_id_from_proof_is_kept() {
+        let kept = |value: &'static str| plain_request_id(Some(&HeaderValue::from_static(value)));
+        assert_eq!(kept("req_123.abc:7").unwrap(), "req_123.abc:7");
+        assert_eq!(kept("has space"), None);
+        assert_eq!(kept("{\"json\":1}"), None);
+        assert_eq!(plain_request_id(None), None);
     }
 }

@@ -1,14 +1,18 @@
 //! The root span of every request, and the completion log line written when it ends.
 
+use std::time::Instant;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::{Error, HttpMessage};
+use actix_web::{Error, HttpMessage, web};
 use tracing::Span;
-use tracing::field::Empty;
+use tracing::field::{Empty, display};
 use tracing_actix_web::RootSpanBuilder;
 
 use super::metrics::{ErrorCode, Metrics};
-use super::request_id::{RequestId, RequestStart};
+use super::record::RequestRecord;
+use super::request_id::RequestId;
+use super::traces::Traces;
 
 /// A route whose path is a secret (Proof's webhook: the path is all it has), logged as `label`.
 #[derive(Debug)]
@@ -19,11 +23,14 @@ pub struct HiddenRoute {
 
 /// Root span of every request. `client_ip` and `user_id` start empty and are recorded by the
 /// checkout handler once they are known, from the server's own resolution, never from the
-/// spoofable `X-Forwarded-For` that the default builder reads.
+/// spoofable `X-Forwarded-For` that the default builder reads. What the request came to (the rate
+/// limits' decision, the call to Proof) is recorded once, when it ends, from its
+/// [`RequestRecord`], as declared fields: no debug strings.
 pub struct BffRootSpan;
 
 impl RootSpanBuilder for BffRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        let started = Instant::now();
         let extensions = request.extensions();
         let request_id = extensions
             .get::<RequestId>()
@@ -31,7 +38,7 @@ impl RootSpanBuilder for BffRootSpan {
             .unwrap_or("");
         // A route whose path is a secret is named by its label instead.
         let hidden = request
-            .app_data::<actix_web::web::Data<HiddenRoute>>()
+            .app_data::<web::Data<HiddenRoute>>()
             .filter(|hidden| hidden.path == request.path());
         let route = match hidden {
             Some(hidden) => hidden.label.to_owned(),
@@ -39,7 +46,7 @@ impl RootSpanBuilder for BffRootSpan {
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned()),
         };
-        if let Some(metrics) = request.app_data::<actix_web::web::Data<Metrics>>() {
+        if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
             metrics.request_started();
         }
         let span = tracing::info_span!(
@@ -47,53 +54,60 @@ impl RootSpanBuilder for BffRootSpan {
             http.method = %request.method(),
             http.route = route.as_str(),
             request_id = %request_id,
+            trace_id = Empty,
             client_ip = Empty,
             user_id = Empty,
             http.status_code = Empty,
             latency_ms = Empty,
             error.code = Empty,
+            rate_limit = Empty,
+            proof.attempts = Empty,
+            proof.status = Empty,
+            proof.request_id = Empty,
+            proof.latency_ms = Empty,
         );
+        // Only present when traces are on.
+        let server_span = request
+            .app_data::<web::Data<Traces>>()
+            .map(|traces| traces.server_span(request, &route, request_id));
+        if let Some(server_span) = &server_span {
+            span.record("trace_id", display(server_span.trace_id()));
+        }
         drop(extensions);
         // Resolved once: the end of the request counts it under the same route.
-        request.extensions_mut().insert(RequestRoute(route));
+        request.extensions_mut().insert(RequestRecord {
+            started,
+            route,
+            rate_limit: None,
+            upstream: None,
+            server_span,
+        });
         span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let (status, latency, code) = match outcome {
+        let status = match outcome {
             Ok(response) => {
-                let latency = response
-                    .request()
-                    .extensions()
-                    .get::<RequestStart>()
-                    .map(|start| start.0.elapsed());
+                let status = response.status().as_u16();
                 let code = response
                     .response()
                     .extensions()
                     .get::<ErrorCode>()
                     .map(|code| code.0);
-                if let Some(metrics) = response
+                let record = response
                     .request()
-                    .app_data::<actix_web::web::Data<Metrics>>()
-                {
-                    let route = response
-                        .request()
-                        .extensions_mut()
-                        .remove::<RequestRoute>()
-                        .map_or_else(|| "unmatched".to_owned(), |route| route.0);
-                    metrics.request_ended(route, response.status().as_u16(), code, latency);
+                    .extensions_mut()
+                    .remove::<RequestRecord>();
+                if let Some(record) = record {
+                    let metrics = response.request().app_data::<web::Data<Metrics>>();
+                    request_ended(&span, record, status, code, metrics.map(|m| &***m));
                 }
-                (response.status(), latency, code)
+                response.status()
             }
-            Err(error) => (error.as_response_error().status_code(), None, None),
+            // Never with a record's end: the record goes with the request (its trace span too).
+            Err(error) => error.as_response_error().status_code(),
         };
         span.record("http.status_code", status.as_u16());
-        if let Some(latency) = latency {
-            span.record("latency_ms", latency.as_secs_f64() * 1000.0);
-        }
-        if let Some(code) = code {
-            span.record("error.code", code);
-        }
         let _entered = span.enter();
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), "request completed");
@@ -103,6 +117,47 @@ impl RootSpanBuilder for BffRootSpan {
     }
 }
 
-/// The route a request is logged and counted under: its pattern, or its label when its path is a
-/// secret, or `unmatched`.
-struct RequestRoute(String);
+/// Reads the record once: into the span's declared fields, the metrics and the trace.
+fn request_ended(
+    span: &Span,
+    record: RequestRecord,
+    status: u16,
+    code: Option<&'static str>,
+    metrics: Option<&Metrics>,
+) {
+    let RequestRecord {
+        started,
+        route,
+        rate_limit,
+        upstream,
+        server_span,
+    } = record;
+    let latency = started.elapsed();
+    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+    if let Some(code) = code {
+        span.record("error.code", code);
+    }
+    if let Some(decision) = rate_limit {
+        span.record("rate_limit", decision.name());
+    }
+    if let Some(upstream) = &upstream {
+        span.record("proof.attempts", upstream.attempts);
+        if let Some(status) = upstream.status {
+            span.record("proof.status", status);
+        }
+        if let Some(id) = upstream
+            .proof_request_id
+            .as_ref()
+            .and_then(|id| id.to_str().ok())
+        {
+            span.record("proof.request_id", id);
+        }
+        span.record("proof.latency_ms", upstream.latency.as_secs_f64() * 1000.0);
+    }
+    if let Some(server_span) = server_span {
+        server_span.end(status, code);
+    }
+    if let Some(metrics) = metrics {
+        metrics.request_ended(route, status, code, latency, rate_limit);
+    }
+}

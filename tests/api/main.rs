@@ -17,9 +17,11 @@ mod rate_limit;
 mod redis_backend;
 #[path = "../support/redis.rs"]
 mod redis_support;
+mod request_log;
 mod retries;
 mod sandbox_values;
 mod sessions;
 mod status;
 #[path = "../support/mod.rs"]
 mod support;
+mod tracing;

@@ -529,3 +529,50 @@ async fn with_allow_a_stopped_redis_is_served_and_warned_about_at_most_once_a_se
         "{warnings:?}"
     );
 }
+
+#[tokio::test]
+async fn the_completion_line_names_what_the_shared_limits_decided() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    let app = spawn_replica(&proof, |s| {
+        use_redis(s, &redis, OnBackendError::Deny);
+        s.rate_limit.per_user_burst = 1;
+        s.rate_limit.per_user_per_minute = 1;
+    })
+    .await;
+    app.wait_for_readyz(200).await;
+    let token = session_token_for("shared-decision-user", "shared.decision@example.org");
+    let decided = |request_id: &str| {
+        let lines = log_events_with_message(request_id, "request completed");
+        assert_eq!(lines.len(), 1, "{request_id}: {lines:?}");
+        lines[0]["span"]["rate_limit"].clone()
+    };
+    // Both limits in one round trip: the first checkout is let through, the second is the user's
+    // limit's, then a stopped Redis refuses (on_backend_error = "deny").
+    for (request_id, status) in [
+        ("shared-decision-allowed", 200),
+        ("shared-decision-per-user", 429),
+    ] {
+        let response = app
+            .checkout_as(&token)
+            .header("X-Request-Id", request_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{request_id}");
+    }
+    assert_eq!(decided("shared-decision-allowed"), "allowed");
+    assert_eq!(decided("shared-decision-per-user"), "per_user");
+    redis.stop();
+    let response = app
+        .checkout_as(&token)
+        .header("X-Request-Id", "shared-decision-down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(decided("shared-decision-down"), "backend_unavailable");
+}

@@ -1,0 +1,127 @@
+//! What one request came to, beyond its status: one [`RequestRecord`] per request, put in its
+//! extensions when it starts, filled in by the phases that learn each part (the rate limits, the
+//! call to Proof), and read once when the request ends, for the `request completed` line and the
+//! metrics alike. Only bounded values go in: names the service defines, counts, Proof's status and
+//! its request id (checked like ours); never a user id, an email, a token or a body.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::HeaderValue;
+use actix_web::{HttpMessage, HttpRequest};
+use opentelemetry::trace::SpanContext;
+
+use super::request_id::RequestId;
+use super::traces::ServerSpan;
+
+/// One request's record, from its start to its end.
+pub(super) struct RequestRecord {
+    pub(super) started: Instant,
+    /// The route pattern it is logged and counted under (or its label, or `unmatched`).
+    pub(super) route: String,
+    pub(super) rate_limit: Option<RateLimitDecision>,
+    pub(super) upstream: Option<UpstreamOutcome>,
+    /// The request's span in the trace, when traces are on.
+    pub(super) server_span: Option<ServerSpan>,
+}
+
+/// What the rate limits made of a request that reached them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitDecision {
+    /// Every limit it met let it through.
+    Allowed,
+    /// The shared backend failed and `on_backend_error = "allow"` let it through unchecked.
+    Unchecked,
+    /// Refused by this limit (`per_ip`, `per_user`, `per_user_status`, `too_many_streams`).
+    Refused(&'static str),
+    /// The shared backend failed and `on_backend_error = "deny"` refused it.
+    BackendUnavailable,
+}
+
+impl RateLimitDecision {
+    /// The decision's name in the log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Unchecked => "unchecked",
+            Self::Refused(limit) => limit,
+            Self::BackendUnavailable => "backend_unavailable",
+        }
+    }
+}
+
+/// What a call to Proof made for the request came to, all its attempts together.
+#[derive(Debug, Clone)]
+pub struct UpstreamOutcome {
+    /// Attempts started; 0 when the call could not even be built.
+    pub attempts: u32,
+    /// The HTTP status of Proof's last answer; `None` when no answer arrived.
+    pub status: Option<u16>,
+    /// `X-Request-Id` of Proof's last answer, when it is a plain id (see `plain_request_id`).
+    pub proof_request_id: Option<HeaderValue>,
+    /// From the first attempt to the end of the last.
+    pub latency: Duration,
+}
+
+/// Who a call to Proof is made for: a request (whose id and trace go along, and whose record
+/// notes the call's outcome), or the service itself (a status watcher's poll, under a fresh id).
+#[derive(Clone, Copy)]
+pub enum Caller<'a> {
+    Request(&'a HttpRequest),
+    Background,
+}
+
+impl Caller<'_> {
+    /// The id sent to Proof as `X-Request-Id`.
+    pub fn request_id(&self) -> RequestId {
+        match self {
+            Self::Request(req) => req.extensions().get::<RequestId>().cloned(),
+            Self::Background => None,
+        }
+        .unwrap_or_else(RequestId::generate)
+    }
+
+    /// The request's span, which a call to Proof is a child of; `None` when traces are off, and
+    /// for the service's own calls.
+    pub fn trace_parent(&self) -> Option<SpanContext> {
+        let Self::Request(req) = self else {
+            return None;
+        };
+        req.extensions()
+            .get::<RequestRecord>()?
+            .server_span
+            .as_ref()
+            .map(ServerSpan::span_context)
+    }
+
+    /// Notes the call's outcome on the request's record (a later call's replaces an earlier's).
+    pub fn note_upstream(&self, outcome: UpstreamOutcome) {
+        if let Self::Request(req) = self
+            && let Some(record) = req.extensions_mut().get_mut::<RequestRecord>()
+        {
+            record.upstream = Some(outcome);
+        }
+    }
+}
+
+/// Notes what the rate limits made of the request.
+pub fn note_rate_limit(req: &HttpRequest, decision: RateLimitDecision) {
+    if let Some(record) = req.extensions_mut().get_mut::<RequestRecord>() {
+        record.rate_limit = Some(decision);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_named_for_the_log() {
+        assert_eq!(RateLimitDecision::Allowed.name(), "allowed");
+        assert_eq!(RateLimitDecision::Refused("per_ip").name(), "per_ip");
+        assert_eq!(RateLimitDecision::Unchecked.name(), "unchecked");
+        assert_eq!(
+            RateLimitDecision::BackendUnavailable.name(),
+            "backend_unavailable"
+        );
+    }
+}
