@@ -134,7 +134,9 @@ impl Application {
             status: status_context.clone(),
         };
         let worker_endpoint = endpoint.clone();
-        let worker_metrics = metrics.clone();
+        // Counted only where they can be read: without `metrics.listen` a request pays nothing
+        // for them.
+        let worker_metrics = metrics_listener.is_some().then(|| metrics.clone());
         let worker_traces = traces.clone();
         let worker_service = move || {
             // Built on the worker's own thread: its calls to the shared Redis stay on it.
@@ -143,9 +145,10 @@ impl Application {
             }
             let proof = web::Data::new(ProofClient::new(
                 worker_endpoint.clone(),
-                worker_metrics.clone().into_inner(),
+                worker_metrics.clone().map(web::Data::into_inner),
                 worker_traces.clone(),
             ));
+            let metrics = worker_metrics.clone();
             let traces = worker_traces.clone();
             let sandbox = sandbox.clone();
             let app = App::new()
@@ -157,8 +160,12 @@ impl Application {
                 .app_data(context.clone())
                 .app_data(readiness_data.clone())
                 .app_data(status_context.clone())
-                .app_data(worker_metrics.clone())
                 .app_data(proof)
+                .configure(|app| {
+                    if let Some(metrics) = metrics {
+                        app.app_data(metrics);
+                    }
+                })
                 .configure(|app| {
                     // Absent when traces are off: the root span then makes no trace at all.
                     if let Some(traces) = traces {

@@ -216,7 +216,8 @@ pub struct UpstreamAnswer {
 pub struct ProofClient {
     http: awc::Client,
     endpoint: Arc<ProofEndpoint>,
-    metrics: Arc<Metrics>,
+    /// When metrics are served (`metrics.listen`): each call is counted.
+    metrics: Option<Arc<Metrics>>,
     /// When traces are on: each call made for a request is a span beneath the request's.
     traces: Option<Arc<Traces>>,
 }
@@ -224,7 +225,7 @@ pub struct ProofClient {
 impl ProofClient {
     pub fn new(
         endpoint: Arc<ProofEndpoint>,
-        metrics: Arc<Metrics>,
+        metrics: Option<Arc<Metrics>>,
         traces: Option<Arc<Traces>>,
     ) -> Self {
         let connector = awc::Connector::new()
@@ -313,8 +314,9 @@ impl ProofClient {
             Ok(_) => "proof_4xx",
             Err(error) => error.kind.outcome(),
         };
-        self.metrics
-            .upstream_call(call.name(), outcome, last.attempts, latency);
+        if let Some(metrics) = &self.metrics {
+            metrics.upstream_call(call.name(), outcome, last.attempts, latency);
+        }
         let proof_request_id = plain_request_id(last.proof_request_id.as_ref());
         if let Some(span) = span {
             span.end(
