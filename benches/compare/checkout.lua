@@ -63,7 +63,8 @@ function request()
 end
 
 if rate > 0 then
-    local ffi = require("ffi")
+    local has_ffi, ffi = pcall(require, "ffi")
+    assert(has_ffi, "COMPARE_RATE needs a wrk built with LuaJIT (Debian's is), for its clock")
     ffi.cdef [[
         typedef struct { long tv_sec; long tv_nsec; } compare_timespec;
         int clock_gettime(int clock_id, compare_timespec *tp);
