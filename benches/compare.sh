@@ -27,6 +27,10 @@
 #   --only LIST       comma-separated variants to measure (default: all five); the ratios need
 #                     nginx and express
 #   --no-install      fail instead of installing what is missing
+#   --perf DIR        record a CPU profile of each proof-bff variant's peak run with `perf record
+#                     -g` into DIR/<variant>.perf.data (needs perf: apt-get install linux-perf);
+#                     `perf report -i DIR/proof-bff.perf.data` shows where a checkout's time goes
+#                     (sampling costs a little: a profiled run's figures are not the table's)
 #
 # Each variant gets the same requests: POST with the checkout body, Content-Type, an Origin the
 # services allow, and, rotating over the users, a session cookie (an HS256 JWT with sub, email and
@@ -70,6 +74,7 @@ rounds=1
 all_variants="upstream nginx express proof-bff proof-bff-redis"
 variants="$all_variants"
 install=true
+perf_dir=""
 positional=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -80,6 +85,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds="$2"; shift ;;
         --only) variants="${2//,/ }"; shift ;;
         --no-install) install=false ;;
+        --perf) perf_dir="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) positional+=("$1") ;;
@@ -408,9 +414,17 @@ run_wrk() {
     variant_before="$(cpu_seconds "${variant_pids[@]}")"
     upstream_before="$(cpu_seconds "${upstream[@]}")"
     redis_before="$(cpu_seconds "${redis[@]}")"
+    local perf_pid=""
+    if [ -n "$perf_dir" ] && [ "$rate" = 0 ] && [[ "$current" == proof-bff* ]] && [ "$seconds" -gt 2 ]; then
+        mkdir -p "$perf_dir"
+        perf record -q -g -F 999 -p "${variant_pids[0]}" -o "$perf_dir/$current.perf.data" \
+            -- sleep $((seconds - 1)) >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     local TIMEFORMAT='%U %S'
     { time env "${env_vars[@]}" wrk -t"$wrk_threads" -c"$connections" -d"${seconds}s" --latency \
         -s "$here/checkout.lua" "$variant_url" >"$scratch/wrk.out" 2>&1; } 2>"$scratch/wrk.time"
+    [ -n "$perf_pid" ] && wait "$perf_pid"
     local variant_after upstream_after redis_after machine_after
     variant_after="$(cpu_seconds "${variant_pids[@]}")"
     upstream_after="$(cpu_seconds "${upstream[@]}")"

@@ -20,8 +20,9 @@
 #   --pin           proof-bff on the first CPU only, wrk and redis-server on the others (taskset):
 #                   the service's own core is then what limits throughput, as when Redis and the
 #                   clients are on other machines; without it everything shares every core
-#   --metrics       serve Prometheus /metrics on a loopback port of its own (metrics.listen); the
-#                   counting happens on every request either way, this adds only the listener
+#   --metrics       serve Prometheus /metrics on a loopback port of its own (metrics.listen);
+#                   without it nothing is counted, so a run with and one without it measure the
+#                   metrics' cost
 #   --otlp          OpenTelemetry traces on (telemetry.otlp_endpoint), exported to a sink the script
 #                   starts on a free loopback port (python3: answers every POST with 200 and
 #                   discards it); its CPU is reported as "sink". At full load the exporter's queue
@@ -40,7 +41,8 @@
 # checkout path, not refusals; a run that got answers other than 200 (e.g. 503 when Redis is
 # slower than rate_limit.redis_timeout_ms) says so too.
 #
-# The cost of traces, all else equal: run once without and once with --otlp (and --sample-ratio).
+# The cost of metrics and traces, all else equal: run once without, once with --metrics, once with
+# --otlp (and --sample-ratio).
 #
 # Needs wrk (apt-get install wrk), for --redis and --compare redis-server and redis-cli
 # (apt-get install redis-server redis-tools), for --otlp python3. Loopback only. PROOF_BFF_BENCH_PORT sets the service's

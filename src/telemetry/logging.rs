@@ -1,15 +1,16 @@
 //! The subscriber: JSON lines or human-readable, `RUST_LOG` winning over `log.level`, installed once
 //! per process, writing to standard output through a thread of its own.
 //!
-//! A worker formats its line and hands it over; it never waits for standard output. When stdout
-//! does not keep up (a blocked pipe, a slow log shipper) the lines beyond a bounded buffer are
-//! dropped and counted: `proof_bff_log_lines_dropped_total`, and a warning once stdout moves again
-//! ([`report_dropped_lines`]). Requests are never slowed down by their log lines.
+//! A worker formats its line and hands it over ([`super::stdout_writer`]); it never waits for
+//! standard output. When stdout does not keep up (a blocked pipe, a slow log shipper) the lines
+//! beyond a bounded buffer are dropped and counted: `proof_bff_log_lines_dropped_total`, and a
+//! warning once stdout moves again ([`report_dropped_lines`]). Requests are never slowed down by
+//! their log lines.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use super::stdout_writer::{StdoutWriter, StdoutWriterGuard};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
@@ -105,47 +106,50 @@ where
     }
 }
 
-/// Lines waiting for standard output, at most (a few MiB of JSON lines): enough to ride out a
-/// log shipper's pause of a second or two at full load, bounded so that a stdout that stopped for
-/// good costs no more memory than this.
-const STDOUT_BUFFER_LINES: usize = 16_384;
-
 /// How often dropped lines are reported, at most.
 const DROPPED_LINES_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The count of lines dropped by the process's writer, once [`init`] has installed it.
-static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+/// The process's writer, once [`init`] has installed it: for its count of dropped lines.
+static STDOUT: OnceLock<StdoutWriter> = OnceLock::new();
 
 /// The writer's thread. Dropping it writes out the lines still buffered (for up to a second), so
 /// it is held until the process ends.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    _writer: WorkerGuard,
+    _writer: StdoutWriterGuard,
 }
 
 /// Installs the subscriber for the process, writing to standard output through its own thread.
-pub fn init(log: &LogConfig) -> Result<LogGuard, TryInitError> {
+pub fn init(log: &LogConfig) -> Result<LogGuard, InitError> {
     use std::io::IsTerminal;
     // Pretty logs are coloured only on a terminal, and not when `NO_COLOR` is set (no-color.org).
     let ansi = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(STDOUT_BUFFER_LINES)
-        .thread_name("log-writer")
-        .finish(std::io::stdout());
-    let dropped = writer.error_counter();
-    install(build_subscriber(log, &filter_from_env(log), writer, ansi))?;
-    let _ = DROPPED_LINES.set(dropped);
+    let (writer, guard) = StdoutWriter::start().map_err(InitError::Thread)?;
+    install(build_subscriber(
+        log,
+        &filter_from_env(log),
+        writer.clone(),
+        ansi,
+    ))
+    .map_err(InitError::Subscriber)?;
+    let _ = STDOUT.set(writer);
     Ok(LogGuard { _writer: guard })
+}
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("cannot start the log writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error(transparent)]
+    Subscriber(TryInitError),
 }
 
 /// Log lines dropped so far because standard output did not keep up; 0 when the process's writer
 /// is not installed (as in tests, which install their own).
 pub fn dropped_log_lines() -> u64 {
-    DROPPED_LINES
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    STDOUT.get().map_or(0, StdoutWriter::dropped_lines)
 }
 
 /// Warns, at most every ten seconds, when log lines were dropped since the last warning. The
