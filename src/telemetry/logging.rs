@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::span_fields::AppendedJsonFields;
 use super::stdout_writer::{StdoutWriter, StdoutWriterGuard};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -92,6 +93,7 @@ where
                     .json()
                     .with_current_span(true)
                     .with_span_list(false)
+                    .fmt_fields(AppendedJsonFields)
                     .with_writer(writer),
             ),
         ),

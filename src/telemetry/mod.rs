@@ -14,6 +14,7 @@ mod metrics;
 mod record;
 mod request_id;
 mod root_span;
+mod span_fields;
 mod stdout_writer;
 mod traces;
 
