@@ -8,6 +8,12 @@ use proof_bff::startup::{Application, Stopped};
 use proof_bff::telemetry;
 use proof_stand_in::ProofStandIn;
 
+/// A request allocates and frees many small buffers (headers, bodies, log lines) on one worker
+/// thread; mimalloc's per-thread free lists make that cheaper than the system allocator's (a fifth
+/// of a checkout's CPU, measured with benches/compare.sh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url }) = &cli.command {
