@@ -30,12 +30,8 @@ impl RequestId {
     /// A fresh id, for the calls the service makes on its own (a status watcher's polls).
     pub fn generate() -> Self {
         let mut buffer = uuid::Uuid::encode_buffer();
-        // A version 4 UUID from the thread's own generator (seeded once from the OS), not a
-        // `getrandom` system call per request: an id must be unique, not secret.
-        let id = uuid::Builder::from_random_bytes(rand::random())
-            .into_uuid()
-            .hyphenated()
-            .encode_lower(&mut buffer);
+        // From rand's thread generator (uuid's `fast-rng`), not a system call per request.
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
         Self(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown")))
     }
 
