@@ -249,10 +249,15 @@ impl RedisLink {
                     Ok(answer) => answer.map_err(|err| describe(&err).redacted(&self.link.url)),
                     Err(_) => Err(Failure::Timeout(self.timeout)),
                 };
-                self.with_own_state(|state, runtime| match &outcome {
-                    Ok(_) => state.succeeded(),
-                    Err(_) => state.failed(&self.link, runtime),
-                });
+                match &outcome {
+                    Ok(_) => self.with_own_state(LinkState::succeeded),
+                    // The runtime is looked up only when a replacement may be needed.
+                    Err(_) => {
+                        if let Ok(runtime) = Handle::try_current() {
+                            self.with_own_state(|state| state.failed(&self.link, &runtime));
+                        }
+                    }
+                }
                 outcome.map_err(|failure| self.error(failure))
             }
             None => self.call_on_link_thread(operation).await,
@@ -271,13 +276,10 @@ impl RedisLink {
             .flatten()
     }
 
-    fn with_own_state(&self, update: impl FnOnce(&mut LinkState, &Handle)) {
-        let Ok(runtime) = Handle::try_current() else {
-            return;
-        };
+    fn with_own_state(&self, update: impl FnOnce(&mut LinkState)) {
         let _ = OWN_CONNECTIONS.try_with(|own| {
             if let Some((_, state)) = own.borrow_mut().iter_mut().find(|(id, _)| *id == self.id) {
-                update(state, &runtime);
+                update(state);
             }
         });
     }

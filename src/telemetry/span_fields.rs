@@ -38,22 +38,28 @@ impl<'writer> FormatFields<'writer> for AppendedJsonFields {
         if current.fields.is_empty() {
             return self.format_fields(current.as_writer(), fields);
         }
-        let mut formatted = String::new();
-        let mut visitor = JsonVisitor::new(&mut formatted);
-        fields.record(&mut visitor);
-        visitor.finish()?;
-        // `{"a":1}` and `{"b":2}` make `{"a":1,"b":2}`.
-        let Some(added) = formatted.strip_prefix('{').filter(|rest| *rest != "}") else {
-            return Ok(());
-        };
+        // `{"a":1}` and `{"b":2}` make `{"a":1,"b":2}`: the new object is written in place of the
+        // closing brace, and its opening brace becomes the comma (no string of its own).
         if !current.fields.ends_with('}') {
             return Err(fmt::Error);
         }
         current.fields.pop();
-        if current.fields.len() > 1 {
-            current.fields.push(',');
+        let start = current.fields.len();
+        let mut writer = current.as_writer();
+        let mut visitor = JsonVisitor::new(&mut writer);
+        fields.record(&mut visitor);
+        let written = visitor.finish();
+        if written.is_err() || current.fields[start..] == *"{}" {
+            current.fields.truncate(start);
+            current.fields.push('}');
+            return written;
         }
-        current.fields.push_str(added);
+        if start == 1 {
+            // The kept object was `{}`.
+            current.fields.remove(start);
+        } else {
+            current.fields.replace_range(start..=start, ",");
+        }
         Ok(())
     }
 }
@@ -125,6 +131,54 @@ mod tests {
                 line
             })
             .collect()
+    }
+
+    /// The lines of a span that starts with no value at all (its object is `{}`).
+    fn lines_of_an_empty_span_with<N>(fields: N) -> Vec<serde_json::Value>
+    where
+        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+    {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .fmt_fields(fields)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("empty", first = Empty, second = Empty);
+            let _entered = span.enter();
+            tracing::info!("nothing recorded");
+            span.record("first", 1);
+            tracing::info!("one recorded");
+            span.record("second", "two");
+            tracing::info!("both recorded");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| {
+                let mut line: serde_json::Value = serde_json::from_str(line).unwrap();
+                line.as_object_mut().unwrap().remove("timestamp");
+                line["span"].clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_span_that_starts_empty_gets_its_fields_appended() {
+        let appended = lines_of_an_empty_span_with(AppendedJsonFields);
+        assert_eq!(appended, lines_of_an_empty_span_with(JsonFields::new()));
+        assert_eq!(
+            appended,
+            [
+                serde_json::json!({"name": "empty"}),
+                serde_json::json!({"first": 1, "name": "empty"}),
+                serde_json::json!({"first": 1, "second": "two", "name": "empty"}),
+            ]
+        );
     }
 
     #[test]
