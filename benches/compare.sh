@@ -388,15 +388,6 @@ stop_variant() {
 
 # --- Measuring ------------------------------------------------------------------------------------
 
-# wrk's latency figure in milliseconds: 740.00us, 3.65ms, 1.02s.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000
-        printf "%.3f", n
-    }'
-}
-
 # wrk against the running variant for $1 seconds; $2: requests/s to hold, or 0 for as fast as the
 # connections go. Prints one line: "requests/s p50_ms p99_ms requests failed variant_cpu redis_cpu
 # others_cpu" (failed: answers other than 2xx and socket errors; CPU seconds used meanwhile by the
