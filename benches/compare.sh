@@ -31,6 +31,8 @@
 #                     -g` into DIR/<variant>.perf.data (needs perf: apt-get install linux-perf);
 #                     `perf report -i DIR/proof-bff.perf.data` shows where a checkout's time goes
 #                     (sampling costs a little: a profiled run's figures are not the table's)
+#   --binary PATH     measure this proof-bff binary instead of building target/release/proof-bff
+#                     (another build or version, say, to compare with the current one)
 #
 # Each variant gets the same requests: POST with the checkout body, Content-Type, an Origin the
 # services allow, and, rotating over the users, a session cookie (an HS256 JWT with sub, email and
@@ -75,6 +77,7 @@ all_variants="upstream nginx express proof-bff proof-bff-redis"
 variants="$all_variants"
 install=true
 perf_dir=""
+binary=""
 positional=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -86,6 +89,7 @@ while [ $# -gt 0 ]; do
         --only) variants="${2//,/ }"; shift ;;
         --no-install) install=false ;;
         --perf) perf_dir="$2"; shift ;;
+        --binary) binary="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) positional+=("$1") ;;
@@ -127,9 +131,13 @@ if [ ${#missing[@]} -gt 0 ]; then
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 command -v cargo >/dev/null || { echo "cargo is needed to build proof-bff (rustup.rs)" >&2; exit 1; }
-if has proof-bff || has proof-bff-redis; then
+if [ -n "$binary" ]; then
+    [ -x "$binary" ] || { echo "--binary: not an executable: $binary" >&2; exit 2; }
+    binary="$(realpath "$binary")"
+elif has proof-bff || has proof-bff-redis; then
     echo "== cargo build --release" >&2
     cargo build --release --quiet
+    binary="$PWD/target/release/proof-bff"
 fi
 
 scratch="$(mktemp -d)"
@@ -198,12 +206,14 @@ with_children() {
     echo "$pid $(echo "$children" | tr -s ' \n' '  ')"
 }
 
-# CPU seconds (user + system) the processes have used so far, all their threads.
+# CPU seconds (user + system) the processes have used so far, all their threads; with `system`
+# first, only the part spent in the kernel (on loopback, mostly sending and receiving).
 cpu_seconds() {
-    local pid total=0
+    local fields='$14 + $15' pid total=0
+    [ "${1:-}" = system ] && { fields='$15'; shift; }
     for pid in "$@"; do
         total="$(awk -v t="$total" -v tick="$(getconf CLK_TCK)" \
-            '{ printf "%.2f", t + ($14 + $15) / tick }' "/proc/$pid/stat")"
+            "{ printf \"%.2f\", t + ($fields) / tick }" "/proc/$pid/stat")"
     done
     echo "$total"
 }
@@ -369,7 +379,7 @@ level = "info"
 TOML
             # Standard output (the JSON log lines) to a file, as a container runtime or a log
             # shipper would take it; never a terminal.
-            env -u RUST_LOG target/release/proof-bff --config "$scratch/$name.toml" >"$variant_log" 2>&1 &
+            env -u RUST_LOG "$binary" --config "$scratch/$name.toml" >"$variant_log" 2>&1 &
             master=$!
             pids+=("$master")
             wait_for "$master" http_ok "http://127.0.0.1:$port/readyz" ||
@@ -390,8 +400,9 @@ stop_variant() {
 
 # wrk against the running variant for $1 seconds; $2: requests/s to hold, or 0 for as fast as the
 # connections go. Prints one line: "requests/s p50_ms p99_ms requests failed variant_cpu redis_cpu
-# others_cpu" (failed: answers other than 2xx and socket errors; CPU seconds used meanwhile by the
-# variant, by redis-server, and by the rest of the machine besides them, the upstream and wrk).
+# others_cpu variant_system_cpu" (failed: answers other than 2xx and socket errors; CPU seconds
+# used meanwhile by the variant, by redis-server, by the rest of the machine besides them, the
+# upstream and wrk, and the variant's part of its own spent in the kernel).
 run_wrk() {
     local seconds="$1" rate="$2"
     local -a env_vars=(COMPARE_SESSIONS="$scratch/sessions.txt" COMPARE_ORIGIN="$origin"
@@ -403,6 +414,8 @@ run_wrk() {
     local machine_before variant_before upstream_before redis_before
     machine_before="$(machine_busy_seconds)"
     variant_before="$(cpu_seconds "${variant_pids[@]}")"
+    local system_before
+    system_before="$(cpu_seconds system "${variant_pids[@]}")"
     upstream_before="$(cpu_seconds "${upstream[@]}")"
     redis_before="$(cpu_seconds "${redis[@]}")"
     local perf_pid=""
@@ -418,11 +431,13 @@ run_wrk() {
     [ -n "$perf_pid" ] && wait "$perf_pid"
     local variant_after upstream_after redis_after machine_after
     variant_after="$(cpu_seconds "${variant_pids[@]}")"
+    local system_after
+    system_after="$(cpu_seconds system "${variant_pids[@]}")"
     upstream_after="$(cpu_seconds "${upstream[@]}")"
     redis_after="$(cpu_seconds "${redis[@]}")"
     machine_after="$(machine_busy_seconds)"
     awk -v va="$variant_after" -v vb="$variant_before" -v ua="$upstream_after" -v ub="$upstream_before" \
-        -v ra="$redis_after" -v rb="$redis_before" \
+        -v ra="$redis_after" -v rb="$redis_before" -v sa="$system_after" -v sb="$system_before" \
         -v ma="$machine_after" -v mb="$machine_before" -v wt="$(cat "$scratch/wrk.time")" '
         function ms(v,   n) {
             n = v + 0
@@ -442,7 +457,7 @@ run_wrk() {
             others = (ma - mb) - variant - (ua - ub) - redis - (w[1] + w[2])
             if (others < 0) others = 0
             if (rps == "") { print "wrk gave no result" > "/dev/stderr"; exit 1 }
-            printf "%.0f %.3f %.3f %d %d %.2f %.2f %.2f\n", rps, p50, p99, requests, failed, variant, redis, others
+            printf "%.0f %.3f %.3f %d %d %.2f %.2f %.2f %.2f\n", rps, p50, p99, requests, failed, variant, redis, others, sa - sb
         }' "$scratch/wrk.out" || { cat "$scratch/wrk.out" >&2; exit 1; }
 }
 
@@ -463,23 +478,25 @@ measure_variant() {
     [ "$warmup" -gt 0 ] && run_wrk "$warmup" 0 >/dev/null
     local line rps p50 p99 requests failed cpu redis_cpu others
     line="$(run_wrk "$duration" 0)"
-    read -r rps p50 p99 requests failed cpu redis_cpu others <<<"$line"
+    read -r rps p50 p99 requests failed cpu redis_cpu others system <<<"$line"
     local half_rps half_p99 half_failed half_others
     line="$(run_wrk "$duration" $((rps / 2)))"
-    read -r half_rps _ half_p99 _ half_failed _ _ half_others <<<"$line"
+    read -r half_rps _ half_p99 _ half_failed _ _ half_others _ <<<"$line"
     local peak redis_peak=-
     peak="$(memory_mib VmHWM "${variant_pids[@]}")"
     [ "$name" = proof-bff-redis ] && redis_peak="$(memory_mib VmHWM "$redis_pid")"
     local cpu_us redis_us=- busy=0
     cpu_us="$(awk -v c="$cpu" -v n="$requests" 'BEGIN { printf "%.1f", n ? c / n * 1e6 : 0 }')"
+    local system_us
+    system_us="$(awk -v c="$system" -v n="$requests" 'BEGIN { printf "%.1f", n ? c / n * 1e6 : 0 }')"
     [ "$name" = proof-bff-redis ] &&
         redis_us="$(awk -v c="$redis_cpu" -v n="$requests" 'BEGIN { printf "%.1f", n ? c / n * 1e6 : 0 }')"
     awk -v a="$others" -v b="$half_others" -v d="$duration" 'BEGIN { exit !(a > 0.05 * d || b > 0.05 * d) }' &&
         busy=1
     stop_variant "$name"
     echo "$name $round $idle $peak $redis_peak $rps $p50 $p99 $cpu_us $half_rps $half_p99 $((failed + half_failed)) $busy $redis_us" >>"$results"
-    printf '   %-16s round %s: %8s requests/s, p50 %s ms, p99 %s ms; at %s/s p99 %s ms; idle %s MiB, peak %s MiB; %s failed; others used %s + %s CPU s\n' \
-        "$name" "$round" "$rps" "$p50" "$p99" "$half_rps" "$half_p99" "$idle" "$peak" \
+    printf '   %-16s round %s: %8s requests/s, p50 %s ms, p99 %s ms; at %s/s p99 %s ms; idle %s MiB, peak %s MiB; CPU %s µs/request (system %s); %s failed; others used %s + %s CPU s\n' \
+        "$name" "$round" "$rps" "$p50" "$p99" "$half_rps" "$half_p99" "$idle" "$peak" "$cpu_us" "$system_us" \
         "$((failed + half_failed))" "$others" "$half_others" >&2
 }
 
@@ -598,7 +615,9 @@ if has express; then
     done
 fi
 has proof-bff-redis && versions+=", redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-)"
-if has proof-bff || has proof-bff-redis; then
+if [ -n "$binary" ] && [ "$binary" != "$PWD/target/release/proof-bff" ]; then
+    versions+=", proof-bff $binary ($("$binary" --version 2>/dev/null || echo 'version unknown'))"
+elif has proof-bff || has proof-bff-redis; then
     versions+=", proof-bff $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src stand-in Cargo.toml Cargo.lock 2>/dev/null || echo '+changes') ($(rustc --version | awk '{ print $1, $2 }'))"
 fi
 echo "- $versions"

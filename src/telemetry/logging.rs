@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::json_line::JsonLine;
 use super::span_fields::AppendedJsonFields;
 use super::stdout_writer::{StdoutWriter, StdoutWriterGuard};
 use tracing_subscriber::fmt::MakeWriter;
@@ -90,10 +91,8 @@ where
         LogFormat::Json => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
                     .fmt_fields(AppendedJsonFields)
+                    .event_format(JsonLine)
                     .with_writer(writer),
             ),
         ),

@@ -7,10 +7,13 @@
 //! client IP and the user id, and from its [`record`] what it came to: the rate limits' decision and
 //! the call to Proof) and nothing that is a secret or personal data: no email, no token, no cookie,
 //! no request body. [`metrics`] counts each request once, from the same record; [`traces`] exports
-//! OpenTelemetry spans when `telemetry.otlp_endpoint` is set. The JSON lines keep a span's fields
-//! by appending to them ([`span_fields`]) and leave through a batching writer thread that a worker
-//! never waits on ([`stdout_writer`]).
+//! OpenTelemetry spans when `telemetry.otlp_endpoint` is set. The JSON lines are written as text
+//! ([`json_line`], [`json_text`]), copy a span's fields from the JSON object they are kept in
+//! ([`span_fields`]) and leave through a batching writer thread that a worker never waits on
+//! ([`stdout_writer`]).
 
+mod json_line;
+mod json_text;
 mod logging;
 mod metrics;
 mod record;

@@ -1,21 +1,26 @@
-//! How a span's fields are kept for the JSON log lines: as a JSON object that each recorded field
-//! is appended to.
+//! How a span's fields are kept for the JSON log lines: as the text of a JSON object, each recorded
+//! field written into it as a member, ready to be copied into every line written inside the span
+//! ([`super::json_line`]).
 //!
-//! `tracing-subscriber`'s own `JsonFields` parses the span's whole object and writes it anew for
-//! every `Span::record`, so a request's root span, which records a field at each phase (client IP,
-//! user, status, latency, the rate limits' decision, Proof's status and latency), was re-read about
-//! ten times per request. Appending gives the same lines: when the line is written the object is
-//! read into a sorted map, where a field recorded twice keeps its last value, as before.
+//! `tracing-subscriber`'s own `JsonFields` gathers every record into a map of `serde_json::Value`s
+//! and rewrites the span's whole object each time, and its JSON format parses that object back for
+//! every line. A request's root span records a field at each phase (client IP, user, status,
+//! latency, the rate limits' decision, Proof's status and latency), so that was about ten maps and
+//! a parse per request. Here a field is written once, as text; a field recorded again replaces its
+//! member, so the last value wins, as with `JsonFields`. Members are in the order they were first
+//! recorded (`JsonFields` sorted them): the same JSON object.
 
 use std::fmt;
 
 use tracing::span::Record;
-use tracing_subscriber::field::{RecordFields, VisitOutput};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::FormattedFields;
-use tracing_subscriber::fmt::format::{JsonVisitor, Writer};
+use tracing_subscriber::fmt::format::Writer;
 
-/// The span fields of the JSON format, appended to instead of rewritten.
+use super::json_text::{self, FieldValue, Fields};
+
+/// The span fields of the JSON lines: a JSON object's text, members written in place.
 #[derive(Debug, Default)]
 pub struct AppendedJsonFields;
 
@@ -25,9 +30,11 @@ impl<'writer> FormatFields<'writer> for AppendedJsonFields {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        let mut visitor = JsonVisitor::new(&mut writer);
-        fields.record(&mut visitor);
-        visitor.finish()
+        let mut object = String::from("{}");
+        let mut members = Members::new(&mut object);
+        fields.record(&mut members);
+        members.0.result?;
+        writer.write_str(&object)
     }
 
     fn add_fields(
@@ -36,160 +43,183 @@ impl<'writer> FormatFields<'writer> for AppendedJsonFields {
         fields: &Record<'_>,
     ) -> fmt::Result {
         if current.fields.is_empty() {
-            return self.format_fields(current.as_writer(), fields);
+            current.fields.push_str("{}");
         }
-        // `{"a":1}` and `{"b":2}` make `{"a":1,"b":2}`: the new object is written in place of the
-        // closing brace, and its opening brace becomes the comma (no string of its own).
-        if !current.fields.ends_with('}') {
-            return Err(fmt::Error);
+        let mut members = Members::new(&mut current.fields);
+        fields.record(&mut members);
+        members.0.result
+    }
+}
+
+/// Writes each field into `object` (always a whole object: `{` ... `}`) as a member, replacing
+/// the member of the same name, its value written as `JsonFields` writes it; a `r#` prefix is
+/// dropped from names, as `JsonFields` does.
+struct Members<'a> {
+    object: &'a mut String,
+    result: fmt::Result,
+}
+
+impl<'a> Members<'a> {
+    fn new(object: &'a mut String) -> Fields<Self> {
+        Fields(Self {
+            object,
+            result: Ok(()),
+        })
+    }
+}
+
+impl json_text::Members for Members<'_> {
+    fn member(&mut self, name: &str, value: FieldValue<'_>) {
+        if self.result.is_ok() {
+            self.result = set_member(self.object, name, |out| value.write_to(out));
         }
-        current.fields.pop();
-        let start = current.fields.len();
-        let mut writer = current.as_writer();
-        let mut visitor = JsonVisitor::new(&mut writer);
-        fields.record(&mut visitor);
-        let written = visitor.finish();
-        if written.is_err() || current.fields[start..] == *"{}" {
-            current.fields.truncate(start);
-            current.fields.push('}');
-            return written;
+    }
+}
+
+fn set_member(
+    object: &mut String,
+    name: &str,
+    write_value: impl FnOnce(&mut String) -> fmt::Result,
+) -> fmt::Result {
+    let name = name.strip_prefix("r#").unwrap_or(name);
+    remove_member(object, name)?;
+    // `{...}` loses its closing brace, gains `,"name":value` (no comma after `{`) and gets it back.
+    if object.pop() != Some('}') {
+        return Err(fmt::Error);
+    }
+    if object.len() > 1 {
+        object.push(',');
+    }
+    json_text::write_str(object, name)?;
+    object.push(':');
+    write_value(object)?;
+    object.push('}');
+    Ok(())
+}
+
+/// Takes the member named `name` out of `object`, with the comma that joined it to the others.
+fn remove_member(object: &mut String, name: &str) -> fmt::Result {
+    // Field names are identifiers, never escaped: a name that occurs nowhere in the text is no
+    // member's. That is the common case, a field recorded for the first time, and it needs no walk
+    // over the object.
+    let plain = !name
+        .bytes()
+        .any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20);
+    if plain && !object.contains(name) {
+        return Ok(());
+    }
+    let mut quoted = String::with_capacity(name.len() + 2);
+    json_text::write_str(&mut quoted, name)?;
+    if let Some(member) = member_range(object, &quoted).ok_or(fmt::Error)? {
+        object.replace_range(member, "");
+    }
+    Ok(())
+}
+
+/// Where the member whose key is `quoted` (a JSON string, quotes included) is in `object`, with
+/// the comma that joins it to the others; `Some(None)` when there is none, `None` when `object` is
+/// not what this module writes: string keys, and values that are strings, numbers, `true`,
+/// `false`, `null` or arrays of numbers.
+fn member_range(object: &str, quoted: &str) -> Option<Option<std::ops::Range<usize>>> {
+    let bytes = object.as_bytes();
+    if bytes.first() != Some(&b'{') {
+        return None;
+    }
+    let mut at = 1;
+    while bytes.get(at)? != &b'}' {
+        let member_start = at;
+        let key_end = string_end(bytes, at)?;
+        if bytes.get(key_end) != Some(&b':') {
+            return None;
         }
-        if start == 1 {
-            // The kept object was `{}`.
-            current.fields.remove(start);
+        let value_end = value_end(bytes, key_end + 1)?;
+        let next = bytes.get(value_end)?;
+        if object[member_start..key_end] == *quoted {
+            // With the comma after it, or else (the last member) the one before it.
+            return Some(Some(if *next == b',' {
+                member_start..value_end + 1
+            } else if member_start > 1 {
+                member_start - 1..value_end
+            } else {
+                member_start..value_end
+            }));
+        }
+        at = if *next == b',' {
+            value_end + 1
         } else {
-            current.fields.replace_range(start..=start, ",");
+            value_end
+        };
+    }
+    Some(None)
+}
+
+/// The index just past the JSON string that starts at `start` (its opening quote).
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if bytes.get(start) != Some(&b'"') {
+        return None;
+    }
+    let mut at = start + 1;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 2,
+            b'"' => return Some(at + 1),
+            _ => at += 1,
         }
-        Ok(())
+    }
+    None
+}
+
+/// The index just past the value that starts at `start` (after a member's colon).
+fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    match bytes.get(start)? {
+        b'"' => string_end(bytes, start),
+        b'[' => Some(start + bytes[start..].iter().position(|&byte| byte == b']')? + 1),
+        _ => Some(
+            start
+                + bytes[start..]
+                    .iter()
+                    .position(|&byte| byte == b',' || byte == b'}')?,
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing::field::Empty;
-    use tracing_subscriber::fmt::format::JsonFields;
-    use tracing_subscriber::layer::SubscriberExt;
-
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// The lines a request-like span writes, its fields kept by `fields`, without timestamps.
-    fn lines_with<N>(fields: N) -> Vec<serde_json::Value>
-    where
-        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
-    {
-        let out = Captured::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .fmt_fields(fields)
-                .with_writer(move || writer.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!(
-                "http_request",
-                http.route = "/start-checkout",
-                request_id = "r-1",
-                client_ip = Empty,
-                user_id = Empty,
-                latency_ms = Empty,
-                quoted = Empty,
-            );
-            let _entered = span.enter();
-            tracing::info!("before anything is recorded");
-            span.record("client_ip", "203.0.113.7");
-            span.record("user_id", "user \"42\"\n");
-            tracing::warn!(limit = "per_ip", "between records");
-            span.record("latency_ms", 1.25);
-            span.record("user_id", "user-43");
-            span.record("quoted", tracing::field::display("a,b}c{"));
-            tracing::info!(status = 200, "request completed");
-        });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| {
-                let mut line: serde_json::Value = serde_json::from_str(line).unwrap();
-                line.as_object_mut().unwrap().remove("timestamp");
-                line
-            })
-            .collect()
-    }
-
-    /// The lines of a span that starts with no value at all (its object is `{}`).
-    fn lines_of_an_empty_span_with<N>(fields: N) -> Vec<serde_json::Value>
-    where
-        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
-    {
-        let out = Captured::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .fmt_fields(fields)
-                .with_writer(move || writer.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("empty", first = Empty, second = Empty);
-            let _entered = span.enter();
-            tracing::info!("nothing recorded");
-            span.record("first", 1);
-            tracing::info!("one recorded");
-            span.record("second", "two");
-            tracing::info!("both recorded");
-        });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| {
-                let mut line: serde_json::Value = serde_json::from_str(line).unwrap();
-                line.as_object_mut().unwrap().remove("timestamp");
-                line["span"].clone()
-            })
-            .collect()
+    fn set(object: &str, name: &str, value: FieldValue<'_>) -> String {
+        let mut object = object.to_owned();
+        set_member(&mut object, name, |out| value.write_to(out)).unwrap();
+        object
     }
 
     #[test]
-    fn a_span_that_starts_empty_gets_its_fields_appended() {
-        let appended = lines_of_an_empty_span_with(AppendedJsonFields);
-        assert_eq!(appended, lines_of_an_empty_span_with(JsonFields::new()));
+    fn a_member_set_again_moves_to_the_end_with_its_new_value() {
+        let three = r#"{"a":"x\",\"b\":1}","b":[1,2],"c":2.5}"#;
+        for (name, expected) in [
+            ("a", r#"{"b":[1,2],"c":2.5,"a":true}"#),
+            ("b", r#"{"a":"x\",\"b\":1}","c":2.5,"b":true}"#),
+            ("c", r#"{"a":"x\",\"b\":1}","b":[1,2],"c":true}"#),
+            ("d", r#"{"a":"x\",\"b\":1}","b":[1,2],"c":2.5,"d":true}"#),
+        ] {
+            assert_eq!(set(three, name, FieldValue::Bool(true)), expected);
+        }
+        assert_eq!(set("{}", "a", FieldValue::U64(1)), r#"{"a":1}"#);
+        assert_eq!(set(r#"{"a":1}"#, "a", FieldValue::U64(2)), r#"{"a":2}"#);
         assert_eq!(
-            appended,
-            [
-                serde_json::json!({"name": "empty"}),
-                serde_json::json!({"first": 1, "name": "empty"}),
-                serde_json::json!({"first": 1, "second": "two", "name": "empty"}),
-            ]
+            set(r#"{"a":1}"#, "r#type", FieldValue::Str("t")),
+            r#"{"a":1,"type":"t"}"#
+        );
+        // A name found only inside a value is not a member's.
+        assert_eq!(
+            set(r#"{"a":"b"}"#, "b", FieldValue::Str("}")),
+            r#"{"a":"b","b":"}"}"#
         );
     }
 
     #[test]
-    fn appended_fields_write_the_lines_rewritten_fields_write() {
-        let appended = lines_with(AppendedJsonFields);
-        assert_eq!(appended, lines_with(JsonFields::new()));
-        assert_eq!(appended.len(), 3);
-        let last = &appended[2]["span"];
-        assert_eq!(last["user_id"], "user-43", "the last value recorded wins");
-        assert_eq!(last["quoted"], "a,b}c{");
-        assert_eq!(last["client_ip"], "203.0.113.7");
-        assert_eq!(appended[1]["span"]["user_id"], "user \"42\"\n");
+    fn an_object_not_written_here_is_refused_not_mangled() {
+        let mut object = r#"{"a":1"#.to_owned();
+        assert!(set_member(&mut object, "a", |out| FieldValue::U64(2).write_to(out)).is_err());
     }
 }
