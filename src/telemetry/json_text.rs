@@ -114,6 +114,10 @@ struct Escaped<'a, W: ?Sized>(&'a mut W);
 
 impl<W: Write + ?Sized> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Most text has nothing to escape: one pass to find that out, then one copy.
+        if !is_escaped(text) {
+            return self.0.write_str(text);
+        }
         let mut unescaped_from = 0;
         for (at, byte) in text.bytes().enumerate() {
             let short = match byte {
@@ -138,6 +142,12 @@ impl<W: Write + ?Sized> Write for Escaped<'_, W> {
         }
         self.0.write_str(&text[unescaped_from..])
     }
+}
+
+/// Whether `text` is written differently inside a JSON string.
+pub(super) fn is_escaped(text: &str) -> bool {
+    text.bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 #[cfg(test)]

@@ -102,10 +102,7 @@ fn remove_member(object: &mut String, name: &str) -> fmt::Result {
     // Field names are identifiers, never escaped: a name that occurs nowhere in the text is no
     // member's. That is the common case, a field recorded for the first time, and it needs no walk
     // over the object.
-    let plain = !name
-        .bytes()
-        .any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20);
-    if plain && !object.contains(name) {
+    if !json_text::is_escaped(name) && !object.contains(name) {
         return Ok(());
     }
     let mut quoted = String::with_capacity(name.len() + 2);
