@@ -123,33 +123,12 @@ impl fmt::Debug for HexBytes<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use serde::de::{Deserializer, MapAccess, Visitor};
     use tracing::field::{Empty, display};
     use tracing_subscriber::layer::SubscriberExt;
 
+    use super::super::captured_lines::CapturedLines;
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
 
     /// Events of every kind the service writes: outside any span, in a request-like span whose
     /// fields are recorded one by one (one of them twice), in a child span, with an explicit
@@ -220,7 +199,7 @@ mod tests {
     }
 
     fn ours() -> String {
-        let out = Captured::default();
+        let out = CapturedLines::default();
         let writer = out.clone();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
@@ -233,7 +212,7 @@ mod tests {
     }
 
     fn stock() -> String {
-        let out = Captured::default();
+        let out = CapturedLines::default();
         let writer = out.clone();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()

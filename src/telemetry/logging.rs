@@ -13,6 +13,8 @@ use std::time::Duration;
 use super::json_line::JsonLine;
 use super::span_fields::AppendedJsonFields;
 use super::stdout_writer::{StdoutWriter, StdoutWriterGuard};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
@@ -85,8 +87,7 @@ fn build_subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = Registry::default().with(filter);
+    let registry = Registry::default().with(filter_layer(filter));
     match log.format {
         LogFormat::Json => Box::new(
             registry.with(
@@ -104,6 +105,19 @@ where
                     .with_writer(writer),
             ),
         ),
+    }
+}
+
+/// The filter: a `LevelFilter` when it is one level (`info`, the default), else an `EnvFilter`.
+/// Both let the same events and spans through; `EnvFilter` also keeps a table of spans, for
+/// directives on span names and fields, that it consults at every enter, exit, record and close of
+/// every span (several times a request) even when no directive needs it.
+fn filter_layer(filter: &str) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let filter = filter.trim();
+    match filter.parse::<LevelFilter>() {
+        // "" parses as ERROR; left to EnvFilter, like any other case it reads its own way.
+        Ok(level) if !filter.is_empty() => Box::new(level),
+        _ => Box::new(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"))),
     }
 }
 
@@ -178,4 +192,52 @@ pub async fn report_dropped_lines() {
 /// reach the same writer as our own events instead of being dropped.
 pub fn install(subscriber: Box<dyn tracing::Subscriber + Send + Sync>) -> Result<(), TryInitError> {
     subscriber.try_init()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::captured_lines::CapturedLines;
+    use super::*;
+
+    /// The messages that pass `filter`, of one event per level from this module and one `info`
+    /// and one `debug` from another target.
+    fn passed(filter: &str) -> Vec<String> {
+        let out = CapturedLines::default();
+        let writer = out.clone();
+        let log = LogConfig {
+            format: LogFormat::Json,
+            level: "unused".to_owned(),
+        };
+        let subscriber = subscriber_with_filter(&log, filter, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!("trace");
+            tracing::debug!("debug");
+            tracing::info!("info");
+            tracing::warn!("warn");
+            tracing::error!("error");
+            tracing::info!(target: "other", "other info");
+            tracing::debug!(target: "other", "other debug");
+        });
+        out.text()
+            .lines()
+            .map(|line| {
+                let line: serde_json::Value = serde_json::from_str(line).unwrap();
+                line["fields"]["message"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_level_alone_and_directives_filter_as_env_filter_does() {
+        assert_eq!(passed("info"), ["info", "warn", "error", "other info"]);
+        assert_eq!(passed(" WARN "), ["warn", "error"]);
+        assert_eq!(passed("off"), Vec::<String>::new());
+        assert_eq!(
+            passed("info,other=debug"),
+            ["info", "warn", "error", "other info", "other debug"]
+        );
+        assert_eq!(passed("error,proof_bff=trace").len(), 5);
+        // Not a filter at all: `info`.
+        assert_eq!(passed("=?"), ["info", "warn", "error", "other info"]);
+    }
 }

@@ -12,6 +12,8 @@
 //! ([`span_fields`]) and leave through a batching writer thread that a worker never waits on
 //! ([`stdout_writer`]).
 
+#[cfg(test)]
+mod captured_lines;
 mod json_line;
 mod json_text;
 mod logging;
