@@ -231,9 +231,11 @@ impl ProofClient {
         let connector = awc::Connector::new()
             .timeout(endpoint.connect_timeout)
             .conn_keep_alive(Duration::from_secs(15));
+        // No timeout of awc's own: every attempt, and the WebSocket's opening, is bounded by a
+        // timer of ours around the whole of it (the answer's body included), which fires first.
         let http = awc::Client::builder()
             .connector(connector)
-            .timeout(endpoint.request_timeout)
+            .disable_timeout()
             .disable_redirects()
             .no_default_headers()
             .finish();
