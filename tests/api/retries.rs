@@ -455,14 +455,16 @@ async fn with_max_attempts_1_nothing_is_retried() {
 #[tokio::test]
 async fn retries_stop_when_the_next_backoff_would_pass_the_deadline() {
     // Ten attempts are allowed, but their backoffs (50–100, 100–200, 200–400, 400–800, 800–1600
-    // ms, then 1–2 s each) add up to more than the 3 s deadline long before the tenth: the
-    // retries stop early with Proof's last answer. The exact rule is unit-tested with an
-    // injected clock; here only what is true however slow the machine is.
+    // ms, then 1–2 s each) add up to more than the 5 s deadline long before the tenth: the
+    // retries stop early with Proof's last answer. A retry starts only with a connect timeout
+    // (1 s) left after its backoff, so each attempt has at least that long for the mock's
+    // answer, however busy the machine. The exact rule is unit-tested with an injected clock;
+    // here only what is true however slow the machine is.
     let request_id = "rt-deadline-stops-retries";
-    let deadline = Duration::from_millis(3000);
+    let deadline = Duration::from_millis(5000);
     let app = spawn_app_with(|s| {
         s.proof.max_attempts = 10;
-        s.proof.connect_timeout_ms = 100;
+        s.proof.connect_timeout_ms = 1000;
         s.proof.deadline_ms = deadline.as_millis() as u64;
     })
     .await;
