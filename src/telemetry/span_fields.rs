@@ -182,6 +182,8 @@ fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn set(object: &str, name: &str, value: FieldValue<'_>) -> String {
@@ -218,5 +220,79 @@ mod tests {
     fn an_object_not_written_here_is_refused_not_mangled() {
         let mut object = r#"{"a":1"#.to_owned();
         assert!(set_member(&mut object, "a", |out| FieldValue::U64(2).write_to(out)).is_err());
+    }
+
+    /// A value of each kind `set_member` writes, text drawn to include what JSON escapes and
+    /// what looks like the object's own syntax.
+    fn any_value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<bool>().prop_map(serde_json::Value::from),
+            // Quarters: read back exactly (serde_json's reading of other floats may differ in
+            // the last digit from the shortest text that was written).
+            (-4_000_000i32..4_000_000).prop_map(|n| serde_json::Value::from(f64::from(n) / 4.0)),
+            "[a-z\\\\\"{}:,\\[\\] \\n\\t\\u{1}é]{0,12}".prop_map(serde_json::Value::from),
+            proptest::collection::vec(any::<u8>(), 0..4).prop_map(serde_json::Value::from),
+        ]
+    }
+
+    fn set_json(object: &mut String, name: &str, value: &serde_json::Value) {
+        set_member(object, name, |out| match value {
+            serde_json::Value::String(text) => FieldValue::Str(text).write_to(out),
+            serde_json::Value::Bool(flag) => FieldValue::Bool(*flag).write_to(out),
+            serde_json::Value::Array(bytes) => {
+                let bytes: Vec<u8> = bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect();
+                FieldValue::Bytes(&bytes).write_to(out)
+            }
+            serde_json::Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+                (Some(unsigned), _) => FieldValue::U64(unsigned).write_to(out),
+                (None, Some(signed)) => FieldValue::I64(signed).write_to(out),
+                _ => FieldValue::F64(number.as_f64().unwrap()).write_to(out),
+            },
+            _ => unreachable!("no other kind is drawn"),
+        })
+        .unwrap();
+    }
+
+    proptest! {
+        /// Whatever is recorded, in whatever order and however often, the kept text is one JSON
+        /// object with each name once, holding the last value recorded for it.
+        #[test]
+        fn the_kept_object_holds_each_name_once_with_its_last_value(
+            records in proptest::collection::vec(
+                (proptest::sample::select(vec!["a", "b", "ab", "user_id", "proof.status", "r#type"]),
+                 any_value()),
+                0..24,
+            )
+        ) {
+            let mut object = String::from("{}");
+            let mut expected = serde_json::Map::new();
+            for (name, value) in &records {
+                set_json(&mut object, name, value);
+                expected.insert(name.trim_start_matches("r#").to_owned(), value.clone());
+            }
+            let kept: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&object).unwrap();
+            prop_assert_eq!(&kept, &expected);
+            // Each name once in the text itself: as many `":` pairs as members.
+            let mut names = 0;
+            let mut deserializer = serde_json::Deserializer::from_str(&object);
+            struct Count<'a>(&'a mut usize);
+            impl<'de> serde::de::Visitor<'de> for Count<'_> {
+                type Value = ();
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                    while map.next_entry::<String, serde::de::IgnoredAny>()?.is_some() {
+                        *self.0 += 1;
+                    }
+                    Ok(())
+                }
+            }
+            serde::Deserializer::deserialize_map(&mut deserializer, Count(&mut names)).unwrap();
+            prop_assert_eq!(names, expected.len());
+        }
     }
 }
