@@ -33,6 +33,9 @@
 #                     (sampling costs a little: a profiled run's figures are not the table's)
 #   --binary PATH     measure this proof-bff binary instead of building target/release/proof-bff
 #                     (another build or version, say, to compare with the current one)
+#   --log-level LEVEL proof-bff's log.level (default info, what the targets are about); warn
+#                     writes no line for a successful checkout and makes no request span, which
+#                     shows what the log line costs
 #
 # Each variant gets the same requests: POST with the checkout body, Content-Type, an Origin the
 # services allow, and, rotating over the users, a session cookie (an HS256 JWT with sub, email and
@@ -78,6 +81,7 @@ variants="$all_variants"
 install=true
 perf_dir=""
 binary=""
+log_level=info
 positional=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -90,6 +94,7 @@ while [ $# -gt 0 ]; do
         --no-install) install=false ;;
         --perf) perf_dir="$2"; shift ;;
         --binary) binary="$2"; shift ;;
+        --log-level) log_level="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) positional+=("$1") ;;
@@ -101,6 +106,8 @@ for value in "$duration" "$connections" "$wrk_threads" "$users" "$rounds"; do
     [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "not a positive whole number: $value" >&2; exit 2; }
 done
 [[ "$warmup" =~ ^[0-9]+$ ]] || { echo "--warmup: not a whole number: $warmup" >&2; exit 2; }
+[[ "$log_level" =~ ^(error|warn|info|debug|trace)$ ]] ||
+    { echo "--log-level: one of error, warn, info, debug, trace: $log_level" >&2; exit 2; }
 for variant in $variants; do
     [[ " $all_variants " == *" $variant "* ]] ||
         { echo "unknown variant $variant: one of $all_variants" >&2; exit 2; }
@@ -375,7 +382,7 @@ per_ip_per_minute = 100000000
 
 [log]
 format = "json"
-level = "info"
+level = "$log_level"
 TOML
             # Standard output (the JSON log lines) to a file, as a container runtime or a log
             # shipper would take it; never a terminal.
@@ -525,8 +532,8 @@ label() {
         upstream) echo "upstream alone (nginx, static answer)" ;;
         nginx) echo "nginx proxy, token injected" ;;
         express) echo "Express (express, jsonwebtoken, express-rate-limit, fetch)" ;;
-        proof-bff) echo "proof-bff, info JSON logs, limits in memory" ;;
-        proof-bff-redis) echo "proof-bff, info JSON logs, limits in Redis" ;;
+        proof-bff) echo "proof-bff, $log_level JSON logs, limits in memory" ;;
+        proof-bff-redis) echo "proof-bff, $log_level JSON logs, limits in Redis" ;;
     esac
 }
 thousands() {
@@ -579,7 +586,7 @@ echo "RSS: resident memory (nginx: master and worker added up); idle: once ready
 
 if has proof-bff; then
     echo
-    echo "Targets for proof-bff (info JSON logs, limits in memory):"
+    echo "Targets for proof-bff ($log_level JSON logs, limits in memory):"
     target() { awk -v a="$1" -v b="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? (a >= b) : (a < b); print ok ? "met" : "NOT met" }'; }
     if has nginx; then
         r="$(awk -v a="${rps["proof-bff"]}" -v b="${rps[nginx]}" 'BEGIN { printf "%.2f", a / b }')"
