@@ -1,4 +1,5 @@
-//! For the tests of the log lines: a writer that keeps what the subscriber writes.
+//! For the tests of the log lines: a writer that keeps what the subscriber writes, and the names
+//! a JSON object's text holds.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,4 +22,28 @@ impl std::io::Write for CapturedLines {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The member names of the JSON object that `text` starts with, as written, repeats included
+/// (which reading it into a map would hide).
+pub(super) fn keys_of(text: &str) -> Vec<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut keys = Vec::new();
+            while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_map(&mut deserializer, Keys).unwrap()
 }

@@ -123,11 +123,10 @@ impl fmt::Debug for HexBytes<'_> {
 
 #[cfg(test)]
 mod tests {
-    use serde::de::{Deserializer, MapAccess, Visitor};
     use tracing::field::{Empty, display};
     use tracing_subscriber::layer::SubscriberExt;
 
-    use super::super::captured_lines::CapturedLines;
+    use super::super::captured_lines::{CapturedLines, keys_of};
     use super::*;
 
     /// Events of every kind the service writes: outside any span, in a request-like span whose
@@ -278,25 +277,5 @@ mod tests {
         assert_eq!(log_record["target"], "awc::client");
         assert_eq!(log_record["level"], "WARN");
         assert_eq!(log_record["span"]["request_id"], "r-1");
-    }
-
-    /// The keys of the JSON object that `text` starts with, as written, repeats included.
-    fn keys_of(text: &str) -> Vec<String> {
-        struct Keys;
-        impl<'de> Visitor<'de> for Keys {
-            type Value = Vec<String>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
-                let mut keys = Vec::new();
-                while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
-                    keys.push(key);
-                }
-                Ok(keys)
-            }
-        }
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        (&mut deserializer).deserialize_map(Keys).unwrap()
     }
 }

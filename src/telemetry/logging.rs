@@ -199,16 +199,13 @@ mod tests {
     use super::super::captured_lines::CapturedLines;
     use super::*;
 
-    /// The messages that pass `filter`, of one event per level from this module and one `info`
-    /// and one `debug` from another target.
-    fn passed(filter: &str) -> Vec<String> {
+    /// The messages that pass the subscriber `build` makes around a writer, of one event per
+    /// level from this module and one `info` and one `debug` from another target.
+    fn messages_through(
+        build: impl FnOnce(CapturedLines) -> Box<dyn tracing::Subscriber + Send + Sync>,
+    ) -> Vec<String> {
         let out = CapturedLines::default();
-        let writer = out.clone();
-        let log = LogConfig {
-            format: LogFormat::Json,
-            level: "unused".to_owned(),
-        };
-        let subscriber = subscriber_with_filter(&log, filter, move || writer.clone());
+        let subscriber = build(out.clone());
         tracing::subscriber::with_default(subscriber, || {
             tracing::trace!("trace");
             tracing::debug!("debug");
@@ -227,6 +224,29 @@ mod tests {
             .collect()
     }
 
+    /// What passes the service's subscriber with `filter`.
+    fn passed(filter: &str) -> Vec<String> {
+        let log = LogConfig {
+            format: LogFormat::Json,
+            level: "unused".to_owned(),
+        };
+        messages_through(|out| subscriber_with_filter(&log, filter, move || out.clone()))
+    }
+
+    /// What passes an `EnvFilter` made of `filter` (or of `info`, when it is no filter).
+    fn passed_env_filter(filter: &str) -> Vec<String> {
+        let filter = EnvFilter::try_new(filter.trim()).unwrap_or_else(|_| EnvFilter::new("info"));
+        messages_through(|out| {
+            Box::new(
+                Registry::default().with(filter).with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(move || out.clone()),
+                ),
+            )
+        })
+    }
+
     #[test]
     fn a_level_alone_and_directives_filter_as_env_filter_does() {
         assert_eq!(passed("info"), ["info", "warn", "error", "other info"]);
@@ -239,5 +259,16 @@ mod tests {
         assert_eq!(passed("error,proof_bff=trace").len(), 5);
         // Not a filter at all: `info`.
         assert_eq!(passed("=?"), ["info", "warn", "error", "other info"]);
+        for filter in [
+            "info",
+            " WARN ",
+            "off",
+            "3",
+            "info,other=debug",
+            "error,proof_bff=trace",
+            "=?",
+        ] {
+            assert_eq!(passed(filter), passed_env_filter(filter), "{filter:?}");
+        }
     }
 }
