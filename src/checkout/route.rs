@@ -211,8 +211,13 @@ fn widget_session_body(
         address: context.address.as_deref(),
         ..checkout.widget_session(&user.user_id, user.email.expose())
     };
+    // Room for the whole body at once (it is a few hundred bytes).
+    let mut body = Vec::with_capacity(512);
     // Serialising borrowed strings and an IpAddr into a Vec cannot fail.
-    Bytes::from(serde_json::to_vec(&request).unwrap_or_default())
+    match serde_json::to_writer(&mut body, &request) {
+        Ok(()) => Bytes::from(body),
+        Err(_) => Bytes::new(),
+    }
 }
 
 /// Proof's answer, byte for byte.

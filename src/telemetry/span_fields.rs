@@ -20,6 +20,10 @@ use tracing_subscriber::fmt::format::Writer;
 
 use super::json_text::{self, FieldValue, Fields};
 
+/// Room for a request span's fields once all are recorded: about 330 bytes with an IPv4 address and
+/// Proof's request id, more with an IPv6 address or a long user id.
+const SPAN_FIELDS_CAPACITY: usize = 512;
+
 /// The span fields of the JSON lines: a JSON object's text, members written in place.
 #[derive(Debug, Default)]
 pub struct AppendedJsonFields;
@@ -44,6 +48,13 @@ impl<'writer> FormatFields<'writer> for AppendedJsonFields {
     ) -> fmt::Result {
         if current.fields.is_empty() {
             current.fields.push_str("{}");
+        }
+        // A span's first field is formatted into exactly the room it needs; the fields recorded
+        // later (a request's span gets about ten) would otherwise regrow it several times.
+        if current.fields.capacity() < SPAN_FIELDS_CAPACITY {
+            current
+                .fields
+                .reserve(SPAN_FIELDS_CAPACITY - current.fields.len());
         }
         let mut members = Members::new(&mut current.fields);
         fields.record(&mut members);
