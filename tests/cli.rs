@@ -2227,3 +2227,61 @@ fn sighup_reloads_the_session_key_file_and_a_bad_one_keeps_the_last_good_key() {
     assert_eq!(status_with(NEW), 200);
     assert!(!service.stdout().contains(NEW), "the key was logged");
 }
+
+/// The test CA of `tests/fixtures/tls`, and its server's private key (a PEM file, no certificate).
+const TEST_CA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+const TEST_KEY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tls/server_key.pem"
+);
+
+#[test]
+fn check_config_reads_the_ca_file_of_the_jwks_and_forward_sources() {
+    let dir = TempDir::new();
+    let jwks =
+        || jwks_source("https://sso.shop.internal/realms/shop/protocol/openid-connect/certs");
+    let forward = || {
+        forward_source().set_str(
+            "session.forward",
+            "url",
+            "https://app.shop.internal/session/whoami",
+        )
+    };
+    assert_passes(&check_config_with(
+        &jwks().set_str("session.jwks", "ca_file", TEST_CA_FILE),
+        &[],
+    ));
+    assert_passes(&check_config_with(
+        &forward().set_str("session.forward", "ca_file", TEST_CA_FILE),
+        &[],
+    ));
+
+    let missing = dir.path("missing-ca.pem");
+    let text = dir.write("not-a-certificate.pem", "a note, not a certificate\n");
+    let broken = dir.write(
+        "broken.pem",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    );
+    let cases = [
+        ("a file that does not exist", missing.to_str().unwrap()),
+        ("a file with no PEM in it", text.to_str().unwrap()),
+        ("a private key", TEST_KEY_FILE),
+        ("a certificate that is not one", broken.to_str().unwrap()),
+    ];
+    for (case, path) in cases {
+        for (config, key) in [
+            (
+                jwks().set_str("session.jwks", "ca_file", path),
+                "session.jwks.ca_file",
+            ),
+            (
+                forward().set_str("session.forward", "ca_file", path),
+                "session.forward.ca_file",
+            ),
+        ] {
+            let output = check_config_with(&config, &[]);
+            let outcome = std::panic::catch_unwind(|| assert_fails_naming(&output, &[key]));
+            assert!(outcome.is_ok(), "{case} as {key}");
+        }
+    }
+}

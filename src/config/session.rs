@@ -13,7 +13,7 @@ use crate::http::is_loopback_host;
 use crate::session::forward::is_json_pointer;
 use crate::session::{
     ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtAlgorithm,
-    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, SessionSource,
+    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, SessionSource, TlsRoots,
 };
 
 /// The `[session.<source>]` table that `session.source` names; the others are not read.
@@ -38,6 +38,8 @@ fn validate_jwks(s: JwksSettings) -> Result<SessionSource, ConfigError> {
             format!("{:?} is not a valid cookie name", s.cookie),
         ));
     }
+    let tls_roots = TlsRoots::with_ca_file(&s.ca_file)
+        .map_err(|problem| ConfigError::key("session.jwks.ca_file", problem))?;
     let session = JwksSession::new(JwksSessionSettings {
         issuer: s.issuer,
         jwks_url: s.jwks_url,
@@ -49,6 +51,7 @@ fn validate_jwks(s: JwksSettings) -> Result<SessionSource, ConfigError> {
         email_claim: s.email_claim.trim().to_owned(),
         leeway_s: s.leeway_s,
         min_refresh_interval_s: s.min_refresh_interval_s,
+        tls_roots,
     })
     .map_err(|e| ConfigError(e.to_string()))?;
     Ok(SessionSource::Jwks(session))
@@ -158,6 +161,8 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
             ),
         ));
     }
+    let tls_roots = TlsRoots::with_ca_file(&s.ca_file)
+        .map_err(|problem| ConfigError::key("session.forward.ca_file", problem))?;
     let session = ForwardSession::start(ForwardConfig {
         url,
         cookies,
@@ -167,6 +172,7 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
         timeout: Duration::from_millis(s.timeout_ms),
         cache_ttl: Duration::from_secs(s.cache_ttl_s),
         cache_max_entries: s.cache_max_entries,
+        tls_roots,
     })
     .map_err(|e| ConfigError::key("session.forward", format!("cannot start its client: {e}")))?;
     Ok(SessionSource::Forward(session))

@@ -128,6 +128,7 @@ pub struct JwksSettings {
     pub email_claim: String,
     pub leeway_s: u64,
     pub min_refresh_interval_s: u64,
+    pub ca_file: String,
 }
 
 impl Default for JwksSettings {
@@ -143,6 +144,7 @@ impl Default for JwksSettings {
             email_claim: "email".into(),
             leeway_s: 30,
             min_refresh_interval_s: 30,
+            ca_file: String::new(),
         }
     }
 }
@@ -159,6 +161,7 @@ pub struct ForwardSettings {
     pub timeout_ms: u64,
     pub cache_ttl_s: u64,
     pub cache_max_entries: usize,
+    pub ca_file: String,
 }
 
 impl Default for ForwardSettings {
@@ -172,6 +175,7 @@ impl Default for ForwardSettings {
             timeout_ms: 1000,
             cache_ttl_s: 30,
             cache_max_entries: 100_000,
+            ca_file: String::new(),
         }
     }
 }

@@ -38,7 +38,7 @@ use self::location::{KeySetLocation, fetch_url};
 use self::refresh::KeyCache;
 use super::claims::{self, ClaimRules, ClaimRulesError};
 use super::token::session_token;
-use super::{SessionError, SessionUser};
+use super::{SessionError, SessionUser, TlsRoots};
 
 /// The longest `min_refresh_interval_s`: beyond a day a rotated key would go unnoticed too long.
 const MAX_MIN_REFRESH_INTERVAL_S: u64 = 24 * 3600;
@@ -57,6 +57,8 @@ pub struct JwksSessionSettings {
     pub email_claim: String,
     pub leeway_s: u64,
     pub min_refresh_interval_s: u64,
+    /// What the fetches trust: the public roots, and the provider's CA from `ca_file`.
+    pub tls_roots: TlsRoots,
 }
 
 /// A setting of `[session.jwks]` that cannot work: the setting's name and the problem.
@@ -74,6 +76,7 @@ pub struct JwksSession {
     algorithms: AllowedAlgorithms,
     rules: ClaimRules,
     location: KeySetLocation,
+    tls_roots: TlsRoots,
     cache: Arc<KeyCache>,
     /// Set by [`Self::start`]; a configuration check never starts it, so it fetches nothing.
     fetcher: Option<Fetcher>,
@@ -107,6 +110,7 @@ impl JwksSession {
             email_claim,
             leeway_s,
             min_refresh_interval_s,
+            tls_roots,
         } = settings;
         let fault = |setting, problem| JwksConfigError { setting, problem };
         let issuer = issuer.trim();
@@ -158,6 +162,7 @@ impl JwksSession {
             algorithms,
             rules,
             location,
+            tls_roots,
             cache: Arc::new(KeyCache::new(
                 Duration::from_secs(min_refresh_interval_s),
                 wait_limit,
@@ -177,6 +182,7 @@ impl JwksSession {
             self.cache.clone(),
             self.location.clone(),
             self.algorithms.list(),
+            self.tls_roots.clone(),
             on_ready,
         )?);
         Ok(())

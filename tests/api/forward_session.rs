@@ -12,6 +12,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, Respond, ResponseTemplate};
 
 use crate::helpers::*;
+use crate::tls_front::{CA_FILE, TlsFront};
 
 const WHOAMI: &str = "/session/whoami";
 const APP_USER_ID: &str = "app-user-7";
@@ -607,4 +608,50 @@ async fn forwarded_credentials_and_the_apps_email_never_reach_the_logs() {
     ] {
         assert!(!logs.contains(secret), "{what} appears in the logs");
     }
+}
+
+#[tokio::test]
+async fn an_app_with_a_certificate_from_a_private_ca_is_trusted_only_through_ca_file() {
+    let partner = MockServer::start().await;
+    whoami()
+        .respond_with(signed_in(APP_USER_ID, APP_USER_EMAIL))
+        .mount(&partner)
+        .await;
+    let front = TlsFront::start(*partner.address()).await;
+    let url = front.url(WHOAMI);
+    let settings = |ca_file: &'static str| {
+        let url = url.clone();
+        move |s: &mut Settings| {
+            s.session.source = SessionSourceName::Forward;
+            s.session.forward.url = url;
+            s.session.forward.cookies = vec!["_app_session".into()];
+            s.session.forward.ca_file = ca_file.into();
+        }
+    };
+
+    // Without the partner's CA the app's certificate is not trusted: no session can be resolved.
+    let untrusting = spawn_app_with(settings("")).await;
+    untrusting.proof_must_not_be_called().await;
+    let (status, body) = error_of(
+        checkout_with_cookie(&untrusting, "_app_session=abc")
+            .send_with_valid_body()
+            .await,
+    )
+    .await;
+    assert_session_backend(status, &body, "an app behind an untrusted certificate");
+    assert!(front.handshakes_failed() >= 1);
+    assert_eq!(front.handshakes_done(), 0);
+    assert!(calls_at(&partner).await.is_empty());
+    untrusting.assert_proof_not_called().await;
+
+    // With it, the app is asked over TLS and its user reaches Proof.
+    let trusting = spawn_app_with(settings(CA_FILE)).await;
+    widget_session_ok().expect(1).mount(&trusting.proof).await;
+    let response = checkout_with_cookie(&trusting, "_app_session=abc")
+        .send_with_valid_body()
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(calls_at(&partner).await.len(), 1);
+    let sent: Value = serde_json::from_slice(&trusting.proof_requests().await[0].body).unwrap();
+    assert_eq!(sent["partner_user_id"], APP_USER_ID);
 }

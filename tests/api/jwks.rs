@@ -14,6 +14,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
+use crate::tls_front::{CA_FILE, TlsFront};
 
 const ISSUER: &str = "https://idp.example/";
 const AUDIENCE: &str = "proof-bff-tests";
@@ -560,6 +561,65 @@ async fn until_the_key_set_is_in_the_instance_is_not_ready_and_checkouts_are_503
     widget_session_ok().expect(1).mount(&app.proof).await;
     let (status, body) = answer_to(&app, &RSA.sign(&claims())).await;
     assert_eq!(status, 200, "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A provider whose certificate comes from the partner's own CA
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_provider_with_a_certificate_from_a_private_ca_is_trusted_through_ca_file() {
+    let idp = Idp::start().await;
+    idp.publishes(&[&RSA]).await;
+    let front = TlsFront::start(*idp.server.address()).await;
+    let key_set_url = front.url(KEY_SET_PATH);
+    let app = spawn_app_with(|s| {
+        jwks_settings(s, &key_set_url);
+        s.session.jwks.ca_file = CA_FILE.into();
+    })
+    .await;
+    wait_until_ready(&app).await;
+    widget_session_ok().expect(1).mount(&app.proof).await;
+
+    let (status, body) = answer_to(&app, &RSA.sign(&claims())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(idp.key_set_fetches().await, 1);
+    assert!(front.handshakes_done() >= 1);
+    assert_eq!(front.handshakes_failed(), 0);
+}
+
+#[tokio::test]
+async fn without_ca_file_a_certificate_from_a_private_ca_is_refused_and_no_key_is_loaded() {
+    let idp = Idp::start().await;
+    idp.publishes(&[&RSA]).await;
+    let front = TlsFront::start(*idp.server.address()).await;
+    let key_set_url = front.url(KEY_SET_PATH);
+    let app = spawn_app_with(|s| jwks_settings(s, &key_set_url)).await;
+    app.proof_must_not_be_called().await;
+
+    // The first fetch starts with the service; wait until its handshake has been refused.
+    for _ in 0..1200 {
+        if front.handshakes_failed() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        front.handshakes_failed() > 0,
+        "the service never refused the provider's certificate within 60 s"
+    );
+    assert_eq!(
+        front.handshakes_done(),
+        0,
+        "the untrusted certificate was accepted"
+    );
+    assert_eq!(idp.key_set_fetches().await, 0);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let (status, body) = answer_to(&app, &RSA.sign(&claims())).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "session_backend", "{body}");
+    app.assert_proof_not_called().await;
 }
 
 // ---------------------------------------------------------------------------------------------

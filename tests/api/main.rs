@@ -24,4 +24,5 @@ mod sessions;
 mod status;
 #[path = "../support/mod.rs"]
 mod support;
+mod tls_front;
 mod tracing;

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use super::answer::{Failure, MAX_ANSWER_BYTES, UserFields, user_from_answer};
 use super::credentials::Credentials;
 use super::flights::Flight;
-use crate::session::SessionUser;
+use crate::session::{SessionUser, TlsRoots};
 use crate::telemetry::REQUEST_ID_HEADER;
 
 const USER_AGENT: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
@@ -38,6 +38,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub(super) struct AppEndpoint {
     pub url: Uri,
     pub timeout: Duration,
+    pub tls_roots: TlsRoots,
     pub fields: UserFields,
 }
 
@@ -87,9 +88,12 @@ impl AppClient {
 
 /// Makes the calls as they come, each on its own task; ends when every handle is dropped.
 async fn serve(endpoint: AppEndpoint, mut queue: mpsc::UnboundedReceiver<AppCall>) {
-    let connector = awc::Connector::new()
+    let mut connector = awc::Connector::new()
         .timeout(endpoint.timeout)
         .conn_keep_alive(KEEP_ALIVE);
+    if let Some(tls) = endpoint.tls_roots.client_config() {
+        connector = connector.rustls_0_23(tls);
+    }
     // The call's bound is applied around the whole exchange below, the body included.
     let client = Rc::new(
         awc::Client::builder()

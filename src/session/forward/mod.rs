@@ -38,7 +38,7 @@ use client::{AppCall, AppClient, AppEndpoint};
 use credentials::{CredentialHasher, CredentialRules};
 use flights::{Flights, Found};
 
-use super::{SessionError, SessionUser};
+use super::{SessionError, SessionUser, TlsRoots};
 use crate::telemetry::RequestId;
 
 /// How long a checkout waits for a call beyond the call's own bound before it gives up on the
@@ -60,6 +60,8 @@ pub struct ForwardConfig {
     /// Zero turns the cache off; calls under way are still shared.
     pub cache_ttl: Duration,
     pub cache_max_entries: usize,
+    /// What the calls trust: the public roots, and the app's CA from `ca_file`.
+    pub tls_roots: TlsRoots,
 }
 
 /// `session.source = "forward"`. `Send + Sync`: one for every worker.
@@ -86,6 +88,7 @@ impl ForwardSession {
         let client = AppClient::start(AppEndpoint {
             url: config.url,
             timeout: config.timeout,
+            tls_roots: config.tls_roots,
             fields: UserFields {
                 user_id: config.user_id_field,
                 email: config.email_field,

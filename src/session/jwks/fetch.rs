@@ -9,7 +9,8 @@
 //! ask the loop and wait. The thread stops when the session source is dropped.
 //!
 //! Every request is bounded: [`FETCH_TIMEOUT`] from sending to the last byte, [`MAX_BODY_BYTES`]
-//! of answer, no redirects (a redirect could lead to plain http), TLS with the webpki roots.
+//! of answer, no redirects (a redirect could lead to plain http), TLS with the webpki roots and the
+//! provider's CA from `ca_file`, if any.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use super::freshness::freshness;
 use super::keys::KeySet;
 use super::location::{KeySetLocation, Shown, fetch_url};
 use super::refresh::{self, FetchError, Fetched, KeyCache, KeySource};
+use crate::session::TlsRoots;
 
 /// One request to the provider, from sending it to reading the last byte of its answer.
 pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +45,7 @@ pub(super) fn start(
     cache: Arc<KeyCache>,
     location: KeySetLocation,
     algorithms: Vec<Algorithm>,
+    tls_roots: TlsRoots,
     on_ready: Box<dyn Fn(bool) + Send + Sync>,
 ) -> std::io::Result<Fetcher> {
     let (stop, stopped) = oneshot::channel::<()>();
@@ -62,7 +65,7 @@ pub(super) fn start(
             let _ = report.send(Ok(()));
             runtime.block_on(async move {
                 // Made here: the client belongs to this thread's runtime.
-                let mut source = HttpKeySource::new(location, algorithms);
+                let mut source = HttpKeySource::new(location, algorithms, &tls_roots);
                 tokio::select! {
                     _ = stopped => {}
                     () = refresh::run(&cache, &mut source, &*on_ready) => {}
@@ -113,8 +116,11 @@ impl KeySource for HttpKeySource {
 }
 
 impl HttpKeySource {
-    fn new(location: KeySetLocation, algorithms: Vec<Algorithm>) -> Self {
-        let connector = awc::Connector::new().timeout(FETCH_TIMEOUT);
+    fn new(location: KeySetLocation, algorithms: Vec<Algorithm>, tls_roots: &TlsRoots) -> Self {
+        let mut connector = awc::Connector::new().timeout(FETCH_TIMEOUT);
+        if let Some(tls) = tls_roots.client_config() {
+            connector = connector.rustls_0_23(tls);
+        }
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(FETCH_TIMEOUT)

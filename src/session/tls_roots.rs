@@ -1,0 +1,81 @@
+//! What the session sources' own HTTPS calls trust: the identity provider's discovery document and
+//! key set (`jwks`), the partner's app (`forward`).
+//!
+//! By default the public web PKI roots (Mozilla's, built in), as for every other call. An identity
+//! provider or app inside the partner's network often has a certificate from the partner's own CA
+//! instead; its `ca_file` (PEM, one or more certificates) adds that CA to the roots for that
+//! source's calls alone. Calls to Proof never trust it.
+
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::{ClientConfig, RootCertStore};
+
+/// A bundle larger than this is not a CA file.
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The roots one source's calls trust, read once when the configuration is checked.
+#[derive(Debug, Clone, Default)]
+pub struct TlsRoots {
+    /// The partner's CA certificates, besides the public roots; empty without a `ca_file`.
+    extra: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl TlsRoots {
+    /// The public roots, and the CA certificates in the PEM file at `path` when it is not empty.
+    /// A file that cannot be read, holds no certificate, or holds one that is not a CA
+    /// certificate rustls can use as a root is refused with the reason, never quoting the file.
+    pub fn with_ca_file(path: &str) -> Result<Self, String> {
+        let path = path.trim();
+        if path.is_empty() {
+            return Ok(Self::default());
+        }
+        let size = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {path:?}: {e}"))?
+            .len();
+        if size > MAX_CA_FILE_BYTES {
+            return Err(format!(
+                "{path:?} is larger than {MAX_CA_FILE_BYTES} bytes: not a CA file"
+            ));
+        }
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+        let extra = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{path:?} is not a PEM file of certificates: {e}"))?;
+        if extra.is_empty() {
+            return Err(format!(
+                "{path:?} holds no certificate (PEM, \"-----BEGIN CERTIFICATE-----\")"
+            ));
+        }
+        // The same parsing the calls will do, so that a bad certificate fails the configuration
+        // check rather than every call.
+        let mut store = RootCertStore::empty();
+        for certificate in &extra {
+            store
+                .add(certificate.clone())
+                .map_err(|_| format!("{path:?} holds a certificate that is not valid X.509"))?;
+        }
+        Ok(Self {
+            extra: Arc::new(extra),
+        })
+    }
+
+    /// The TLS configuration for these roots; `None` without a `ca_file`, when awc's own (the same
+    /// public roots) applies. HTTP/2 and HTTP/1.1 are offered, as awc's own configuration does.
+    pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
+        if self.extra.is_empty() {
+            return None;
+        }
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        // Checked when the file was read.
+        let (_, _) = roots.add_parsable_certificates(self.extra.iter().cloned());
+        let mut config = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Some(Arc::new(config))
+    }
+}
