@@ -15,3 +15,4 @@ pub mod shared_redis;
 pub mod startup;
 pub mod status;
 pub mod telemetry;
+pub mod tls_roots;

@@ -2236,7 +2236,7 @@ const TEST_KEY_FILE: &str = concat!(
 );
 
 #[test]
-fn check_config_reads_the_ca_file_of_the_jwks_and_forward_sources() {
+fn check_config_reads_the_ca_files_of_the_jwks_and_forward_sources_and_the_collector() {
     let dir = TempDir::new();
     let jwks =
         || jwks_source("https://sso.shop.internal/realms/shop/protocol/openid-connect/certs");
@@ -2253,6 +2253,16 @@ fn check_config_reads_the_ca_file_of_the_jwks_and_forward_sources() {
     ));
     assert_passes(&check_config_with(
         &forward().set_str("session.forward", "ca_file", TEST_CA_FILE),
+        &[],
+    ));
+    assert_passes(&check_config_with(
+        &Config::valid()
+            .set_str(
+                "telemetry",
+                "otlp_endpoint",
+                "https://otel.shop.internal:4318",
+            )
+            .set_str("telemetry", "otlp_ca_file", TEST_CA_FILE),
         &[],
     ));
 
@@ -2277,6 +2287,11 @@ fn check_config_reads_the_ca_file_of_the_jwks_and_forward_sources() {
             (
                 forward().set_str("session.forward", "ca_file", path),
                 "session.forward.ca_file",
+            ),
+            // Checked with traces off too, like sample_ratio.
+            (
+                Config::valid().set_str("telemetry", "otlp_ca_file", path),
+                "telemetry.otlp_ca_file",
             ),
         ] {
             let output = check_config_with(&config, &[]);

@@ -13,8 +13,9 @@ use crate::http::is_loopback_host;
 use crate::session::forward::is_json_pointer;
 use crate::session::{
     ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtAlgorithm,
-    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, SessionSource, TlsRoots,
+    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, SessionSource,
 };
+use crate::tls_roots::TlsRoots;
 
 /// The `[session.<source>]` table that `session.source` names; the others are not read.
 pub(super) fn validate_session(

@@ -323,6 +323,8 @@ pub struct TelemetrySettings {
     /// The collector's base URL (`/v1/traces` is added); empty: traces off.
     pub otlp_endpoint: String,
     pub sample_ratio: f64,
+    /// A PEM file of the CA that signed the collector's certificate, besides the public roots.
+    pub otlp_ca_file: String,
 }
 
 impl Default for TelemetrySettings {
@@ -330,6 +332,7 @@ impl Default for TelemetrySettings {
         Self {
             otlp_endpoint: String::new(),
             sample_ratio: 1.0,
+            otlp_ca_file: String::new(),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::session::{DevSession, SessionSource};
 use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 use crate::status::StatusConfig;
 use crate::telemetry::{LogConfig, TracesConfig};
+use crate::tls_roots::TlsRoots;
 
 /// Everything the service runs on, checked.
 #[derive(Debug)]
@@ -506,8 +507,8 @@ fn validate_metrics(
     Ok(Some(address))
 }
 
-/// `[telemetry]`: the collector's traces URL when `otlp_endpoint` is set, and the sample ratio
-/// (checked either way, so a ratio prepared before the endpoint is known good).
+/// `[telemetry]`: the collector's traces URL when `otlp_endpoint` is set, and the sample ratio and
+/// CA file (checked either way, so settings prepared before the endpoint are known good).
 fn validate_telemetry(s: &TelemetrySettings) -> Result<Option<TracesConfig>, ConfigError> {
     if !(0.0..=1.0).contains(&s.sample_ratio) {
         return Err(ConfigError::key(
@@ -515,6 +516,8 @@ fn validate_telemetry(s: &TelemetrySettings) -> Result<Option<TracesConfig>, Con
             "must be between 0.0 (no new trace sampled) and 1.0 (every one)",
         ));
     }
+    let tls_roots = TlsRoots::with_ca_file(&s.otlp_ca_file)
+        .map_err(|problem| ConfigError::key("telemetry.otlp_ca_file", problem))?;
     let endpoint = s.otlp_endpoint.trim();
     if endpoint.is_empty() {
         return Ok(None);
@@ -524,6 +527,7 @@ fn validate_telemetry(s: &TelemetrySettings) -> Result<Option<TracesConfig>, Con
     Ok(Some(TracesConfig {
         traces_url,
         sample_ratio: s.sample_ratio,
+        tls_roots,
     }))
 }
 
@@ -676,6 +680,7 @@ mod tests {
             let settings = TelemetrySettings {
                 otlp_endpoint: String::new(),
                 sample_ratio: ratio,
+                otlp_ca_file: String::new(),
             };
             assert!(validate_telemetry(&settings).is_err(), "{ratio}");
         }

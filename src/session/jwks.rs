@@ -38,7 +38,8 @@ use self::location::{KeySetLocation, fetch_url};
 use self::refresh::KeyCache;
 use super::claims::{self, ClaimRules, ClaimRulesError};
 use super::token::session_token;
-use super::{SessionError, SessionUser, TlsRoots};
+use super::{SessionError, SessionUser};
+use crate::tls_roots::TlsRoots;
 
 /// The longest `min_refresh_interval_s`: beyond a day a rotated key would go unnoticed too long.
 const MAX_MIN_REFRESH_INTERVAL_S: u64 = 24 * 3600;

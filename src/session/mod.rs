@@ -13,7 +13,6 @@ pub mod forward;
 pub mod headers;
 pub mod jwks;
 pub mod jwt;
-mod tls_roots;
 mod token;
 mod user;
 
@@ -28,7 +27,6 @@ pub use jwt::{
     DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
     KeyFile, sign_hs256,
 };
-pub use tls_roots::TlsRoots;
 pub use token::{token_from_authorization, token_from_cookie_header};
 pub use user::is_valid_user_id;
 

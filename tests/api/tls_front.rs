@@ -85,6 +85,26 @@ impl TlsFront {
     pub fn handshakes_done(&self) -> usize {
         self.handshakes_done.load(Ordering::SeqCst)
     }
+
+    /// Waits until a client has refused the certificate (generously: the service's first call
+    /// may come late on a busy machine), and checks that none accepted it.
+    pub async fn wait_until_only_refused(&self) {
+        for _ in 0..1200 {
+            if self.handshakes_failed() > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            self.handshakes_failed() > 0,
+            "no client refused the certificate within 60 s"
+        );
+        assert_eq!(
+            self.handshakes_done(),
+            0,
+            "the certificate from the untrusted CA was accepted"
+        );
+    }
 }
 
 impl Drop for TlsFront {

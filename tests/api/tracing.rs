@@ -459,3 +459,40 @@ async fn with_traces_off_proof_receives_no_traceparent() {
     assert!(calls[0].0.is_none(), "no traceparent without traces");
     assert!(calls[0].1.is_none(), "no tracestate without traces");
 }
+
+#[tokio::test]
+async fn a_collector_with_a_certificate_from_a_private_ca_is_trusted_only_through_otlp_ca_file() {
+    use crate::tls_front::{CA_FILE, TlsFront};
+
+    let receiver = Receiver::start().await;
+    let front = TlsFront::start(*receiver.server.address()).await;
+    let endpoint = front.url("");
+
+    // Without the CA: the collector's certificate is refused, and no span reaches it.
+    let untrusting = spawn_app_with(|s| s.telemetry.otlp_endpoint = endpoint.clone()).await;
+    widget_session_ok().mount(&untrusting.proof).await;
+    let response = untrusting
+        .checkout_as(&session_token())
+        .send_with_valid_body()
+        .await;
+    assert_eq!(response.status(), 200);
+    front.wait_until_only_refused().await;
+    assert!(receiver.bodies().await.is_empty());
+
+    // With it, the checkout's trace arrives over TLS.
+    let trusting = spawn_app_with(|s| {
+        s.telemetry.otlp_endpoint = endpoint.clone();
+        s.telemetry.otlp_ca_file = CA_FILE.into();
+    })
+    .await;
+    widget_session_ok().mount(&trusting.proof).await;
+    let response = trusting
+        .checkout_as(&session_token())
+        .send_with_valid_body()
+        .await;
+    assert_eq!(response.status(), 200);
+    let sent = the_proof_traceparent(&trusting).await;
+    let spans = receiver.trace(&sent.trace_id).await;
+    assert_eq!(spans.len(), 2);
+    assert!(front.handshakes_done() >= 1);
+}

@@ -26,8 +26,9 @@ use tracing::Instrument;
 use super::answer::{Failure, MAX_ANSWER_BYTES, UserFields, user_from_answer};
 use super::credentials::Credentials;
 use super::flights::Flight;
-use crate::session::{SessionUser, TlsRoots};
+use crate::session::SessionUser;
 use crate::telemetry::REQUEST_ID_HEADER;
+use crate::tls_roots::TlsRoots;
 
 const USER_AGENT: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
 /// Idle connections to the app are kept this long for the next call.

@@ -38,8 +38,9 @@ use client::{AppCall, AppClient, AppEndpoint};
 use credentials::{CredentialHasher, CredentialRules};
 use flights::{Flights, Found};
 
-use super::{SessionError, SessionUser, TlsRoots};
+use super::{SessionError, SessionUser};
 use crate::telemetry::RequestId;
+use crate::tls_roots::TlsRoots;
 
 /// How long a checkout waits for a call beyond the call's own bound before it gives up on the
 /// client thread: a safety net, the call itself ends within `timeout_ms`.

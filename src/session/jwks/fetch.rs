@@ -26,7 +26,7 @@ use super::freshness::freshness;
 use super::keys::KeySet;
 use super::location::{KeySetLocation, Shown, fetch_url};
 use super::refresh::{self, FetchError, Fetched, KeyCache, KeySource};
-use crate::session::TlsRoots;
+use crate::tls_roots::TlsRoots;
 
 /// One request to the provider, from sending it to reading the last byte of its answer.
 pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -5,8 +5,9 @@
 //! reqwest (a second HTTP and TLS stack) or hyper on a tokio multi-thread runtime, which this
 //! service has nowhere: its workers run current-thread runtimes. So, as for the partner app's
 //! session endpoint, one thread runs an actix runtime with one awc client (rustls, the webpki
-//! roots), and the exporter's requests reach it through a channel. Nothing here ever runs on a
-//! worker, and a slow or absent collector only delays the batch thread.
+//! roots and the CA of `telemetry.otlp_ca_file`), and the exporter's requests reach it through a
+//! channel. Nothing here ever runs on a worker, and a slow or absent collector only delays the
+//! batch thread.
 
 use std::future::Future;
 use std::io;
@@ -17,6 +18,8 @@ use actix_web::http::header::{HeaderValue, USER_AGENT};
 use actix_web::http::{Method, Uri};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::tls_roots::TlsRoots;
 
 /// The collector's answer is a small protobuf message; anything larger is not one.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -39,7 +42,8 @@ pub(super) struct AwcExport {
 
 impl AwcExport {
     /// Starts the thread; `timeout` bounds each request, from connecting to its answer's last byte.
-    pub(super) fn start(timeout: Duration) -> io::Result<Self> {
+    /// The collector's certificate is checked against `tls_roots`.
+    pub(super) fn start(timeout: Duration, tls_roots: TlsRoots) -> io::Result<Self> {
         let (exports, queue) = mpsc::unbounded_channel();
         let (started, starting) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -47,7 +51,7 @@ impl AwcExport {
             .spawn(move || match actix_rt::Runtime::new() {
                 Ok(runtime) => {
                     let _ = started.send(Ok(()));
-                    runtime.block_on(serve(queue, timeout));
+                    runtime.block_on(serve(queue, timeout, tls_roots));
                 }
                 Err(error) => {
                     let _ = started.send(Err(error));
@@ -82,8 +86,11 @@ impl HttpClient for AwcExport {
 }
 
 /// Sends the exports as they come, each on its own task; ends when the handle is dropped.
-async fn serve(mut queue: mpsc::UnboundedReceiver<Export>, timeout: Duration) {
-    let connector = awc::Connector::new().timeout(timeout);
+async fn serve(mut queue: mpsc::UnboundedReceiver<Export>, timeout: Duration, tls_roots: TlsRoots) {
+    let mut connector = awc::Connector::new().timeout(timeout);
+    if let Some(tls) = tls_roots.client_config() {
+        connector = connector.rustls_0_23(tls);
+    }
     // The whole exchange is bounded below, the answer's body included.
     let client = awc::Client::builder()
         .connector(connector)

@@ -38,6 +38,7 @@ use opentelemetry_sdk::trace::{
 };
 
 use crate::client_ip::TrustedProxies;
+use crate::tls_roots::TlsRoots;
 
 /// How long one export to the collector may take, from connecting to the last byte of its answer.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +55,9 @@ pub struct TracesConfig {
     pub traces_url: url::Url,
     /// The share of new traces sampled, 0.0 to 1.0.
     pub sample_ratio: f64,
+    /// What the collector's certificate is checked against: the public roots, and the CA of
+    /// `otlp_ca_file`.
+    pub tls_roots: TlsRoots,
 }
 
 /// One running service's traces: its tracer provider and exporter, and whom it believes a parent
@@ -72,7 +76,10 @@ impl Traces {
     pub fn start(config: &TracesConfig, trusted: TrustedProxies) -> std::io::Result<Self> {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_http_client(export::AwcExport::start(EXPORT_TIMEOUT)?)
+            .with_http_client(export::AwcExport::start(
+                EXPORT_TIMEOUT,
+                config.tls_roots.clone(),
+            )?)
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(config.traces_url.as_str())
             .with_timeout(EXPORT_TIMEOUT)

@@ -1,10 +1,11 @@
-//! What the session sources' own HTTPS calls trust: the identity provider's discovery document and
-//! key set (`jwks`), the partner's app (`forward`).
+//! What an outgoing HTTPS call to one of the partner's own services trusts: the identity
+//! provider's discovery document and key set (`session.jwks`), the partner's app
+//! (`session.forward`), the OpenTelemetry collector (`telemetry`).
 //!
-//! By default the public web PKI roots (Mozilla's, built in), as for every other call. An identity
-//! provider or app inside the partner's network often has a certificate from the partner's own CA
-//! instead; its `ca_file` (PEM, one or more certificates) adds that CA to the roots for that
-//! source's calls alone. Calls to Proof never trust it.
+//! By default the public web PKI roots (Mozilla's, built in), as for every call. A service inside
+//! the partner's network often has a certificate from the partner's own CA instead; its CA file
+//! (PEM, one or more certificates) adds that CA to the roots for that service's calls alone. Calls
+//! to Proof never trust it.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 /// The roots one source's calls trust, read once when the configuration is checked.
 #[derive(Debug, Clone, Default)]
 pub struct TlsRoots {
-    /// The partner's CA certificates, besides the public roots; empty without a `ca_file`.
+    /// The partner's CA certificates, besides the public roots; empty without a CA file.
     extra: Arc<Vec<CertificateDer<'static>>>,
 }
 
@@ -61,7 +62,7 @@ impl TlsRoots {
         })
     }
 
-    /// The TLS configuration for these roots; `None` without a `ca_file`, when awc's own (the same
+    /// The TLS configuration for these roots; `None` without a CA file, when awc's own (the same
     /// public roots) applies. HTTP/2 and HTTP/1.1 are offered, as awc's own configuration does.
     pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
         if self.extra.is_empty() {
