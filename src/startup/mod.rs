@@ -1,5 +1,10 @@
 //! Assembles the service: binds the socket, builds the shared state once and the per-worker
-//! upstream client, and runs until a signal or a handle asks it to drain.
+//! upstream client, and runs until a signal or a handle asks it to drain. Beside it run the
+//! metrics port ([`metrics_port`]) and the maintenance tasks ([`background`]).
+
+mod background;
+mod metrics_port;
+mod signals;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,8 +13,12 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpResponse, web};
+use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
+
+use self::background::{maintain_rate_limits, reload_secret_files};
+use self::metrics_port::{MetricsScrape, metrics_service};
+use self::signals::ShutdownSignals;
 
 use crate::browser::cors;
 use crate::checkout::{self, CheckoutContext};
@@ -17,12 +26,10 @@ use crate::config::AppConfig;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
 use crate::http::{self, Readiness};
 use crate::proof::{ProofClient, ProofEndpoint};
-use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
+use crate::rate_limit::RateLimits;
 use crate::sandbox;
 use crate::status;
-use crate::telemetry::{
-    self, BffRootSpan, HiddenRoute, LiveState, Metrics, RequestIdMiddleware, Traces,
-};
+use crate::telemetry::{self, BffRootSpan, HiddenRoute, Metrics, RequestIdMiddleware, Traces};
 
 pub struct Application {
     port: u16,
@@ -302,132 +309,6 @@ impl Application {
     }
 }
 
-/// In memory: drops keys that are fresh again, so idle users and addresses cost nothing. With
-/// Redis (keys expire there by themselves) when checkouts need it: pings it every second and keeps
-/// `/readyz` in step, so an instance leaves the load balancer while Redis is unreachable and comes
-/// back by itself when it answers again.
-async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness: Arc<Readiness>) {
-    if let Some(limiter) = rate_limits.in_memory() {
-        let mut interval = tokio::time::interval(CLEANUP_INTERVAL);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            limiter.retain_recent();
-        }
-    }
-    let Some(redis) = rate_limits.required_backend() else {
-        return;
-    };
-    let mut interval = tokio::time::interval(BACKEND_CHECK_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut was_reachable = None;
-    loop {
-        interval.tick().await;
-        let outcome = redis.ping().await;
-        let reachable = outcome.is_ok();
-        readiness.set_rate_limit_backend_reachable(reachable);
-        if was_reachable != Some(reachable) {
-            match outcome {
-                Ok(()) => tracing::info!("rate limit backend reachable: ready"),
-                Err(error) => {
-                    tracing::warn!(%error, "rate limit backend unreachable: not ready");
-                }
-            }
-        }
-        was_reachable = Some(reachable);
-    }
-}
-
-/// What `GET /metrics` reads: the counters, and the live state it reports as gauges.
-#[derive(Clone)]
-struct MetricsScrape {
-    metrics: web::Data<Metrics>,
-    rate_limits: Arc<RateLimits>,
-    status: web::Data<status::StatusContext>,
-}
-
-/// The metrics port's HTTP service: `GET /metrics` and nothing else.
-fn metrics_service(
-    scrape: MetricsScrape,
-) -> impl actix_service::ServiceFactory<
-    actix_web::rt::net::TcpStream,
-    Config = (),
-    Response = (),
-    Error = actix_http::error::DispatchError,
-    InitError = (),
-> {
-    let app = App::new()
-        .app_data(web::Data::new(scrape))
-        .route("/metrics", web::get().to(render_metrics))
-        .default_service(web::to(http::not_found));
-    actix_http::HttpService::build()
-        .h1(actix_service::map_config(app, |()| {
-            actix_web::dev::AppConfig::default()
-        }))
-        .tcp()
-}
-
-async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
-    let live = LiveState {
-        rate_limit_keys: scrape.rate_limits.in_memory().map(|limiter| limiter.len()),
-        event_streams: scrape.status.limits.open(),
-        watched_transactions: scrape.status.watchers.len(),
-        log_lines_dropped: telemetry::dropped_log_lines(),
-    };
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .body(scrape.metrics.render(live))
-}
-
-/// Re-reads the secrets given as files (`proof.client_token_file`, the session's key file) every
-/// `every` (unless zero) and on each SIGHUP, swapping in what changed.
-async fn reload_secret_files(
-    endpoint: Arc<ProofEndpoint>,
-    context: web::Data<CheckoutContext>,
-    every: Duration,
-) {
-    let reload = || {
-        endpoint.token().reload();
-        context.session.reload_keys();
-    };
-    reload();
-    // Installed whatever the configuration: SIGHUP's default would end the process.
-    #[cfg(unix)]
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut interval = (!every.is_zero()).then(|| {
-        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval
-    });
-    loop {
-        #[cfg(unix)]
-        let hangup = async {
-            match hangups.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
-        let tick = async {
-            match interval.as_mut() {
-                Some(interval) => {
-                    interval.tick().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = hangup => tracing::info!("SIGHUP: re-reading the secrets given as files"),
-            () = tick => {}
-        }
-        reload();
-    }
-}
-
 /// The number of workers the server runs: as configured, or one per core as actix would choose
 /// (it runs at most 512).
 fn effective_workers(configured: usize) -> usize {
@@ -474,45 +355,4 @@ async fn serve_until_signalled(
     // Dropping a server that is still draining stops its workers without waiting for them.
     drop(server);
     stopped
-}
-
-/// SIGTERM and SIGINT, however many times they arrive.
-enum ShutdownSignals {
-    #[cfg(unix)]
-    Unix {
-        term: tokio::signal::unix::Signal,
-        int: tokio::signal::unix::Signal,
-    },
-    CtrlC,
-}
-
-impl ShutdownSignals {
-    fn listen() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(term), Ok(int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                return Self::Unix { term, int };
-            }
-        }
-        Self::CtrlC
-    }
-
-    async fn next(&mut self) {
-        match self {
-            #[cfg(unix)]
-            Self::Unix { term, int } => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            Self::CtrlC => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
 }

@@ -1,0 +1,96 @@
+//! The tasks that run beside the server for as long as it does: keeping the rate limits' state
+//! (and `/readyz`) in step, and re-reading the secrets given as files.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::checkout::CheckoutContext;
+use crate::http::Readiness;
+use crate::proof::ProofEndpoint;
+use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
+
+/// In memory: drops keys that are fresh again, so idle users and addresses cost nothing. With
+/// Redis (keys expire there by themselves) when checkouts need it: pings it every second and keeps
+/// `/readyz` in step, so an instance leaves the load balancer while Redis is unreachable and comes
+/// back by itself when it answers again.
+pub(super) async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness: Arc<Readiness>) {
+    if let Some(limiter) = rate_limits.in_memory() {
+        let mut interval = tokio::time::interval(CLEANUP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            limiter.retain_recent();
+        }
+    }
+    let Some(redis) = rate_limits.required_backend() else {
+        return;
+    };
+    let mut interval = tokio::time::interval(BACKEND_CHECK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_reachable = None;
+    loop {
+        interval.tick().await;
+        let outcome = redis.ping().await;
+        let reachable = outcome.is_ok();
+        readiness.set_rate_limit_backend_reachable(reachable);
+        if was_reachable != Some(reachable) {
+            match outcome {
+                Ok(()) => tracing::info!("rate limit backend reachable: ready"),
+                Err(error) => {
+                    tracing::warn!(%error, "rate limit backend unreachable: not ready");
+                }
+            }
+        }
+        was_reachable = Some(reachable);
+    }
+}
+
+/// Re-reads the secrets given as files (`proof.client_token_file`, the session's key file) every
+/// `every` (unless zero) and on each SIGHUP, swapping in what changed.
+pub(super) async fn reload_secret_files(
+    endpoint: Arc<ProofEndpoint>,
+    context: web::Data<CheckoutContext>,
+    every: Duration,
+) {
+    let reload = || {
+        endpoint.token().reload();
+        context.session.reload_keys();
+    };
+    reload();
+    // Installed whatever the configuration: SIGHUP's default would end the process.
+    #[cfg(unix)]
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut interval = (!every.is_zero()).then(|| {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hangups.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let tick = async {
+            match interval.as_mut() {
+                Some(interval) => {
+                    interval.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = hangup => tracing::info!("SIGHUP: re-reading the secrets given as files"),
+            () = tick => {}
+        }
+        reload();
+    }
+}
