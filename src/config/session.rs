@@ -164,7 +164,7 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
     }
     let tls_roots = TlsRoots::with_ca_file(&s.ca_file)
         .map_err(|problem| ConfigError::key("session.forward.ca_file", problem))?;
-    let session = ForwardSession::start(ForwardConfig {
+    let session = ForwardSession::new(ForwardConfig {
         url,
         cookies,
         forward_authorization: s.forward_authorization,
@@ -174,8 +174,7 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
         cache_ttl: Duration::from_secs(s.cache_ttl_s),
         cache_max_entries: s.cache_max_entries,
         tls_roots,
-    })
-    .map_err(|e| ConfigError::key("session.forward", format!("cannot start its client: {e}")))?;
+    });
     Ok(SessionSource::Forward(session))
 }
 

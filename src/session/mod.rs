@@ -76,15 +76,17 @@ impl SessionSource {
     }
 
     /// Starts what the source runs in the background (the identity provider's key set is fetched
-    /// and kept fresh), never during a configuration check. `on_ready` follows whether sessions
-    /// can be checked at all; sources with nothing to wait for never call it.
+    /// and kept fresh; the thread that calls the partner's app), never during a configuration
+    /// check. `on_ready` follows whether sessions can be checked at all; sources with nothing to
+    /// wait for never call it.
     pub fn start(
         &mut self,
         on_ready: impl Fn(bool) + Send + Sync + 'static,
     ) -> std::io::Result<()> {
         match self {
             Self::Jwks(jwks) => jwks.start(Box::new(on_ready)),
-            Self::Jwt(_) | Self::Forward(_) | Self::Headers(_) => Ok(()),
+            Self::Forward(forward) => forward.start(),
+            Self::Jwt(_) | Self::Headers(_) => Ok(()),
         }
     }
 }

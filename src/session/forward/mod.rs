@@ -70,7 +70,10 @@ pub struct ForwardSession {
     rules: CredentialRules,
     hasher: CredentialHasher,
     flights: Arc<Flights>,
-    client: AppClient,
+    /// Where the app is, until [`Self::start`] hands it to the client thread.
+    endpoint: Option<AppEndpoint>,
+    /// The client thread, once started; a configuration check never starts it.
+    client: Option<AppClient>,
     wait: Duration,
 }
 
@@ -84,9 +87,9 @@ impl fmt::Debug for ForwardSession {
 }
 
 impl ForwardSession {
-    /// Starts the client thread; the app is not called until a checkout needs it.
-    pub fn start(config: ForwardConfig) -> io::Result<Self> {
-        let client = AppClient::start(AppEndpoint {
+    /// The source, with no thread yet: [`Self::start`] starts its client.
+    pub fn new(config: ForwardConfig) -> Self {
+        let endpoint = AppEndpoint {
             url: config.url,
             timeout: config.timeout,
             tls_roots: config.tls_roots,
@@ -94,8 +97,8 @@ impl ForwardSession {
                 user_id: config.user_id_field,
                 email: config.email_field,
             },
-        })?;
-        Ok(Self {
+        };
+        Self {
             rules: CredentialRules {
                 cookies: config.cookies,
                 authorization: config.forward_authorization,
@@ -105,9 +108,18 @@ impl ForwardSession {
                 config.cache_ttl,
                 config.cache_max_entries,
             )),
-            client,
+            endpoint: Some(endpoint),
+            client: None,
             wait: config.timeout + WAIT_MARGIN,
-        })
+        }
+    }
+
+    /// Starts the client thread; the app is not called until a checkout needs it.
+    pub fn start(&mut self) -> io::Result<()> {
+        if let Some(endpoint) = self.endpoint.take() {
+            self.client = Some(AppClient::start(endpoint)?);
+        }
+        Ok(())
     }
 
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<SessionUser, SessionError> {
@@ -123,7 +135,12 @@ impl ForwardSession {
                 landing
             }
             Found::Started(flight, landing) => {
-                self.client.send(AppCall {
+                // Never started (only a configuration check builds the source without starting
+                // it): the flight is dropped, and the checkout gets `Backend` below.
+                let Some(client) = &self.client else {
+                    return Err(SessionError::Backend);
+                };
+                client.send(AppCall {
                     credentials,
                     request_id: req
                         .extensions()
@@ -141,5 +158,40 @@ impl ForwardSession {
             Ok(Ok(outcome)) => outcome.clone().unwrap_or(Err(SessionError::Backend)),
             Ok(Err(_)) | Err(_) => Err(SessionError::Backend),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ForwardConfig {
+        ForwardConfig {
+            url: Uri::from_static("http://127.0.0.1:9/session/whoami"),
+            cookies: vec!["_app_session".into()],
+            forward_authorization: false,
+            user_id_field: "/id".into(),
+            email_field: "/email".into(),
+            timeout: Duration::from_millis(100),
+            cache_ttl: Duration::from_secs(30),
+            cache_max_entries: 10,
+            tls_roots: TlsRoots::default(),
+        }
+    }
+
+    #[test]
+    fn the_client_thread_starts_with_start_not_with_the_configuration_and_only_once() {
+        let mut session = ForwardSession::new(config());
+        assert!(
+            session.client.is_none(),
+            "a configuration check starts no thread"
+        );
+        session.start().unwrap();
+        assert!(session.client.is_some() && session.endpoint.is_none());
+        session.start().unwrap();
+        assert!(
+            session.client.is_some(),
+            "a second start keeps the running client"
+        );
     }
 }
