@@ -915,14 +915,26 @@ fn seconds(value: &Value) -> Option<f64> {
 }
 
 /// A user id claim as the interface accepts it: a string or an integer, non-empty, at most 256
-/// characters, without control characters.
+/// characters, without control characters or invisible ones (Unicode's Cc, Cf, Zl and Zp).
 fn user_id(value: &Value) -> Option<String> {
     let id = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
         _ => return None,
     };
-    (!id.is_empty() && id.chars().count() <= 256 && !id.chars().any(char::is_control)).then_some(id)
+    (!id.is_empty() && id.chars().count() <= 256 && !id.chars().any(is_control_or_invisible))
+        .then_some(id)
+}
+
+fn is_control_or_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 fn is_email_shaped(s: &str) -> bool {
@@ -951,6 +963,9 @@ fn check_signed_claims(
         .get("email")
         .and_then(Value::as_str)
         .filter(|e| is_email_shaped(e));
+    // RFC 7519 makes `iss` one string: any other value is a malformed token, whether or not an
+    // issuer is configured.
+    let iss_ok = claims.get("iss").is_none_or(Value::is_string);
     match &got {
         Ok(user) => {
             let exp = exp.ok_or_else(|| TestCaseError::fail("a session without a numeric exp"))?;
@@ -968,6 +983,7 @@ fn check_signed_claims(
                     claims
                 );
             }
+            prop_assert!(iss_ok, "a session with a non-string iss: {:?}", claims);
             prop_assert_eq!(Some(&user.user_id), sub.as_ref(), "{:?}", claims);
             prop_assert_eq!(Some(user.email.expose()), email, "{:?}", claims);
         }
@@ -991,8 +1007,11 @@ fn check_signed_claims(
     if only_fault_is_exp {
         prop_assert_eq!(&got, &Err(SessionError::Expired), "{:?}", claims);
     }
-    let all_good =
-        sub.is_some() && email.is_some() && nbf_ok && exp.is_some_and(|exp| exp > now + SLACK);
+    let all_good = sub.is_some()
+        && email.is_some()
+        && iss_ok
+        && nbf_ok
+        && exp.is_some_and(|exp| exp > now + SLACK);
     if all_good {
         prop_assert!(got.is_ok(), "{:?}: {:?}", claims, got);
     }
