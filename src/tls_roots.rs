@@ -19,8 +19,8 @@ const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 /// The roots one source's calls trust, read once when the configuration is checked.
 #[derive(Debug, Clone, Default)]
 pub struct TlsRoots {
-    /// The partner's CA certificates, besides the public roots; empty without a CA file.
-    extra: Arc<Vec<CertificateDer<'static>>>,
+    /// The partner's CA certificates, besides the public roots; `None` without a CA file.
+    extra: Option<Arc<RootCertStore>>,
 }
 
 impl TlsRoots {
@@ -41,38 +41,35 @@ impl TlsRoots {
             ));
         }
         let pem = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
-        let extra = CertificateDer::pem_slice_iter(&pem)
+        let certificates = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{path:?} is not a PEM file of certificates: {e}"))?;
-        if extra.is_empty() {
+        if certificates.is_empty() {
             return Err(format!(
                 "{path:?} holds no certificate (PEM, \"-----BEGIN CERTIFICATE-----\")"
             ));
         }
-        // The same parsing the calls will do, so that a bad certificate fails the configuration
-        // check rather than every call.
-        let mut store = RootCertStore::empty();
-        for certificate in &extra {
-            store
-                .add(certificate.clone())
+        // Parsed into roots here, once, so that a bad certificate fails the configuration check
+        // rather than every call.
+        let mut extra = RootCertStore::empty();
+        for certificate in certificates {
+            extra
+                .add(certificate)
                 .map_err(|_| format!("{path:?} holds a certificate that is not valid X.509"))?;
         }
         Ok(Self {
-            extra: Arc::new(extra),
+            extra: Some(Arc::new(extra)),
         })
     }
 
     /// The TLS configuration for these roots; `None` without a CA file, when awc's own (the same
     /// public roots) applies. HTTP/2 and HTTP/1.1 are offered, as awc's own configuration does.
     pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
-        if self.extra.is_empty() {
-            return None;
-        }
+        let extra = self.extra.as_ref()?;
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        // Checked when the file was read.
-        let (_, _) = roots.add_parsable_certificates(self.extra.iter().cloned());
+        roots.roots.extend(extra.roots.iter().cloned());
         let mut config = ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();
