@@ -1,6 +1,7 @@
 //! proof-bff: a backend-for-frontend that creates Proof widget sessions server-side.
 
 pub mod browser;
+pub mod call_budget;
 pub mod checkout;
 pub mod cli;
 pub mod client_ip;

@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::record::RateLimitDecision;
+use crate::call_budget::BudgetGauges;
 
 /// The error code of an answer the service produced itself, attached to the response so the end
 /// of the request can count it without reading the body.
@@ -59,6 +60,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabel {
+    client: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -66,6 +72,11 @@ struct VersionLabel {
 fn duration_histogram() -> Histogram {
     // 0.5 ms to about 16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+fn wait_histogram() -> Histogram {
+    // Most calls wait not at all (the first bucket); 0.1 ms to about 13 s for those that do.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
 /// The service's metrics.
@@ -84,6 +95,12 @@ pub struct Metrics {
     rate_limit_keys: Family<KindLabel, Gauge>,
     event_streams: Gauge,
     watched_transactions: Gauge,
+    outbound_in_flight: Family<ClientLabel, Gauge>,
+    outbound_waiting: Family<ClientLabel, Gauge>,
+    outbound_wait: Family<ClientLabel, Histogram, fn() -> Histogram>,
+    outbound_refused: Family<ClientLabel, Counter>,
+    status_websockets: Gauge,
+    status_websockets_refused: Counter,
     /// Brought up to the writer's own count when read; the lock keeps two reads from adding the
     /// same lines twice.
     log_lines_dropped: Mutex<Counter>,
@@ -181,6 +198,45 @@ impl Metrics {
             "Transactions followed at Proof for open streams",
             watched_transactions.clone(),
         );
+        let outbound_in_flight = Family::<ClientLabel, Gauge>::default();
+        registry.register(
+            "outbound_in_flight",
+            "Calls in flight through an outbound client's budget (proof: checkouts and status reads; forward: the partner's app)",
+            outbound_in_flight.clone(),
+        );
+        let outbound_waiting = Family::<ClientLabel, Gauge>::default();
+        registry.register(
+            "outbound_waiting",
+            "Calls waiting for a place in an outbound client's budget",
+            outbound_waiting.clone(),
+        );
+        let outbound_wait =
+            Family::<ClientLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                wait_histogram,
+            );
+        registry.register(
+            "outbound_wait_seconds",
+            "Time a call waited for a place in an outbound client's budget (zero for most)",
+            outbound_wait.clone(),
+        );
+        let outbound_refused = Family::<ClientLabel, Counter>::default();
+        registry.register(
+            "outbound_refused",
+            "Calls refused because no place came free before their deadline (nothing was sent)",
+            outbound_refused.clone(),
+        );
+        let status_websockets = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "status_websockets",
+            "WebSockets to Proof open now, one per watched transaction (status.max_watchers)",
+            status_websockets.clone(),
+        );
+        let status_websockets_refused = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "status_websockets_refused",
+            "Times a watcher polled instead of opening a WebSocket because status.max_watchers were open",
+            status_websockets_refused.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -208,8 +264,33 @@ impl Metrics {
             rate_limit_keys,
             event_streams,
             watched_transactions,
+            outbound_in_flight,
+            outbound_waiting,
+            outbound_wait,
+            outbound_refused,
+            status_websockets,
+            status_websockets_refused,
             log_lines_dropped: Mutex::new(log_lines_dropped),
         }
+    }
+
+    /// The series of one outbound client's call budget, labelled `client`.
+    pub fn outbound_budget(&self, client: &'static str) -> BudgetGauges {
+        let label = ClientLabel { client };
+        BudgetGauges {
+            in_flight: self.outbound_in_flight.get_or_create(&label).clone(),
+            waiting: self.outbound_waiting.get_or_create(&label).clone(),
+            wait: self.outbound_wait.get_or_create(&label).clone(),
+            refused: self.outbound_refused.get_or_create(&label).clone(),
+        }
+    }
+
+    /// The watchers' WebSocket count and refusals at `status.max_watchers`.
+    pub fn status_websockets(&self) -> (Gauge, Counter) {
+        (
+            self.status_websockets.clone(),
+            self.status_websockets_refused.clone(),
+        )
     }
 
     pub fn request_started(&self) {
