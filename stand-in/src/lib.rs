@@ -45,7 +45,9 @@
 //!   `updated_at`): one with the status at once, then one per status entered after it, in order
 //!   and once each, even when the clock jumps over `processing`; after the terminal status it
 //!   sends a normal close (1000). Pings get pongs, a client's close is echoed, anything else from
-//!   the client is ignored.
+//!   the client is ignored. [`StandInControls::set_websocket_fault`] makes the connections
+//!   upgraded after it misbehave instead, for tests of a client's defences: silent, sending
+//!   garbage, or closing at once ([`WebSocketFault`]).
 //! - [`StandInConfig::webhook_url`] (`http://` only): each status change after the initial
 //!   `pending` (to `processing`, then to the terminal status) is POSTed there with
 //!   `Content-Type: application/json` and the poll answer without `partner_user_id` as its body:
@@ -79,6 +81,7 @@ use secrecy::SecretString;
 
 pub use clock::StandInClock;
 pub use crypto::{SignedFields, session_signature};
+pub use ws::WebSocketFault;
 
 use store::{BoundedSet, Ledger, MAX_FIRST_ATTEMPTS, MAX_TRANSACTIONS, MAX_USERS, lock};
 
@@ -312,10 +315,24 @@ impl StandInControls {
         self.shared.websockets.open()
     }
 
+    /// Ping frames received from WebSocket clients since the start, over every connection and
+    /// whatever its fault, counting the ones a [`WebSocketFault::Silent`] connection leaves
+    /// unanswered. A connection that closes at once ([`WebSocketFault::CloseAtOnce`], or a
+    /// transaction already terminal) reads no frame, so none of its pings count.
+    pub fn websocket_pings(&self) -> u64 {
+        self.shared.websockets.pings()
+    }
+
     /// Accepts (`true`) or refuses with 503 `websocket_unavailable` (`false`) the next WebSocket
     /// upgrades; connections already open carry on.
     pub fn set_websocket_enabled(&self, enabled: bool) {
         self.shared.websockets.set_enabled(enabled);
+    }
+
+    /// Makes the next WebSocket connections misbehave as `fault` says, from their upgrade on;
+    /// connections already open keep the fault they started with.
+    pub fn set_websocket_fault(&self, fault: WebSocketFault) {
+        self.shared.websockets.set_fault(fault);
     }
 
     /// Sends each webhook twice (`true`), as Proof's "duplicates possible" allows, or once.
@@ -331,6 +348,7 @@ impl std::fmt::Debug for StandInControls {
         f.debug_struct("StandInControls")
             .field("websocket_connections", &self.websocket_connections())
             .field("open_websockets", &self.open_websockets())
+            .field("websocket_pings", &self.websocket_pings())
             .finish_non_exhaustive()
     }
 }

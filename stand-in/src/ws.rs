@@ -1,11 +1,16 @@
 //! `GET /ws?tx_id={merchant_transaction_id}`: one transaction's status over a WebSocket, as Proof
 //! documents it. A connection gets the status the transaction has now, then each status it enters
-//! (handed over by the announcer), and is closed normally after the terminal one.
+//! (handed over by the announcer), and is closed normally after the terminal one, unless a
+//! [`WebSocketFault`] makes it misbehave instead.
+//!
+//! Each connection is one task on the stand-in's worker, woken only by a frame from its client or
+//! a status change, so that hundreds held open at once cost little more than their sockets.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
 use serde::Serialize;
 
 use super::envelope::{self, invalid_request};
@@ -13,27 +18,102 @@ use super::store::{Status, Transaction, Updates, Watch, lock};
 use super::time::{fiat_amount, iso8601_utc};
 use super::{Shared, StandInConfig};
 
-/// The WebSocket switch and counters, shared with [`super::StandInControls`].
+/// How `GET /ws` misbehaves, for tests of a client's defences. Switched with
+/// [`StandInControls::set_websocket_fault`](super::StandInControls::set_websocket_fault);
+/// connections already open keep the fault they started with.
+///
+/// A fault changes only what happens after the upgrade: the token, the Origin, the switch, the
+/// `max_websockets` bound and the transaction are checked before it as usual, and a faulty
+/// connection counts in `websocket_connections`, `open_websockets` and `websocket_pings` like any
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebSocketFault {
+    /// Proof's documented behaviour.
+    #[default]
+    None,
+    /// Accepts the upgrade, then sends nothing at all: no status frame, no pong to a ping, no close,
+    /// not even in answer to the client's close. The connection stays open until the client ends
+    /// the TCP connection (or sends bytes that are not WebSocket frames, which end it too, still
+    /// without a frame), as with a Proof that hangs or a network that drops everything.
+    Silent,
+    /// Accepts the upgrade, then sends three frames that are not events, and never a status: the
+    /// text `not json`, the text `"\u{1}garbage"` (a control character, then `garbage`), and a
+    /// binary frame whose bytes are not UTF-8. It still answers pings with pongs and a client's
+    /// close with a close, and otherwise stays open until the client goes away, as a Proof whose
+    /// frames changed shape would.
+    Garbage,
+    /// Accepts the upgrade, then sends a normal close (1000) before any other frame and ends the
+    /// connection, as a Proof restarting behind its load balancer would.
+    CloseAtOnce,
+}
+
+impl WebSocketFault {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Silent,
+            2 => Self::Garbage,
+            3 => Self::CloseAtOnce,
+            _ => Self::None,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::Silent => 1,
+            Self::Garbage => 2,
+            Self::CloseAtOnce => 3,
+        }
+    }
+}
+
+/// The text frames of [`WebSocketFault::Garbage`], in the order sent: neither is JSON, and the
+/// second is not even printable.
+const GARBAGE_TEXT: [&str; 2] = ["not json", "\u{1}garbage"];
+
+/// The binary frame of [`WebSocketFault::Garbage`], sent after its text frames: not UTF-8, so that
+/// a client decoding it as text cannot take it for an event either.
+const GARBAGE_BINARY: &[u8] = b"\x00\xffgarbage\xfe";
+
+/// The WebSocket switches and counters, shared with [`super::StandInControls`].
 #[derive(Debug)]
 pub(super) struct WebSockets {
     enabled: AtomicBool,
+    /// A [`WebSocketFault`], read once per connection as it is upgraded.
+    fault: AtomicU8,
     max_open: usize,
     open: AtomicUsize,
     accepted: AtomicU64,
+    pings: AtomicU64,
 }
 
 impl WebSockets {
     pub(super) fn new(enabled: bool, max_open: usize) -> Self {
         Self {
             enabled: AtomicBool::new(enabled),
+            fault: AtomicU8::new(WebSocketFault::None.as_u8()),
             max_open,
             open: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
+            pings: AtomicU64::new(0),
         }
     }
 
     pub(super) fn set_enabled(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::Release);
+    }
+
+    pub(super) fn set_fault(&self, fault: WebSocketFault) {
+        self.fault.store(fault.as_u8(), Ordering::Release);
+    }
+
+    fn fault(&self) -> WebSocketFault {
+        WebSocketFault::from_u8(self.fault.load(Ordering::Acquire))
+    }
+
+    /// Ping frames received from clients since the start, answered or not.
+    pub(super) fn pings(&self) -> u64 {
+        self.pings.load(Ordering::Acquire)
     }
 
     /// Connections open now.
@@ -120,7 +200,7 @@ fn update_frame(
 
 /// Refusals come before the upgrade, in Proof's envelope: 503 while switched off, 400 without a
 /// `tx_id`, 503 when every place is taken, 404 for an unknown transaction, 400 for a request that
-/// is not a WebSocket upgrade.
+/// is not a WebSocket upgrade. A fault only changes what happens after the upgrade.
 pub(super) async fn connect(
     req: HttpRequest,
     payload: web::Payload,
@@ -139,15 +219,27 @@ pub(super) async fn connect(
             "too many WebSocket connections; poll the transaction instead",
         );
     };
-    let config = &shared.config;
-    let watch = lock(&shared.ledger).watch(&transaction_id, config.clock.now(), config.status_step);
-    let Some(watch) = watch else {
-        return envelope::not_found("transaction not found");
-    };
-    let watching = Watching {
-        shared: shared.clone(),
-        transaction_id,
-        watcher: watch.watcher,
+    let fault = shared.websockets.fault();
+    let following = if fault == WebSocketFault::None {
+        let config = &shared.config;
+        let watch =
+            lock(&shared.ledger).watch(&transaction_id, config.clock.now(), config.status_step);
+        let Some(watch) = watch else {
+            return envelope::not_found("transaction not found");
+        };
+        let watching = Watching {
+            shared: shared.clone(),
+            transaction_id,
+            watcher: watch.watcher,
+        };
+        Some((watch, watching))
+    } else {
+        // A faulty connection never sends a status, so it looks the transaction up without
+        // watching it: the announcer has nothing to hand it.
+        if lock(&shared.ledger).transaction(&transaction_id).is_none() {
+            return envelope::not_found("transaction not found");
+        }
+        None
     };
     let Ok((response, session, messages)) = actix_ws::handle(&req, payload) else {
         return invalid_request(
@@ -156,7 +248,15 @@ pub(super) async fn connect(
         );
     };
     shared.websockets.accepted.fetch_add(1, Ordering::AcqRel);
-    actix_web::rt::spawn(serve(session, messages, watch, slot, watching));
+    let connection = Connection {
+        session,
+        messages,
+        slot,
+    };
+    match following {
+        Some((watch, watching)) => actix_web::rt::spawn(serve(connection, watch, watching)),
+        None => actix_web::rt::spawn(misbehave(connection, fault)),
+    };
     response
 }
 
@@ -176,47 +276,54 @@ enum End {
     Gone,
 }
 
-/// One connection's life; the slot and the watch are released when it returns.
-async fn serve(
-    mut session: Session,
-    mut messages: MessageStream,
-    watch: Watch,
+/// An upgraded connection and its place among the `max_websockets`, released with it.
+struct Connection {
+    session: Session,
+    messages: MessageStream,
     slot: Slot,
-    _watching: Watching,
-) {
+}
+
+impl Connection {
+    /// The client's next frame; pings are counted here, whatever the connection does with them.
+    async fn receive(&mut self) -> Option<Result<Message, ProtocolError>> {
+        let message = self.messages.recv().await;
+        if let Some(Ok(Message::Ping(_))) = message {
+            self.slot.0.websockets.pings.fetch_add(1, Ordering::AcqRel);
+        }
+        message
+    }
+
+    /// Ends the connection, with a close frame when there is still someone to send it to.
+    async fn end(self, end: End) {
+        if let End::Close(reason) = end {
+            // The client may already have gone; there is nothing left to do either way.
+            let _ = self.session.close(reason).await;
+        }
+    }
+}
+
+/// One connection's life; the slot and the watch are released when it returns.
+async fn serve(mut connection: Connection, watch: Watch, _watching: Watching) {
     let Watch {
         transaction,
         status,
         mut updates,
         ..
     } = watch;
-    let config = &slot.0.config;
-    let end = match send(&mut session, &transaction, status, config).await {
+    let shared = connection.slot.0.clone();
+    let config = &shared.config;
+    let end = match send(&mut connection.session, &transaction, status, config).await {
         Err(end) => end,
         Ok(()) if status.is_terminal() => End::Close(Some(CloseCode::Normal.into())),
-        Ok(()) => {
-            follow(
-                &mut session,
-                &mut messages,
-                &mut updates,
-                &transaction,
-                config,
-                status,
-            )
-            .await
-        }
+        Ok(()) => follow(&mut connection, &mut updates, &transaction, config, status).await,
     };
-    if let End::Close(reason) = end {
-        // The client may already have gone; there is nothing left to do either way.
-        let _ = session.close(reason).await;
-    }
+    connection.end(end).await;
 }
 
 /// Sends each status after `sent` as it comes until the terminal one, answering pings. One task
 /// per connection, woken only by a status change or a frame from the client.
 async fn follow(
-    session: &mut Session,
-    messages: &mut MessageStream,
+    connection: &mut Connection,
     updates: &mut Updates,
     transaction: &Transaction,
     config: &StandInConfig,
@@ -226,7 +333,7 @@ async fn follow(
         tokio::select! {
             update = updates.recv() => match update {
                 Some(status) if status.rank() > sent.rank() => {
-                    if let Err(end) = send(session, transaction, status, config).await {
+                    if let Err(end) = send(&mut connection.session, transaction, status, config).await {
                         return end;
                     }
                     if status.is_terminal() {
@@ -239,18 +346,68 @@ async fn follow(
                 // The ledger evicted the transaction: no status will ever come again.
                 None => return End::Close(Some(CloseCode::Away.into())),
             },
-            message = messages.recv() => match message {
-                Some(Ok(Message::Ping(payload))) => {
-                    if session.pong(&payload).await.is_err() {
-                        return End::Gone;
-                    }
+            message = connection.receive() => {
+                if let Some(end) = answer(&mut connection.session, message).await {
+                    return end;
                 }
-                Some(Ok(Message::Close(reason))) => return End::Close(reason),
-                // Proof documents nothing a client sends, so anything else is ignored.
-                Some(Ok(_)) => {}
-                Some(Err(_)) => return End::Close(Some(CloseCode::Protocol.into())),
-                None => return End::Gone,
-            },
+            }
+        }
+    }
+}
+
+/// Answers a frame from the client as Proof does: a ping with a pong, a close with a close. `Some`
+/// when the connection ends.
+async fn answer(
+    session: &mut Session,
+    message: Option<Result<Message, ProtocolError>>,
+) -> Option<End> {
+    match message {
+        Some(Ok(Message::Ping(payload))) => session.pong(&payload).await.err().map(|_| End::Gone),
+        Some(Ok(Message::Close(reason))) => Some(End::Close(reason)),
+        // Proof documents nothing a client sends, so anything else is ignored.
+        Some(Ok(_)) => None,
+        Some(Err(_)) => Some(End::Close(Some(CloseCode::Protocol.into()))),
+        None => Some(End::Gone),
+    }
+}
+
+/// A connection that misbehaves as `fault` says, instead of following its transaction.
+async fn misbehave(mut connection: Connection, fault: WebSocketFault) {
+    let end = match fault {
+        // Such a connection follows its transaction in `serve` instead.
+        WebSocketFault::None => return,
+        WebSocketFault::Silent => {
+            // The client's frames are still read, only to notice when it goes (and to count its
+            // pings): a client's close gets no answer, so the connection lasts until the client
+            // drops it. The session is kept meanwhile, as dropping it would end the connection.
+            while let Some(Ok(_)) = connection.receive().await {}
+            End::Gone
+        }
+        WebSocketFault::Garbage => talk_garbage(&mut connection).await,
+        WebSocketFault::CloseAtOnce => End::Close(Some(CloseCode::Normal.into())),
+    };
+    connection.end(end).await;
+}
+
+/// Sends the garbage frames, then answers the client until either side ends the connection.
+async fn talk_garbage(connection: &mut Connection) -> End {
+    for text in GARBAGE_TEXT {
+        if connection.session.text(text).await.is_err() {
+            return End::Gone;
+        }
+    }
+    if connection
+        .session
+        .binary(Bytes::from_static(GARBAGE_BINARY))
+        .await
+        .is_err()
+    {
+        return End::Gone;
+    }
+    loop {
+        let message = connection.receive().await;
+        if let Some(end) = answer(&mut connection.session, message).await {
+            return end;
         }
     }
 }

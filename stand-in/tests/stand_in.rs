@@ -10,7 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use proof_stand_in::{
-    ProofStandIn, SignedFields, StandInClock, StandInConfig, StandInControls, session_signature,
+    ProofStandIn, SignedFields, StandInClock, StandInConfig, StandInControls, WebSocketFault,
+    session_signature,
 };
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -1085,10 +1086,16 @@ async fn local<F: std::future::Future>(future: F) -> F::Output {
 }
 
 impl StandIn {
-    /// A WebSocket request for `tx_id`, without the token and the Origin.
+    /// A WebSocket request for `tx_id`, without the token and the Origin. It waits for the
+    /// connection and the upgrade with the tests' patience rather than awc's 5 s, which hundreds of
+    /// handshakes at once on a busy machine could take.
     fn ws_request(&self, tx_id: &str) -> awc::ws::WebsocketsRequest {
         let url = self.base_url.replacen("http://", "ws://", 1);
-        awc::Client::new().ws(format!("{url}/ws?tx_id={tx_id}"))
+        awc::Client::builder()
+            .connector(awc::Connector::new().timeout(PATIENCE))
+            .timeout(PATIENCE)
+            .finish()
+            .ws(format!("{url}/ws?tx_id={tx_id}"))
     }
 
     /// Opens the WebSocket of `tx_id` as a partner backend would.
@@ -1525,6 +1532,287 @@ async fn websockets_beyond_max_websockets_are_refused_with_503() {
     })
     .await;
     assert_eq!(app.controls.websocket_connections(), 2);
+}
+
+// WebSocket faults: "nothing arrives" is only ever a supporting check, after the stand-in has shown
+// (by counting a ping) that it had the chance to answer; a busy machine can only make such a check
+// pass, never fail.
+
+/// How long a test listens for a frame that must not come.
+const QUIET: Duration = Duration::from_millis(300);
+
+async fn assert_nothing_arrives(
+    socket: &mut (impl Stream<Item = Result<Frame, WsProtocolError>> + Unpin),
+    what: &str,
+) {
+    if let Ok(next) = tokio::time::timeout(QUIET, socket.next()).await {
+        panic!("{what}: expected nothing, got {next:?}");
+    }
+}
+
+/// Sends a ping and waits until the stand-in has received it: its count reaches `count`.
+async fn ping(
+    app: &StandIn,
+    socket: &mut (impl Sink<Message, Error = WsProtocolError> + Unpin),
+    count: u64,
+) {
+    socket
+        .send(Message::Ping(web_bytes("are you there")))
+        .await
+        .unwrap();
+    let controls = app.controls.clone();
+    eventually("the stand-in receives the ping", || {
+        controls.websocket_pings() == count
+    })
+    .await;
+}
+
+async fn next_pong(socket: &mut (impl Stream<Item = Result<Frame, WsProtocolError>> + Unpin)) {
+    match next_frame(socket).await {
+        Frame::Pong(payload) => assert_eq!(&payload[..], b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+}
+
+/// The three frames of a `Garbage` connection, none of them an event.
+async fn assert_garbage(socket: &mut (impl Stream<Item = Result<Frame, WsProtocolError>> + Unpin)) {
+    match next_frame(socket).await {
+        Frame::Text(text) => assert_eq!(&text[..], b"not json"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+    match next_frame(socket).await {
+        Frame::Text(text) => {
+            assert_eq!(&text[..], "\u{1}garbage".as_bytes());
+            assert!(serde_json::from_slice::<Value>(&text).is_err());
+        }
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+    match next_frame(socket).await {
+        Frame::Binary(bytes) => {
+            assert!(!bytes.is_empty());
+            assert!(std::str::from_utf8(&bytes).is_err(), "{bytes:?}");
+        }
+        other => panic!("expected a binary frame, got {other:?}"),
+    }
+}
+
+#[test]
+fn websockets_behave_by_default() {
+    assert_eq!(WebSocketFault::default(), WebSocketFault::None);
+}
+
+#[tokio::test]
+async fn a_silent_websocket_sends_nothing_and_answers_no_ping_until_the_client_goes_away() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    app.controls.set_websocket_fault(WebSocketFault::Silent);
+    local(async {
+        let (response, mut socket) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(response.status().as_u16(), 101);
+        assert_eq!(app.controls.websocket_connections(), 1);
+        assert_eq!(app.controls.open_websockets(), 1);
+        // Every status a behaving connection would have sent by now, up to the terminal one.
+        app.clock.advance(STEP * 2);
+        ping(&app, &mut socket, 1).await;
+        assert_nothing_arrives(&mut socket, "a silent connection after a ping").await;
+        socket
+            .send(Message::Close(Some(CloseCode::Normal.into())))
+            .await
+            .unwrap();
+        assert_nothing_arrives(&mut socket, "a silent connection after a close").await;
+        assert_eq!(app.controls.open_websockets(), 1);
+        drop(socket);
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually(
+        "the connection is released once the client has gone",
+        || controls.open_websockets() == 0,
+    )
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 1);
+    assert_eq!(app.controls.websocket_pings(), 1);
+}
+
+#[tokio::test]
+async fn a_garbage_websocket_sends_frames_that_are_not_events_and_still_answers_pings() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    app.controls.set_websocket_fault(WebSocketFault::Garbage);
+    local(async {
+        let (response, mut socket) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(response.status().as_u16(), 101);
+        assert_garbage(&mut socket).await;
+        app.clock.advance(STEP * 2);
+        ping(&app, &mut socket, 1).await;
+        next_pong(&mut socket).await;
+        assert_nothing_arrives(&mut socket, "a garbage connection after its garbage").await;
+        assert_eq!(app.controls.open_websockets(), 1);
+        socket
+            .send(Message::Close(Some(CloseCode::Normal.into())))
+            .await
+            .unwrap();
+        assert_closed_normally(&mut socket).await;
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("the connection is released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 1);
+    assert_eq!(app.controls.websocket_pings(), 1);
+}
+
+#[tokio::test]
+async fn a_close_at_once_websocket_closes_normally_before_any_frame() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    app.controls
+        .set_websocket_fault(WebSocketFault::CloseAtOnce);
+    local(async {
+        let (response, mut socket) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(response.status().as_u16(), 101);
+        assert_closed_normally(&mut socket).await;
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("the connection is released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 1);
+    // Polling, the fallback, still answers.
+    assert_eq!(app.transaction(&id).await["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_faulty_websocket_is_refused_before_the_upgrade_as_usual() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    for fault in [
+        WebSocketFault::Silent,
+        WebSocketFault::Garbage,
+        WebSocketFault::CloseAtOnce,
+    ] {
+        app.controls.set_websocket_fault(fault);
+        local(async {
+            assert_eq!(refusal(app.ws("unknown").await), 404);
+            assert_eq!(
+                refusal(app.ws_request(&id).origin(ORIGIN).connect().await),
+                401
+            );
+        })
+        .await;
+        assert_error(
+            app.get(&format!("/ws?tx_id={id}")).send().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "validation_error",
+        )
+        .await;
+    }
+    assert_eq!(app.controls.websocket_connections(), 0);
+    assert_eq!(app.controls.open_websockets(), 0);
+}
+
+#[tokio::test]
+async fn connections_keep_their_fault_and_switching_back_to_none_restores_the_statuses() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    local(async {
+        app.controls.set_websocket_fault(WebSocketFault::Silent);
+        let (_, mut silent) = app.ws(&id).await.expect("upgraded");
+        app.controls.set_websocket_fault(WebSocketFault::Garbage);
+        let (_, mut garbage) = app.ws(&id).await.expect("upgraded");
+        assert_garbage(&mut garbage).await;
+        app.controls.set_websocket_fault(WebSocketFault::None);
+        let (_, mut behaving) = app.ws(&id).await.expect("upgraded");
+        assert_eq!(app.controls.open_websockets(), 3);
+
+        assert_eq!(next_update(&mut behaving).await["status"], "pending");
+        app.clock.advance(STEP);
+        assert_eq!(next_update(&mut behaving).await["status"], "processing");
+        app.clock.advance(STEP);
+        assert_eq!(next_update(&mut behaving).await["status"], "completed");
+        assert_closed_normally(&mut behaving).await;
+
+        ping(&app, &mut silent, 1).await;
+        assert_nothing_arrives(&mut silent, "a silent connection after the switch").await;
+        ping(&app, &mut garbage, 2).await;
+        next_pong(&mut garbage).await;
+        assert_nothing_arrives(&mut garbage, "a garbage connection after the switch").await;
+        let controls = app.controls.clone();
+        eventually("only the faulty connections are open", || {
+            controls.open_websockets() == 2
+        })
+        .await;
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("the faulty connections are released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
+    assert_eq!(app.controls.websocket_connections(), 3);
+    assert_eq!(app.controls.websocket_pings(), 2);
+}
+
+/// Opens `count` WebSockets of `tx_id` all at once.
+async fn open_at_once(
+    app: &StandIn,
+    tx_id: &str,
+    count: usize,
+) -> Vec<
+    impl Stream<Item = Result<Frame, WsProtocolError>>
+    + Sink<Message, Error = WsProtocolError>
+    + Unpin
+    + use<>,
+> {
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let request = app.ws_request(tx_id).bearer_auth(TOKEN).origin(ORIGIN);
+        connecting.spawn_local(async move { request.connect().await.expect("upgraded").1 });
+    }
+    connecting.join_all().await
+}
+
+#[tokio::test]
+async fn hundreds_of_websockets_held_open_at_once_are_each_served() {
+    /// Of each kind; the test's process holds both ends of each, so twice as many sockets.
+    const EACH: usize = 150;
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    local(async {
+        app.controls.set_websocket_fault(WebSocketFault::Silent);
+        let silent = open_at_once(&app, &id, EACH).await;
+        app.controls.set_websocket_fault(WebSocketFault::None);
+        let mut behaving = open_at_once(&app, &id, EACH).await;
+        assert_eq!(app.controls.websocket_connections(), 2 * EACH as u64);
+        assert_eq!(app.controls.open_websockets(), 2 * EACH);
+
+        for socket in &mut behaving {
+            assert_eq!(next_update(socket).await["status"], "pending");
+        }
+        app.clock.advance(STEP * 2);
+        for socket in &mut behaving {
+            assert_eq!(next_update(socket).await["status"], "processing");
+            assert_eq!(next_update(socket).await["status"], "completed");
+            assert_closed_normally(socket).await;
+        }
+        let controls = app.controls.clone();
+        eventually("only the silent connections are open", || {
+            controls.open_websockets() == EACH
+        })
+        .await;
+        drop(silent);
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("every connection is released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
 }
 
 // The webhook
