@@ -190,6 +190,13 @@ impl CheckoutError {
                     "upstream_timeout",
                     "the payment provider did not answer in time: try again".into(),
                 ),
+                UpstreamFailure::Busy => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "upstream_busy",
+                    "too many calls to the payment provider are in flight: try again in a moment"
+                        .into(),
+                ),
             },
         }
     }
@@ -225,7 +232,12 @@ impl ResponseError for CheckoutError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            CheckoutError::RequestInProgress => {
+            CheckoutError::RequestInProgress
+            | CheckoutError::Upstream(UpstreamError {
+                kind: UpstreamFailure::Busy,
+                ..
+            }) => {
+                // A place comes free as soon as one call in flight ends.
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

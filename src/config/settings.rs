@@ -65,6 +65,7 @@ pub struct ProofSettings {
     pub deadline_ms: u64,
     pub max_attempts: u32,
     pub address: String,
+    pub max_connections: usize,
 }
 
 impl Default for ProofSettings {
@@ -80,6 +81,7 @@ impl Default for ProofSettings {
             deadline_ms: 15000,
             max_attempts: 3,
             address: String::new(),
+            max_connections: 1024,
         }
     }
 }
@@ -346,6 +348,8 @@ pub struct StatusSettings {
     pub max_streams: usize,
     pub max_stream_duration_s: u64,
     pub webhook_path: String,
+    pub max_watchers: usize,
+    pub confirm_interval_s: u64,
 }
 
 impl Default for StatusSettings {
@@ -356,6 +360,8 @@ impl Default for StatusSettings {
             max_streams: 10_000,
             max_stream_duration_s: 3600,
             webhook_path: String::new(),
+            max_watchers: 10_000,
+            confirm_interval_s: 60,
         }
     }
 }

@@ -74,6 +74,8 @@ const MAX_CLIENT_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 const MAX_KEEP_ALIVE_S: u64 = 3600;
 const MAX_DRAIN_DELAY_S: u64 = 600;
 const MAX_TOKEN_RELOAD_S: u64 = 86_400;
+/// Far above what one instance's file descriptors allow; a larger number is a typo.
+const MAX_PROOF_CONNECTIONS: usize = 1_000_000;
 
 impl Settings {
     /// Checks every key and builds the values the service runs on.
@@ -202,6 +204,12 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
             format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
         ));
     }
+    if !(1..=MAX_PROOF_CONNECTIONS).contains(&s.max_connections) {
+        return Err(ConfigError::key(
+            "proof.max_connections",
+            format!("must be between 1 and {MAX_PROOF_CONNECTIONS}"),
+        ));
+    }
     if s.token_reload_s > MAX_TOKEN_RELOAD_S {
         return Err(ConfigError::key(
             "proof.token_reload_s",
@@ -226,6 +234,7 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
         request_timeout,
         deadline,
         max_attempts: s.max_attempts,
+        max_connections: s.max_connections,
     })
     .map_err(ConfigError)?;
     Ok((
@@ -557,6 +566,7 @@ fn otlp_traces_url(endpoint: &str) -> Result<url::Url, String> {
 }
 
 const MAX_POLL_INTERVAL_S: u64 = 3600;
+const MAX_CONFIRM_INTERVAL_S: u64 = 3600;
 const MAX_STREAM_DURATION_S: u64 = 24 * 3600;
 /// The webhook's path is its only secret: at least this many characters after the `/`.
 const MIN_WEBHOOK_PATH_SECRET: usize = 16;
@@ -582,6 +592,12 @@ fn validate_status(s: StatusSettings) -> Result<StatusConfig, ConfigError> {
             format!("must be between 1 and {MAX_STREAM_DURATION_S}"),
         ));
     }
+    if !(1..=MAX_CONFIRM_INTERVAL_S).contains(&s.confirm_interval_s) {
+        return Err(ConfigError::key(
+            "status.confirm_interval_s",
+            format!("must be between 1 and {MAX_CONFIRM_INTERVAL_S}"),
+        ));
+    }
     let webhook_path = match s.webhook_path.trim() {
         "" => None,
         path => Some(validate_webhook_path(path)?),
@@ -592,6 +608,8 @@ fn validate_status(s: StatusSettings) -> Result<StatusConfig, ConfigError> {
         max_streams: s.max_streams,
         max_stream_duration: Duration::from_secs(s.max_stream_duration_s),
         webhook_path,
+        max_watchers: s.max_watchers,
+        confirm_interval: Duration::from_secs(s.confirm_interval_s),
     })
 }
 

@@ -20,6 +20,7 @@ use super::error::{UpstreamError, UpstreamFailure};
 use super::retry::{Decision, RetryState, Retryable};
 use super::token::ClientToken;
 use super::wire::{error_slug, is_json_media_type, is_json_object};
+use crate::call_budget::{Busy, CallBudget, CallPlace};
 use crate::telemetry::{
     Caller, ClientSpan, Metrics, REQUEST_ID_HEADER, RequestId, Traces, UpstreamOutcome,
     plain_request_id,
@@ -41,6 +42,8 @@ pub struct ProofEndpoint {
     request_timeout: Duration,
     deadline: Duration,
     max_attempts: u32,
+    /// `proof.max_connections`: calls in flight for the whole instance.
+    max_connections: usize,
 }
 
 /// The checked `[proof]` values the endpoint is built from.
@@ -58,6 +61,7 @@ pub struct ProofEndpointSettings {
     pub request_timeout: Duration,
     pub deadline: Duration,
     pub max_attempts: u32,
+    pub max_connections: usize,
 }
 
 impl ProofEndpoint {
@@ -82,6 +86,7 @@ impl ProofEndpoint {
             request_timeout: config.request_timeout,
             deadline: config.deadline,
             max_attempts: config.max_attempts,
+            max_connections: config.max_connections,
         })
     }
 
@@ -93,6 +98,11 @@ impl ProofEndpoint {
     /// The most a checkout waits for Proof, all attempts included.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// Checkout and status calls in flight at once for the whole instance.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// The base URL with `segments` and one query parameter, every part percent-escaped.
@@ -211,11 +221,15 @@ pub struct UpstreamAnswer {
 }
 
 /// One per worker: awc's client is not `Send`, and each keeps its own connection pool. Clones
-/// share both (a status watcher takes one along).
+/// share both (a status watcher takes one along, without the budget: see [`Self::for_watcher`]).
 #[derive(Clone)]
 pub struct ProofClient {
     http: awc::Client,
     endpoint: Arc<ProofEndpoint>,
+    /// The worker's share of `proof.max_connections`, which checkouts and status reads take a
+    /// place in; `None` for a watcher's reads, which are bounded by the watchers themselves (one
+    /// read at a time each) and so never take a place a checkout needs.
+    budget: Option<Arc<CallBudget>>,
     /// When metrics are served (`metrics.listen`): each call is counted.
     metrics: Option<Arc<Metrics>>,
     /// When traces are on: each call made for a request is a span beneath the request's.
@@ -223,12 +237,19 @@ pub struct ProofClient {
 }
 
 impl ProofClient {
+    /// The client of one worker, whose calls share `budget` (the worker's share of
+    /// `proof.max_connections`).
     pub fn new(
         endpoint: Arc<ProofEndpoint>,
+        budget: Arc<CallBudget>,
         metrics: Option<Arc<Metrics>>,
         traces: Option<Arc<Traces>>,
     ) -> Self {
+        // No limit of awc's own (its default is 100 connections, with a queue no deadline
+        // bounds): the budget bounds the calls, and WebSockets, which the watchers bound, are
+        // never queued behind checkouts.
         let connector = awc::Connector::new()
+            .limit(0)
             .timeout(endpoint.connect_timeout)
             .conn_keep_alive(Duration::from_secs(15));
         // No timeout of awc's own: every attempt, and the WebSocket's opening, is bounded by a
@@ -242,8 +263,18 @@ impl ProofClient {
         Self {
             http,
             endpoint,
+            budget: Some(budget),
             metrics,
             traces,
+        }
+    }
+
+    /// The same client (connections, metrics, traces) for a status watcher: its reads take no
+    /// place in the budget of checkouts and status reads.
+    pub fn for_watcher(&self) -> Self {
+        Self {
+            budget: None,
+            ..self.clone()
         }
     }
 
@@ -307,9 +338,14 @@ impl ProofClient {
             Some(traces.client_span(call.span_name(), call.method(), call.name(), parent))
         });
         let started = Instant::now();
-        let (result, last) = self
-            .call_with_retries(call, url, body, &request_id, span.as_ref())
-            .await;
+        let deadline = started + self.endpoint.deadline;
+        let (result, last) = match self.enter_budget(deadline).await {
+            Ok(_place) => {
+                self.call_with_retries(call, url, body, deadline, &request_id, span.as_ref())
+                    .await
+            }
+            Err(busy) => (Err(busy), LastAttempt::new(0, None)),
+        };
         let latency = started.elapsed();
         let outcome = match &result {
             Ok(answer) if answer.status.is_success() => "ok",
@@ -338,6 +374,34 @@ impl ProofClient {
         result
     }
 
+    /// A place in the worker's budget for one call, waited for until the call's deadline less
+    /// the time an attempt needs to connect: a place that comes later could only send a request
+    /// doomed to time out. The wait counts against `deadline_ms`; it is not an attempt.
+    async fn enter_budget(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<CallPlace<'_>>, UpstreamError> {
+        let Some(budget) = &self.budget else {
+            return Ok(None);
+        };
+        let last_useful = deadline
+            .checked_sub(self.endpoint.connect_timeout)
+            .unwrap_or(deadline);
+        match budget.enter(last_useful).await {
+            Ok(place) => Ok(Some(place)),
+            Err(Busy) => {
+                tracing::warn!(
+                    max_connections = self.endpoint.max_connections,
+                    "no place for a call to Proof before its deadline (proof.max_connections): not sent"
+                );
+                Err(UpstreamError {
+                    kind: UpstreamFailure::Busy,
+                    attempts: 0,
+                })
+            }
+        }
+    }
+
     /// The call and its retries; also the number of attempts made and the last one's answer,
     /// whatever the result.
     async fn call_with_retries(
@@ -345,6 +409,7 @@ impl ProofClient {
         call: Call,
         url: Uri,
         body: Option<Bytes>,
+        deadline: Instant,
         request_id: &RequestId,
         trace: Option<&ClientSpan>,
     ) -> (Result<UpstreamAnswer, UpstreamError>, LastAttempt) {
@@ -352,11 +417,7 @@ impl ProofClient {
         // Every attempt of this call carries the token it started with, whatever a rotation does
         // meanwhile.
         let authorization = endpoint.token.authorization();
-        let mut retry = RetryState::new(
-            endpoint.max_attempts,
-            Instant::now() + endpoint.deadline,
-            endpoint.connect_timeout,
-        );
+        let mut retry = RetryState::new(endpoint.max_attempts, deadline, endpoint.connect_timeout);
         let mut answered = None;
         let failure = loop {
             let Some(time_left) = retry.start_attempt(Instant::now()) else {

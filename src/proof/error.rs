@@ -24,6 +24,9 @@ pub enum UpstreamFailure {
     InvalidResponse { status: u16, cause: &'static str },
     #[error("no answer from Proof in time ({cause})")]
     Timeout { cause: &'static str },
+    /// Every place of `proof.max_connections` stayed taken until the deadline: nothing was sent.
+    #[error("no connection to Proof free before the deadline")]
+    Busy,
 }
 
 impl UpstreamFailure {
@@ -35,6 +38,7 @@ impl UpstreamFailure {
             Self::Unavailable { .. } => "unavailable",
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Timeout { .. } => "timeout",
+            Self::Busy => "busy",
         }
     }
 }

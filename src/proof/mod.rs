@@ -12,7 +12,7 @@ mod wire;
 pub use client::{ProofClient, ProofEndpoint, ProofEndpointSettings, UpstreamAnswer};
 pub use error::{UpstreamError, UpstreamFailure};
 pub use token::{ClientToken, Reload};
-pub use websocket::{TransactionUpdates, WebSocketUnavailable};
+pub use websocket::{Heard, SocketEnded, TransactionUpdates, WebSocketUnavailable};
 pub use wire::{WidgetSessionRequest, transaction_owner, transaction_status};
 
 /// The `[proof]` settings, checked: how to reach Proof, and what a checkout adds to each session.

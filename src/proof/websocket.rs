@@ -1,6 +1,8 @@
 //! Proof's `GET /ws?tx_id=…`: one transaction's live status over a WebSocket, opened with the
 //! `client_token` on the upgrade request (so from the backend only). Each `tx.update` event names
-//! the new status; what a browser sees is confirmed with `GET /widget/transactions/{id}`.
+//! the new status; what a browser sees is confirmed with `GET /widget/transactions/{id}`. Whether
+//! a socket is still alive (pings) and how often it is reopened is the watcher's business
+//! (`crate::status`); this module only reads and writes frames.
 
 use std::time::Duration;
 
@@ -65,29 +67,67 @@ impl ProofClient {
     }
 }
 
+/// What the WebSocket said, when it said something usable.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// A `tx.update` event: the transaction's new status, as Proof announced it.
+    Status(String),
+    /// A sign of life that announces nothing: a pong, a ping (answered), another event.
+    Alive,
+}
+
+/// Why the WebSocket is of no further use; the watcher closes it and polls.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketEnded {
+    #[error("Proof closed the WebSocket")]
+    Closed,
+    #[error("the WebSocket broke: {0}")]
+    Broken(String),
+    /// A frame that is not one of Proof's events: whatever speaks there is not to be trusted with
+    /// a transaction's status.
+    #[error("the WebSocket sent a frame that is not an event")]
+    NotAnEvent,
+    /// Pinged after a silence, it did not answer: whatever is at the other end is not listening.
+    #[error("the WebSocket left a ping unanswered")]
+    Unanswered,
+}
+
 impl TransactionUpdates {
-    /// The status of the next `tx.update` event; `None` once the connection has ended (closed,
-    /// broken, or speaking something else), after which it is not used again.
-    pub async fn next_status(&mut self) -> Option<String> {
-        while let Some(frame) = self.frames.next().await {
-            match frame.ok()? {
-                Frame::Text(text) => {
-                    let Ok(event) = serde_json::from_slice::<Event>(&text) else {
-                        continue;
-                    };
-                    if event.event.as_deref() == Some("tx.update")
-                        && let Some(status) = event.status
-                    {
-                        return Some(status.into_owned());
-                    }
+    /// The next thing the WebSocket says. Pings are answered here. A text frame must be a JSON
+    /// object with an `event` name (a `tx.update` with a `status`); anything else ends the socket.
+    pub async fn next(&mut self) -> Result<Heard, SocketEnded> {
+        let Some(frame) = self.frames.next().await else {
+            return Err(SocketEnded::Closed);
+        };
+        match frame.map_err(|e| SocketEnded::Broken(e.to_string()))? {
+            Frame::Text(text) => {
+                let event =
+                    serde_json::from_slice::<Event>(&text).map_err(|_| SocketEnded::NotAnEvent)?;
+                match (event.event.as_deref(), event.status) {
+                    (Some("tx.update"), Some(status)) => Ok(Heard::Status(status.into_owned())),
+                    (Some("tx.update"), None) | (None, _) => Err(SocketEnded::NotAnEvent),
+                    // An event Proof may add later: nothing to act on, but the socket lives.
+                    (Some(_), _) => Ok(Heard::Alive),
                 }
-                Frame::Ping(payload) => {
-                    self.frames.send(Message::Pong(payload)).await.ok()?;
-                }
-                Frame::Close(_) => return None,
-                Frame::Pong(_) | Frame::Binary(_) | Frame::Continuation(_) => {}
             }
+            Frame::Ping(payload) => {
+                self.frames
+                    .send(Message::Pong(payload))
+                    .await
+                    .map_err(|e| SocketEnded::Broken(e.to_string()))?;
+                Ok(Heard::Alive)
+            }
+            Frame::Pong(_) => Ok(Heard::Alive),
+            Frame::Close(_) => Err(SocketEnded::Closed),
+            Frame::Binary(_) | Frame::Continuation(_) => Err(SocketEnded::NotAnEvent),
         }
-        None
+    }
+
+    /// Asks the other end for a sign of life; the answer comes as [`Heard::Alive`].
+    pub async fn ping(&mut self) -> Result<(), SocketEnded> {
+        self.frames
+            .send(Message::Ping(bytes::Bytes::from_static(b"proof-bff")))
+            .await
+            .map_err(|e| SocketEnded::Broken(e.to_string()))
     }
 }

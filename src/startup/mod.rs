@@ -21,6 +21,7 @@ use self::metrics_port::{MetricsScrape, metrics_service};
 use self::signals::ShutdownSignals;
 
 use crate::browser::cors;
+use crate::call_budget::CallBudget;
 use crate::checkout::{self, CheckoutContext};
 use crate::config::AppConfig;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
@@ -110,17 +111,21 @@ impl Application {
             idempotency: config.idempotency,
         });
         let readiness_data = web::Data::from(readiness.clone());
-        let status_context = web::Data::new(status::StatusContext::new(
-            &config.status,
-            endpoint.request_timeout(),
-        ));
-        let webhook_path = config.status.webhook_path.clone();
         let metrics = web::Data::new(Metrics::new());
         let metrics_listener = config
             .metrics_listen
             .as_ref()
             .map(|listen| TcpListener::bind(listen.bind_target()))
             .transpose()?;
+        // Counted only where they can be read: without `metrics.listen` a request pays nothing
+        // for them.
+        let served_metrics = metrics_listener.is_some().then_some(&**metrics);
+        let status_context = web::Data::new(status::StatusContext::new(
+            &config.status,
+            endpoint.request_timeout(),
+            served_metrics,
+        ));
+        let webhook_path = config.status.webhook_path.clone();
         let metrics_port = metrics_listener
             .as_ref()
             .map(TcpListener::local_addr)
@@ -141,17 +146,20 @@ impl Application {
             status: status_context.clone(),
         };
         let worker_endpoint = endpoint.clone();
-        // Counted only where they can be read: without `metrics.listen` a request pays nothing
-        // for them.
-        let worker_metrics = metrics_listener.is_some().then(|| metrics.clone());
+        let worker_metrics = served_metrics.is_some().then(|| metrics.clone());
+        let proof_places_per_worker =
+            connection::max_connections_per_worker(endpoint.max_connections(), workers);
+        let proof_budget_gauges = served_metrics.map(|metrics| metrics.outbound_budget("proof"));
         let worker_traces = traces.clone();
         let worker_service = move || {
             // Built on the worker's own thread: its calls to the shared Redis stay on it.
             if let Some(link) = context.rate_limits.shared_link() {
                 link.connect_this_thread();
             }
+            let budget = CallBudget::new(proof_places_per_worker, proof_budget_gauges.clone());
             let proof = web::Data::new(ProofClient::new(
                 worker_endpoint.clone(),
+                Arc::new(budget),
                 worker_metrics.clone().map(web::Data::into_inner),
                 worker_traces.clone(),
             ));

@@ -18,6 +18,7 @@ mod stream;
 mod transaction;
 mod watcher;
 mod webhook;
+mod websocket_budget;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +30,9 @@ pub use kyc::kyc_status;
 pub use limits::StreamLimits;
 pub use stream::transaction_events;
 pub use transaction::transaction_status;
-pub use watcher::Watchers;
+pub use watcher::{WatchTimings, Watchers};
 pub use webhook::{MAX_WEBHOOK_BYTES, webhook};
+use websocket_budget::WebSocketBudget;
 
 /// The `[status]` settings, checked.
 #[derive(Debug, Clone)]
@@ -41,6 +43,10 @@ pub struct StatusConfig {
     pub max_stream_duration: Duration,
     /// Where Proof's webhook is received; `None`: no receiver.
     pub webhook_path: Option<String>,
+    /// WebSockets to Proof open at once, one per watched transaction; zero: watchers only poll.
+    pub max_watchers: usize,
+    /// How often a transaction whose WebSocket is open is still read with a `GET`.
+    pub confirm_interval: Duration,
 }
 
 /// What every worker shares for the event streams: the watchers, the stream counts.
@@ -53,10 +59,22 @@ pub struct StatusContext {
 }
 
 impl StatusContext {
-    /// `websocket_timeout`: how long opening Proof's WebSocket may take.
-    pub fn new(config: &StatusConfig, websocket_timeout: Duration) -> Self {
+    /// `websocket_timeout`: how long opening Proof's WebSocket may take; `metrics`, when they are
+    /// served.
+    pub fn new(
+        config: &StatusConfig,
+        websocket_timeout: Duration,
+        metrics: Option<&Metrics>,
+    ) -> Self {
+        let timings = WatchTimings {
+            poll_interval: config.poll_interval,
+            confirm_interval: config.confirm_interval,
+            connect_timeout: websocket_timeout,
+        };
+        let websockets =
+            WebSocketBudget::new(config.max_watchers, metrics.map(Metrics::status_websockets));
         Self {
-            watchers: Arc::new(Watchers::new(config.poll_interval, websocket_timeout)),
+            watchers: Arc::new(Watchers::new(timings, websockets)),
             limits: Arc::new(StreamLimits::new(
                 config.max_streams_per_user,
                 config.max_streams,
@@ -73,6 +91,7 @@ use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::UpstreamAnswer;
 use crate::rate_limit::{Allowance, LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
+use crate::telemetry::Metrics;
 
 /// The reader, once admitted: who they are, and their standing against the status limit.
 struct Reader {

@@ -26,3 +26,4 @@ mod status;
 mod support;
 mod tls_front;
 mod tracing;
+mod upstream_budget;
