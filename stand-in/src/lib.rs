@@ -310,6 +310,12 @@ impl StandInControls {
         self.shared.websockets.accepted()
     }
 
+    /// When the latest WebSocket upgrades (up to 1,000) were accepted, oldest first: how often a
+    /// client reconnects.
+    pub fn websocket_accept_times(&self) -> Vec<std::time::Instant> {
+        self.shared.websockets.accept_times()
+    }
+
     /// WebSocket connections open now.
     pub fn open_websockets(&self) -> usize {
         self.shared.websockets.open()

@@ -6,7 +6,10 @@
 //! Each connection is one task on the stand-in's worker, woken only by a frame from its client or
 //! a status change, so that hundreds held open at once cost little more than their sockets.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -84,8 +87,13 @@ pub(super) struct WebSockets {
     max_open: usize,
     open: AtomicUsize,
     accepted: AtomicU64,
+    /// When the last [`MAX_ACCEPT_TIMES`] upgrades were accepted, oldest first.
+    accept_times: Mutex<VecDeque<Instant>>,
     pings: AtomicU64,
 }
+
+/// How many acceptance times are kept: enough to see a client's reconnection pattern.
+const MAX_ACCEPT_TIMES: usize = 1000;
 
 impl WebSockets {
     pub(super) fn new(enabled: bool, max_open: usize) -> Self {
@@ -95,6 +103,7 @@ impl WebSockets {
             max_open,
             open: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
+            accept_times: Mutex::new(VecDeque::new()),
             pings: AtomicU64::new(0),
         }
     }
@@ -124,6 +133,20 @@ impl WebSockets {
     /// Connections accepted since the start.
     pub(super) fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Acquire)
+    }
+
+    /// When the latest upgrades were accepted, oldest first.
+    pub(super) fn accept_times(&self) -> Vec<Instant> {
+        lock(&self.accept_times).iter().copied().collect()
+    }
+
+    fn record_accept(&self) {
+        self.accepted.fetch_add(1, Ordering::AcqRel);
+        let mut times = lock(&self.accept_times);
+        if times.len() == MAX_ACCEPT_TIMES {
+            times.pop_front();
+        }
+        times.push_back(Instant::now());
     }
 }
 
@@ -247,7 +270,7 @@ pub(super) async fn connect(
             "a WebSocket upgrade request is required",
         );
     };
-    shared.websockets.accepted.fetch_add(1, Ordering::AcqRel);
+    shared.websockets.record_accept();
     let connection = Connection {
         session,
         messages,

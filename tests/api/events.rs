@@ -368,3 +368,35 @@ async fn without_a_websocket_proof_is_polled_at_the_configured_cadence_not_faste
         .any(|r| r.url.path() == "/ws" && r.url.query() == Some(&format!("tx_id={TX_ID}")[..]));
     assert!(tried, "the WebSocket was never tried");
 }
+
+#[tokio::test]
+async fn a_burst_of_hints_for_one_transaction_is_read_at_most_once_a_second() {
+    let app = spawn_app_with(with_webhook).await;
+    proof_reports(&app, "pending", None, 1).await;
+    let mut stream = events_request(&app, None).send().await.unwrap();
+    read_until(&mut stream, "pending").await;
+    let reads_before = transaction_reads(&app).await;
+
+    // Distinct statuses, so the receiver's deduplication lets every one through to the watcher.
+    let started = tokio::time::Instant::now();
+    for n in 0..300 {
+        let hint = format!(r#"{{"merchant_transaction_id":"{TX_ID}","status":"hint-{n}"}}"#);
+        assert_eq!(post_webhook(&app, &hint).await.status(), 204);
+    }
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    while transaction_reads(&app).await == reads_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hints never reached Proof"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Room for the read folded after the burst.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reads = transaction_reads(&app).await - reads_before;
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        reads as f64 <= seconds.ceil() + 1.0,
+        "{reads} reads of one transaction in {seconds:.1} s for 300 hints"
+    );
+}

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use proof_bff::config::Settings;
-use proof_stand_in::{ProofStandIn, StandInClock, StandInConfig, StandInControls};
+use proof_stand_in::{ProofStandIn, StandInClock, StandInConfig, StandInControls, WebSocketFault};
 use secrecy::SecretString;
 
 use crate::helpers::*;
@@ -209,4 +209,173 @@ async fn the_stand_ins_webhooks_reach_the_receiver_which_confirms_and_pushes() {
     live.step();
     assert_eq!(read_until(&mut stream, "completed").await, ["completed"]);
     assert!(stream.chunk().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn checkouts_answer_while_watchers_hold_every_websocket_they_may() {
+    // More watched transactions than awc's default pool of 100 connections, and than the
+    // WebSocket budget: the excess watchers poll, and no checkout waits behind any of them.
+    const WATCHED: usize = 120;
+    const MAX_WATCHERS: usize = 110;
+    let live = live(|_, settings, _| {
+        settings.status.max_streams_per_user = 1000;
+        settings.status.max_watchers = MAX_WATCHERS;
+        settings.metrics.listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let mut transactions = Vec::new();
+    for _ in 0..WATCHED {
+        transactions.push(live.transaction().await);
+    }
+    let mut streams = Vec::new();
+    for transaction in &transactions {
+        let mut stream = live.open_stream(transaction).await;
+        assert_eq!(read_until(&mut stream, "pending").await, ["pending"]);
+        streams.push(stream);
+    }
+    eventually("every WebSocket the budget allows is open", || {
+        live.controls.open_websockets() == MAX_WATCHERS
+    })
+    .await;
+
+    for _ in 0..20 {
+        let checkout = live.app.checkout().send_with_valid_body().await;
+        assert_eq!(
+            checkout.status(),
+            200,
+            "a checkout waited behind the watchers"
+        );
+    }
+    let metrics = crate::metrics::scrape(&live.app).await;
+    let sample = |series| crate::metrics::sample(&metrics, series);
+    assert_eq!(
+        sample("proof_bff_status_websockets"),
+        Some(MAX_WATCHERS as f64),
+        "{metrics}"
+    );
+    assert!(
+        sample("proof_bff_status_websockets_refused_total")
+            .is_some_and(|refused| refused >= (WATCHED - MAX_WATCHERS) as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample("proof_bff_watched_transactions"),
+        Some(WATCHED as f64)
+    );
+    assert_eq!(live.controls.open_websockets(), MAX_WATCHERS);
+}
+
+#[tokio::test]
+async fn many_browsers_on_one_transaction_across_workers_make_one_websocket() {
+    let live = live(|_, settings, _| {
+        settings.server.workers = 2;
+        settings.status.max_streams_per_user = 100;
+    })
+    .await;
+    let transaction = live.transaction().await;
+    // A client each, so the streams arrive on connections of their own, spread over the workers.
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut stream = client
+            .get(live.app.url(&format!("/checkout/{transaction}/events")))
+            .header("Cookie", format!("session={}", session_token()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read_until(&mut stream, "pending").await, ["pending"]);
+        streams.push(stream);
+    }
+    eventually("the watcher's WebSocket opened", || {
+        live.controls.open_websockets() == 1
+    })
+    .await;
+    live.step();
+    for stream in &mut streams {
+        assert_eq!(read_until(stream, "processing").await, ["processing"]);
+    }
+    assert_eq!(live.controls.websocket_connections(), 1);
+}
+
+#[tokio::test]
+async fn a_silent_websocket_does_not_hide_a_completed_transaction() {
+    let live = live(|_, settings, _| {
+        // Polling never comes within the test: only the confirm reads and the ping can.
+        settings.status.confirm_interval_s = 2;
+    })
+    .await;
+    live.controls.set_websocket_fault(WebSocketFault::Silent);
+    let transaction = live.transaction().await;
+    let mut stream = live.open_stream(&transaction).await;
+    read_until(&mut stream, "pending").await;
+    eventually("the silent WebSocket was accepted", || {
+        live.controls.websocket_connections() >= 1
+    })
+    .await;
+
+    live.step();
+    live.step();
+    // Proof's WebSocket never says so: the confirm reads (and the ping that goes unanswered) do.
+    let ids = read_until(&mut stream, "completed").await;
+    assert_eq!(ids.last().map(String::as_str), Some("completed"), "{ids:?}");
+    eventually("the silent WebSocket was pinged", || {
+        live.controls.websocket_pings() >= 1
+    })
+    .await;
+    eventually("the unanswered WebSocket was closed", || {
+        live.controls.open_websockets() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_websocket_that_sends_what_is_not_an_event_is_closed_and_the_watcher_polls() {
+    let live = live(|_, settings, _| {
+        settings.status.poll_interval_s = 1;
+    })
+    .await;
+    live.controls.set_websocket_fault(WebSocketFault::Garbage);
+    let transaction = live.transaction().await;
+    let mut stream = live.open_stream(&transaction).await;
+    read_until(&mut stream, "pending").await;
+    eventually("the garbage WebSocket was accepted", || {
+        live.controls.websocket_connections() >= 1
+    })
+    .await;
+    eventually("the garbage WebSocket was closed", || {
+        live.controls.open_websockets() == 0
+    })
+    .await;
+
+    live.step();
+    assert_eq!(read_until(&mut stream, "processing").await, ["processing"]);
+}
+
+#[tokio::test]
+async fn a_websocket_that_accepts_and_closes_is_reopened_with_a_doubling_backoff() {
+    let live = live(|_, _, _| {}).await;
+    live.controls
+        .set_websocket_fault(WebSocketFault::CloseAtOnce);
+    let transaction = live.transaction().await;
+    let mut stream = live.open_stream(&transaction).await;
+    read_until(&mut stream, "pending").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while live.controls.websocket_accept_times().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the WebSocket was not reopened: {:?}",
+            live.controls.websocket_accept_times()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let opened = live.controls.websocket_accept_times();
+    let gaps: Vec<Duration> = opened.windows(2).map(|w| w[1] - w[0]).collect();
+    // Each wait at least the backoff before it: 1 s, 2 s, 4 s (a slow machine only adds).
+    for (gap, backoff) in gaps.iter().zip([1, 2, 4]) {
+        assert!(
+            *gap >= Duration::from_secs(backoff),
+            "reopened after {gap:?}, before a backoff of {backoff} s: {gaps:?}"
+        );
+    }
+    drop(stream);
 }
