@@ -461,6 +461,16 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             vec!["proof.max_attempts"],
         ),
         (
+            "no connection to Proof allowed",
+            Config::valid().set("proof", "max_connections", "0"),
+            vec!["proof.max_connections"],
+        ),
+        (
+            "status confirm interval zero",
+            Config::valid().set("status", "confirm_interval_s", "0"),
+            vec!["status.confirm_interval_s"],
+        ),
+        (
             "client_request_timeout_ms zero",
             Config::valid().set("server", "client_request_timeout_ms", "0"),
             vec!["server.client_request_timeout_ms"],
