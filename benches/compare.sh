@@ -69,6 +69,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=benches/compare
+source benches/common.sh
 
 duration=10
 connections=32
@@ -116,27 +117,13 @@ has() { [[ " $variants " == *" $1 "* ]]; }
 
 # --- What the benchmark needs -------------------------------------------------------------------
 
-PATH="$PATH:/usr/sbin:/sbin"
-missing=()
-need() { command -v "$1" >/dev/null || missing+=("$2"); }
 need wrk wrk
 need curl curl
 need nginx nginx
 if has express; then need node nodejs; need npm npm; fi
 if has proof-bff-redis; then need redis-server redis-server; need redis-cli redis-tools; fi
 command -v node >/dev/null || [[ " ${missing[*]} " == *" nodejs "* ]] || need node nodejs
-if [ ${#missing[@]} -gt 0 ]; then
-    $install || { echo "missing: ${missing[*]} (apt-get install ${missing[*]})" >&2; exit 1; }
-    as_root=()
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null || { echo "run as root, or install: ${missing[*]}" >&2; exit 1; }
-        as_root=(sudo)
-    fi
-    echo "== installing ${missing[*]}" >&2
-    "${as_root[@]}" apt-get update -qq >&2
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+install_missing "$install"
 command -v cargo >/dev/null || { echo "cargo is needed to build proof-bff (rustup.rs)" >&2; exit 1; }
 if [ -n "$binary" ]; then
     [ -x "$binary" ] || { echo "--binary: not an executable: $binary" >&2; exit 2; }
@@ -168,7 +155,6 @@ fi
 
 # --- Secrets, sessions and ports ------------------------------------------------------------------
 
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 client_token="bench_$(random_hex 16)"
 session_secret="$(random_hex 32)"
 origin="https://app.example.com"
@@ -177,24 +163,7 @@ first_token="$(head -1 "$scratch/sessions.txt" | cut -d' ' -f1)"
 first_address="$(head -1 "$scratch/sessions.txt" | cut -d' ' -f2)"
 expected_body="$(cat "$here/widget-session.json")"
 
-used_ports=" "
-# free_port VAR: sets VAR to a loopback port not handed out before and free when looked at (a
-# process that takes it before the variant binds makes that variant fail to start, and the script
-# stop).
-free_port() {
-    local candidate
-    while :; do
-        candidate=$((20000 + RANDOM % 40000))
-        [[ "$used_ports" == *" $candidate "* ]] && continue
-        (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null && continue
-        used_ports+="$candidate "
-        printf -v "$1" '%s' "$candidate"
-        return
-    done
-}
-
 # Fills in benches/compare/<name>.conf's placeholders.
-sed_escape() { printf '%s' "$1" | sed 's/[\\&|]/\\&/g'; }
 nginx_config() {
     local name="$1" port="$2"
     sed -e "s|@DIR@|$(sed_escape "$scratch")|g" -e "s|@PORT@|$port|g" \
@@ -205,62 +174,7 @@ nginx_config() {
 
 # --- Processes ------------------------------------------------------------------------------------
 
-# The pids of a process and of its children (nginx: the master and its worker).
-with_children() {
-    local pid="$1" children
-    children="$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)"
-    [ -n "$children" ] || children="$(pgrep -P "$pid" 2>/dev/null || true)"
-    echo "$pid $(echo "$children" | tr -s ' \n' '  ')"
-}
-
-# CPU seconds (user + system) the processes have used so far, all their threads; with `system`
-# first, only the part spent in the kernel (on loopback, mostly sending and receiving).
-cpu_seconds() {
-    local fields='$14 + $15' pid total=0
-    [ "${1:-}" = system ] && { fields='$15'; shift; }
-    for pid in "$@"; do
-        total="$(awk -v t="$total" -v tick="$(getconf CLK_TCK)" \
-            "{ printf \"%.2f\", t + ($fields) / tick }" "/proc/$pid/stat")"
-    done
-    echo "$total"
-}
-
-# A /proc/<pid>/status field (VmRSS, VmHWM) of the processes, added up, in MiB.
-memory_mib() {
-    local field="$1" pid total=0
-    shift
-    for pid in "$@"; do
-        total="$(awk -v t="$total" -v f="$field:" '$1 == f { printf "%.1f", t + $2 / 1024 }' "/proc/$pid/status")"
-    done
-    echo "$total"
-}
-
-# CPU seconds the whole machine has spent busy so far, every core: user, nice, system and steal
-# (time the cores were not ours). Interrupt and softirq time are left out: that is mostly the
-# kernel moving the benchmark's own loopback traffic (about 0.3 of a core at 70,000 requests/s),
-# which /proc counts to no process.
-machine_busy_seconds() {
-    awk -v tick="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $9) / tick }' /proc/stat
-}
-
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# nginx: listening, and its worker started.
-nginx_ready() { listening "$1" && [ "$(with_children "$2" | wc -w)" -ge 2 ]; }
-
-http_ok() { curl -sf -o /dev/null "$1"; }
 redis_ready() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
-
-# wait_for PID COMMAND...: waits until the command succeeds, for up to 30 s, while PID lives.
-wait_for() {
-    local pid="$1"
-    shift
-    for _ in $(seq 300); do
-        "$@" && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 
 # One checkout through a variant, checked: 200 and Proof's body byte for byte.
 check_checkout() {
@@ -536,13 +450,6 @@ label() {
         proof-bff-redis) echo "proof-bff, $log_level JSON logs, limits in Redis" ;;
     esac
 }
-thousands() {
-    awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); r = ""
-        while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
-        print s r }'
-}
-ms() { awk -v n="$1" 'BEGIN { if (n < 10) printf "%.2f ms", n; else printf "%.1f ms", n }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }'; }
 
 declare -A rps p50 p99 half_rps half_p99 idle peak redis_peak cpu redis_cpu failed busy
 for v in $variants; do
@@ -612,8 +519,7 @@ $flagged && echo "!! (!): in some of that variant's runs other work used more th
 
 echo
 echo "Machine:"
-echo "- CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores (online to this process), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) memory"
-echo "- OS: $(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"'), kernel $(uname -r)"
+machine_lines
 versions="nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }' || true)"
 if has express; then
     versions+=", node $(node --version)"
