@@ -561,6 +561,11 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             vec!["session.forward.cache_max_entries"],
         ),
         (
+            "forward without a single call to the app",
+            forward_source().set("session.forward", "max_connections", "0"),
+            vec!["session.forward.max_connections"],
+        ),
+        (
             "forward unknown key",
             forward_source().set("session.forward", "cookie", r#"["sid"]"#),
             vec!["cookie"],
@@ -649,7 +654,8 @@ fn check_config_accepts_the_forward_and_headers_sources() {
         .set_str("session.forward", "email_field", "/user/emails/0")
         .set("session.forward", "timeout_ms", "500")
         .set("session.forward", "cache_ttl_s", "0")
-        .set("session.forward", "cache_max_entries", "1000");
+        .set("session.forward", "cache_max_entries", "1000")
+        .set("session.forward", "max_connections", "1");
     assert_passes(&check_config_with(&tuned, &[]));
     let authorization_only = forward_source()
         .set("session.forward", "cookies", "[]")
@@ -677,6 +683,25 @@ fn check_config_accepts_the_forward_and_headers_sources() {
         .set_str("session.headers", "user_id_header", "X-Forwarded-User")
         .set_str("session.headers", "email_header", "X-Forwarded-Email");
     assert_passes(&check_config_with(&renamed, &[]));
+}
+
+#[test]
+fn check_config_refuses_a_forward_max_connections_of_zero_with_exit_2() {
+    let from_file = forward_source().set("session.forward", "max_connections", "0");
+    let from_env = [("PROOF_BFF__SESSION__FORWARD__MAX_CONNECTIONS", "0")];
+    for (name, output) in [
+        ("in the file", check_config_with(&from_file, &[])),
+        (
+            "from the environment",
+            check_config_with(&forward_source(), &from_env),
+        ),
+    ] {
+        assert_eq!(output.status.code(), Some(2), "{name}: {output:?}");
+        assert_fails_naming(
+            &output,
+            &["session.forward.max_connections", "must be at least 1"],
+        );
+    }
 }
 
 #[test]

@@ -162,6 +162,13 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
             ),
         ));
     }
+    // For the whole instance, not per worker: one thread makes every call to the app.
+    if s.max_connections == 0 {
+        return Err(ConfigError::key(
+            "session.forward.max_connections",
+            "must be at least 1",
+        ));
+    }
     let tls_roots = TlsRoots::with_ca_file(&s.ca_file)
         .map_err(|problem| ConfigError::key("session.forward.ca_file", problem))?;
     let session = ForwardSession::new(ForwardConfig {
@@ -173,6 +180,7 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
         timeout: Duration::from_millis(s.timeout_ms),
         cache_ttl: Duration::from_secs(s.cache_ttl_s),
         cache_max_entries: s.cache_max_entries,
+        max_connections: s.max_connections,
         tls_roots,
     });
     Ok(SessionSource::Forward(session))

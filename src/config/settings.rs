@@ -163,6 +163,7 @@ pub struct ForwardSettings {
     pub timeout_ms: u64,
     pub cache_ttl_s: u64,
     pub cache_max_entries: usize,
+    pub max_connections: usize,
     pub ca_file: String,
 }
 
@@ -177,6 +178,7 @@ impl Default for ForwardSettings {
             timeout_ms: 1000,
             cache_ttl_s: 30,
             cache_max_entries: 100_000,
+            max_connections: 1024,
             ca_file: String::new(),
         }
     }

@@ -20,6 +20,8 @@ use std::fmt;
 
 use actix_web::HttpRequest;
 
+use crate::telemetry::Metrics;
+
 pub use forward::{ForwardConfig, ForwardSession};
 pub use headers::HeaderSession;
 pub use jwks::{JwksConfigError, JwksSession, JwksSessionSettings};
@@ -78,14 +80,16 @@ impl SessionSource {
     /// Starts what the source runs in the background (the identity provider's key set is fetched
     /// and kept fresh; the thread that calls the partner's app), never during a configuration
     /// check. `on_ready` follows whether sessions can be checked at all; sources with nothing to
-    /// wait for never call it.
+    /// wait for never call it. `metrics`, given when they are served, count the calls to the
+    /// partner's app (`forward`).
     pub fn start(
         &mut self,
         on_ready: impl Fn(bool) + Send + Sync + 'static,
+        metrics: Option<&Metrics>,
     ) -> std::io::Result<()> {
         match self {
             Self::Jwks(jwks) => jwks.start(Box::new(on_ready)),
-            Self::Forward(forward) => forward.start(),
+            Self::Forward(forward) => forward.start(metrics),
             Self::Jwt(_) | Self::Headers(_) => Ok(()),
         }
     }

@@ -94,11 +94,28 @@ impl Application {
         let rate_limits = Arc::new(config.rate_limit);
         // Not ready until the first check has reached a backend that checkouts need.
         readiness.set_rate_limit_backend_reachable(rate_limits.required_backend().is_none());
+        let metrics = web::Data::new(Metrics::new());
+        let metrics_listener = config
+            .metrics_listen
+            .as_ref()
+            .map(|listen| TcpListener::bind(listen.bind_target()))
+            .transpose()?;
+        let metrics_port = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?
+            .map(|addr| addr.port());
+        // Counted only where they can be read: without `metrics.listen` a request (or a call to
+        // the partner's app) pays nothing for them.
+        let served_metrics = metrics_listener.is_some().then_some(&**metrics);
         let mut session = config.session;
         // Not ready until the session source can check someone (the identity provider's key set
         // is in); sources that need nothing never say otherwise.
         let session_readiness = readiness.clone();
-        session.start(move |ready| session_readiness.set_session_backend_ready(ready))?;
+        session.start(
+            move |ready| session_readiness.set_session_backend_ready(ready),
+            served_metrics,
+        )?;
         let browser = web::Data::new(config.browser);
         let context = web::Data::new(CheckoutContext {
             session,
@@ -111,26 +128,12 @@ impl Application {
             idempotency: config.idempotency,
         });
         let readiness_data = web::Data::from(readiness.clone());
-        let metrics = web::Data::new(Metrics::new());
-        let metrics_listener = config
-            .metrics_listen
-            .as_ref()
-            .map(|listen| TcpListener::bind(listen.bind_target()))
-            .transpose()?;
-        // Counted only where they can be read: without `metrics.listen` a request pays nothing
-        // for them.
-        let served_metrics = metrics_listener.is_some().then_some(&**metrics);
         let status_context = web::Data::new(status::StatusContext::new(
             &config.status,
             endpoint.request_timeout(),
             served_metrics,
         ));
         let webhook_path = config.status.webhook_path.clone();
-        let metrics_port = metrics_listener
-            .as_ref()
-            .map(TcpListener::local_addr)
-            .transpose()?
-            .map(|addr| addr.port());
         let sandbox = config.sandbox.map(web::Data::new);
         let limits = ConnectionLimits {
             client_request_timeout: config.server.client_request_timeout,

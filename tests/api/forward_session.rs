@@ -12,6 +12,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, Respond, ResponseTemplate};
 
 use crate::helpers::*;
+use crate::metrics::{sample, scrape};
 use crate::tls_front::{CA_FILE, TlsFront};
 
 const WHOAMI: &str = "/session/whoami";
@@ -654,4 +655,193 @@ async fn an_app_with_a_certificate_from_a_private_ca_is_trusted_only_through_ca_
     assert_eq!(calls_at(&partner).await.len(), 1);
     let sent: Value = serde_json::from_slice(&trusting.proof_requests().await[0].body).unwrap();
     assert_eq!(sent["partner_user_id"], APP_USER_ID);
+}
+
+// ---------------------------------------------------------------------------------------------
+// session.forward.max_connections
+// ---------------------------------------------------------------------------------------------
+
+/// The app's answer for a signed-in user, as the stand-in on raw sockets sends it.
+const APP_ANSWER: &str = r#"{"id":"app-user-7","email":"forwarded.person@example.org"}"#;
+
+/// The service in front of an app stand-in on raw sockets ([`RawUpstream`]), which counts the
+/// connections and the calls it receives however long it holds its answers.
+async fn forward_app_at(partner: &RawUpstream, customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = format!("{}{WHOAMI}", partner.base_url);
+    spawn_app_with(|s| {
+        s.session.source = SessionSourceName::Forward;
+        s.session.forward.url = url;
+        s.session.forward.cookies = vec!["_app_session".into()];
+        customise(s);
+    })
+    .await
+}
+
+/// The sample of `proof_bff_outbound_{name}{client="forward"}`, and the whole scrape.
+async fn forward_budget_series(app: &TestApp, name: &str) -> (Option<f64>, String) {
+    let text = scrape(app).await;
+    let series = format!("proof_bff_outbound_{name}{{client=\"forward\"}}");
+    (sample(&text, &series), text)
+}
+
+/// Waits until the series shows `value`, however long that takes up to a generous bound.
+async fn until_forward_budget_shows(app: &TestApp, name: &str, value: f64) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (shown, text) = forward_budget_series(app, name).await;
+        if shown == Some(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{name} never showed {value}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_hundred_sessions_are_asked_about_at_once_by_default() {
+    // Every answer is held at the app until all the calls have arrived there. With a bound below
+    // 300 (awc's own 100 connections, as before session.forward.max_connections) the others wait
+    // behind the first ones, the app never sees them all, and the test gives up.
+    const SESSIONS: usize = 300;
+    let partner = RawUpstream::start([RawBehaviour::AnswerWhenReleased(200, APP_ANSWER)]).await;
+    let app = forward_app_at(&partner, |s| {
+        // However long the calls take to reach the app on a busy machine.
+        s.session.forward.timeout_ms = 60_000;
+        s.server.client_request_timeout_ms = 120_000;
+        s.proof.request_timeout_ms = 60_000;
+        s.proof.deadline_ms = 60_000;
+    })
+    .await;
+    widget_session_ok().mount(&app.proof).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut checkouts = tokio::task::JoinSet::new();
+    for i in 0..SESSIONS {
+        let request = client
+            .post(app.url("/start-checkout"))
+            .header("Origin", APP_ORIGIN)
+            .header("Cookie", format!("_app_session=session-{i}"))
+            .json(&checkout_body());
+        checkouts.spawn(request.send());
+    }
+
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    while partner.requests() < SESSIONS {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the app saw only {} of {SESSIONS} sessions' calls at once",
+            partner.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    partner.release();
+    while let Some(answer) = checkouts.join_next().await {
+        let (status, body) = error_of(answer.unwrap().unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(partner.requests(), SESSIONS, "one call per session");
+    let proof_calls = app.proof_requests().await;
+    assert_eq!(proof_calls.len(), SESSIONS);
+    for call in proof_calls {
+        let sent: Value = serde_json::from_slice(&call.body).unwrap();
+        assert_eq!(sent["partner_user_id"], APP_USER_ID, "the app's answer");
+    }
+}
+
+#[tokio::test]
+async fn at_max_connections_a_call_waits_for_a_place_without_sending_anything() {
+    let partner = RawUpstream::start([RawBehaviour::AnswerWhenReleased(200, APP_ANSWER)]).await;
+    let app = forward_app_at(&partner, |s| {
+        s.session.forward.max_connections = 1;
+        // Far more than the test needs: here the place comes back when the app answers.
+        s.session.forward.timeout_ms = 60_000;
+        s.metrics.listen = "127.0.0.1:0".into();
+    })
+    .await;
+    widget_session_ok().mount(&app.proof).await;
+    let (in_flight, text) = forward_budget_series(&app, "in_flight").await;
+    assert_eq!(in_flight, Some(0.0), "{text}");
+
+    // The first session's call holds the only place while the app holds its answer.
+    let first = send_until_proof_has_it(
+        checkout_with_cookie(&app, "_app_session=first").json(&checkout_body()),
+        &partner,
+    )
+    .await;
+    let (in_flight, text) = forward_budget_series(&app, "in_flight").await;
+    assert_eq!(in_flight, Some(1.0), "{text}");
+
+    // Another session's call waits for it, and sends nothing meanwhile.
+    let second = tokio::spawn(
+        checkout_with_cookie(&app, "_app_session=second")
+            .json(&checkout_body())
+            .send(),
+    );
+    until_forward_budget_shows(&app, "waiting", 1.0).await;
+    assert_eq!(partner.requests(), 1, "the waiting call reached the app");
+    assert_eq!(
+        partner.connections(),
+        1,
+        "the waiting call opened a connection"
+    );
+    let (in_flight, text) = forward_budget_series(&app, "in_flight").await;
+    assert_eq!(in_flight, Some(1.0), "{text}");
+
+    // The app answers: the place comes back, and the waiting call is made with it.
+    partner.release();
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(second.await.unwrap().unwrap().status(), 200);
+    assert_eq!(partner.requests(), 2);
+    for (name, value) in [
+        ("in_flight", 0.0),
+        ("waiting", 0.0),
+        ("wait_seconds_count", 2.0),
+        ("refused_total", 0.0),
+    ] {
+        let (shown, text) = forward_budget_series(&app, name).await;
+        assert_eq!(shown, Some(value), "{name}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn at_max_connections_with_a_stalled_app_other_sessions_get_503_session_backend() {
+    const TIMEOUT: Duration = Duration::from_millis(1000);
+    // Never answers.
+    let partner = RawUpstream::start([RawBehaviour::AnswerWhenReleased(200, APP_ANSWER)]).await;
+    let app = forward_app_at(&partner, |s| {
+        s.session.forward.max_connections = 1;
+        s.session.forward.timeout_ms = TIMEOUT.as_millis() as u64;
+        s.metrics.listen = "127.0.0.1:0".into();
+    })
+    .await;
+    app.proof_must_not_be_called().await;
+    let first = send_until_proof_has_it(
+        checkout_with_cookie(&app, "_app_session=first").json(&checkout_body()),
+        &partner,
+    )
+    .await;
+
+    let asked = tokio::time::Instant::now();
+    let second = checkout_with_cookie(&app, "_app_session=second")
+        .send_with_valid_body()
+        .await;
+    let took = asked.elapsed();
+    let (status, body) = error_of(second).await;
+    assert_session_backend(status, &body, "a session behind a stalled one");
+    assert!(
+        took >= TIMEOUT - Duration::from_millis(50),
+        "answered once its timeout_ms had passed, not before ({took:?})"
+    );
+    let (status, body) = error_of(first.await.unwrap().unwrap()).await;
+    assert_session_backend(status, &body, "the stalled session");
+    let (in_flight, text) = forward_budget_series(&app, "in_flight").await;
+    assert_eq!(in_flight, Some(0.0), "{text}");
+    let (refused, text) = forward_budget_series(&app, "refused_total").await;
+    assert!(refused.is_some(), "{text}");
 }

@@ -66,6 +66,10 @@ pub(super) enum Failure {
     TooLarge,
     #[error("the app did not answer within session.forward.timeout_ms")]
     Timeout,
+    #[error(
+        "not sent: session.forward.max_connections calls to the app were in flight until session.forward.timeout_ms was over"
+    )]
+    Busy,
     #[error("the app could not be reached")]
     Unreachable,
     #[error("the connection to the app broke before its answer was complete")]

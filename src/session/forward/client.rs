@@ -8,24 +8,33 @@
 //! the others wait on. One thread is plenty: most checkouts are answered from the cache, and a
 //! call spends its time waiting for the app.
 //!
-//! Each call is bounded as a whole (connecting, the answer's head and its body) by
-//! `session.forward.timeout_ms`, and the body by [`MAX_ANSWER_BYTES`]. A call whose pooled
-//! connection turns out closed by the app (idle keep-alive connections are closed by app servers at
-//! their own pace) is made once more on a new one, within the same bound: it is a `GET`.
+//! At most `session.forward.max_connections` calls are in flight at once (a [`CallBudget`]; awc's
+//! own connection limit, with its hidden queue, is off). A call first takes a place, waiting for
+//! one until its deadline at the latest; refused there ([`Failure::Busy`]), it sends nothing and
+//! its checkouts get 503 `session_backend`. The calls in flight, waiting and refused are counted
+//! in the metrics (`client="forward"`) when those are served.
+//!
+//! Each call is bounded as a whole (waiting for a place, connecting, the answer's head and its
+//! body) by `session.forward.timeout_ms`, counted from when the checkout asked for it, and the body
+//! by [`MAX_ANSWER_BYTES`]. A call whose pooled connection turns out closed by the app (idle
+//! keep-alive connections are closed by app servers at their own pace) is made once more on a new
+//! one, within the same bound and the same place: it is a `GET`.
 
 use std::io;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::Uri;
 use actix_web::http::header::{self, HeaderValue};
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::answer::{Failure, MAX_ANSWER_BYTES, UserFields, user_from_answer};
 use super::credentials::Credentials;
 use super::flights::Flight;
+use crate::call_budget::{BudgetGauges, Busy, CallBudget};
 use crate::session::SessionUser;
 use crate::telemetry::REQUEST_ID_HEADER;
 use crate::tls_roots::TlsRoots;
@@ -39,6 +48,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub(super) struct AppEndpoint {
     pub url: Uri,
     pub timeout: Duration,
+    /// Calls in flight at once (at least one).
+    pub max_connections: usize,
     pub tls_roots: TlsRoots,
     pub fields: UserFields,
 }
@@ -52,15 +63,23 @@ pub(super) struct AppCall {
     pub flight: Flight,
 }
 
+/// A call on its way to the client thread, with when the checkout asked for it: its bound counts
+/// from then.
+struct Queued {
+    asked_at: Instant,
+    call: AppCall,
+}
+
 /// The handle of the client thread. The thread ends when the handle is dropped.
 #[derive(Debug)]
 pub(super) struct AppClient {
-    calls: mpsc::UnboundedSender<AppCall>,
+    calls: mpsc::UnboundedSender<Queued>,
 }
 
 impl AppClient {
     /// Starts the thread and its runtime; fails only when the system refuses a thread or a runtime.
-    pub fn start(endpoint: AppEndpoint) -> io::Result<Self> {
+    /// `gauges`: the budget's series, when metrics are served.
+    pub fn start(endpoint: AppEndpoint, gauges: Option<BudgetGauges>) -> io::Result<Self> {
         let (calls, queue) = mpsc::unbounded_channel();
         let (started, starting) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -68,7 +87,7 @@ impl AppClient {
             .spawn(move || match actix_rt::Runtime::new() {
                 Ok(runtime) => {
                     let _ = started.send(Ok(()));
-                    runtime.block_on(serve(endpoint, queue));
+                    runtime.block_on(serve(endpoint, gauges, queue));
                 }
                 Err(error) => {
                     let _ = started.send(Err(error));
@@ -83,15 +102,25 @@ impl AppClient {
     /// Hands the call to the client thread. Should the thread be gone, the call is dropped with
     /// its flight, which tells the checkouts waiting on it.
     pub fn send(&self, call: AppCall) {
-        let _ = self.calls.send(call);
+        let _ = self.calls.send(Queued {
+            asked_at: Instant::now(),
+            call,
+        });
     }
 }
 
 /// Makes the calls as they come, each on its own task; ends when every handle is dropped.
-async fn serve(endpoint: AppEndpoint, mut queue: mpsc::UnboundedReceiver<AppCall>) {
+async fn serve(
+    endpoint: AppEndpoint,
+    gauges: Option<BudgetGauges>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+) {
+    // No limit of awc's own (0): its queue would be hidden and unbounded by any deadline. The
+    // budget bounds the calls instead.
     let mut connector = awc::Connector::new()
         .timeout(endpoint.timeout)
-        .conn_keep_alive(KEEP_ALIVE);
+        .conn_keep_alive(KEEP_ALIVE)
+        .limit(0);
     if let Some(tls) = endpoint.tls_roots.client_config() {
         connector = connector.rustls_0_23(tls);
     }
@@ -104,30 +133,50 @@ async fn serve(endpoint: AppEndpoint, mut queue: mpsc::UnboundedReceiver<AppCall
             .no_default_headers()
             .finish(),
     );
+    let budget = Rc::new(CallBudget::new(endpoint.max_connections, gauges));
     let endpoint = Rc::new(endpoint);
-    while let Some(call) = queue.recv().await {
+    while let Some(Queued { asked_at, call }) = queue.recv().await {
         let AppCall {
             credentials,
             request_id,
             span,
             flight,
         } = call;
-        let (client, endpoint) = (client.clone(), endpoint.clone());
+        let (client, budget, endpoint) = (client.clone(), budget.clone(), endpoint.clone());
         actix_rt::spawn(
             async move {
-                let started = Instant::now();
-                let outcome = tokio::time::timeout(
-                    endpoint.timeout,
+                let deadline = asked_at + endpoint.timeout;
+                let outcome = call_within(
+                    deadline,
+                    &budget,
                     ask(&client, &endpoint, &credentials, request_id.as_ref()),
                 )
-                .await
-                .unwrap_or(Err(Failure::Timeout));
-                report(&outcome, started);
+                .await;
+                report(&outcome, asked_at);
                 flight.land(outcome.map_err(Failure::session_error));
             }
             .instrument(span),
         );
     }
+}
+
+/// Takes a place in `budget`, waiting for one until `deadline` at the latest, and makes the call
+/// in what is left until `deadline`. Refused a place, the call is never made: nothing is sent.
+async fn call_within(
+    deadline: Instant,
+    budget: &CallBudget,
+    call: impl Future<Output = Result<SessionUser, Failure>>,
+) -> Result<SessionUser, Failure> {
+    // Held until the call ends, its answer read (or given up on).
+    let _place = budget.enter(deadline).await.map_err(|Busy| Failure::Busy)?;
+    // A place handed over just as the deadline passed (or taken by a call that waited that long
+    // on this thread) is of no use: the call would be started only to be dropped at once.
+    if Instant::now() >= deadline {
+        return Err(Failure::Timeout);
+    }
+    tokio::time::timeout_at(deadline, call)
+        .await
+        .unwrap_or(Err(Failure::Timeout))
 }
 
 async fn ask(
@@ -219,5 +268,113 @@ fn report(outcome: &Result<SessionUser, Failure>, started: Instant) {
             reason = %failure,
             "session check with the app failed"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::session::{SessionError, UserEmail};
+
+    fn user() -> SessionUser {
+        SessionUser {
+            user_id: "u1".into(),
+            email: UserEmail::parse("u1@example.org").unwrap(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_refused_a_place_at_its_deadline_is_never_made() {
+        let budget = CallBudget::new(1, None);
+        let start = Instant::now();
+        let _held = budget.enter(start).await.unwrap();
+        let made = Cell::new(false);
+
+        let outcome = call_within(start + Duration::from_secs(1), &budget, async {
+            made.set(true);
+            Ok(user())
+        })
+        .await;
+        assert_eq!(outcome, Err(Failure::Busy));
+        assert_eq!(outcome.unwrap_err().session_error(), SessionError::Backend);
+        assert!(!made.get(), "nothing was sent");
+        assert_eq!(Instant::now(), start + Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_place_counts_against_the_calls_bound() {
+        let budget = CallBudget::new(1, None);
+        let start = Instant::now();
+        let held = budget.enter(start).await.unwrap();
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            drop(held);
+        };
+        // 700 ms waited and 500 ms of call do not fit in a bound of 1 s.
+        let call = call_within(start + Duration::from_secs(1), &budget, async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(user())
+        });
+        let ((), outcome) = tokio::join!(release, call);
+        assert_eq!(outcome, Err(Failure::Timeout));
+        assert_eq!(Instant::now(), start + Duration::from_secs(1));
+        assert_eq!(budget.available(), 1, "the place is given back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_place_given_back_at_a_timeout_goes_to_the_next_call_with_what_is_left_of_its_bound()
+    {
+        // Every call has the same bound and waiters are served in order, so the place of a call
+        // the app never answers comes back at its deadline, before the next call's.
+        let budget = CallBudget::new(1, None);
+        let start = Instant::now();
+        let bound = Duration::from_secs(1);
+        let stalled = call_within(start + bound, &budget, std::future::pending());
+        let made_at = Cell::new(None);
+        let next = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            call_within(start + Duration::from_millis(100) + bound, &budget, async {
+                made_at.set(Some(Instant::now()));
+                std::future::pending().await
+            })
+            .await
+        };
+        let (first, second) = tokio::join!(stalled, next);
+        assert_eq!(first, Err(Failure::Timeout));
+        assert_eq!(second, Err(Failure::Timeout));
+        assert_eq!(made_at.get(), Some(start + bound));
+        assert_eq!(Instant::now(), start + Duration::from_millis(1100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_whose_deadline_passed_before_it_had_a_place_is_never_made() {
+        let budget = CallBudget::new(1, None);
+        let deadline = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let made = Cell::new(false);
+        let outcome = call_within(deadline, &budget, async {
+            made.set(true);
+            Ok(user())
+        })
+        .await;
+        assert_eq!(outcome, Err(Failure::Timeout));
+        assert!(!made.get(), "nothing was sent");
+        assert_eq!(budget.available(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_with_a_free_place_is_made_within_its_bound() {
+        let budget = CallBudget::new(1, None);
+        let start = Instant::now();
+        let outcome = call_within(start + Duration::from_secs(1), &budget, async {
+            assert_eq!(budget.available(), 0, "the call holds the place");
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            Ok(user())
+        })
+        .await;
+        assert_eq!(outcome, Ok(user()));
+        assert_eq!(budget.available(), 1);
     }
 }

@@ -9,7 +9,9 @@
 //!   is not asked;
 //! - [`flights`] and [`cache`]: a positive answer for the same credentials is reused for
 //!   `cache_ttl_s`; a call already under way for them is waited on rather than made again;
-//! - [`client`]: otherwise one `GET` to the app, on the client thread, within `timeout_ms`;
+//! - [`client`]: otherwise one `GET` to the app, on the client thread, within `timeout_ms`, once
+//!   one of the `max_connections` places for a call is free (waiting for one counts against
+//!   `timeout_ms`; none free by then is our 503 `session_backend`, with nothing sent);
 //! - [`answer`]: 200 + JSON names the user, 401/403 is our 401, anything else our 503
 //!   `session_backend`.
 //!
@@ -39,8 +41,11 @@ use credentials::{CredentialHasher, CredentialRules};
 use flights::{Flights, Found};
 
 use super::{SessionError, SessionUser};
-use crate::telemetry::RequestId;
+use crate::telemetry::{Metrics, RequestId};
 use crate::tls_roots::TlsRoots;
+
+/// The `client` label of this source's call budget in the metrics.
+const METRICS_CLIENT: &str = "forward";
 
 /// How long a checkout waits for a call beyond the call's own bound before it gives up on the
 /// client thread: a safety net, the call itself ends within `timeout_ms`.
@@ -61,6 +66,8 @@ pub struct ForwardConfig {
     /// Zero turns the cache off; calls under way are still shared.
     pub cache_ttl: Duration,
     pub cache_max_entries: usize,
+    /// Calls to the app in flight at once, for the whole instance (at least one).
+    pub max_connections: usize,
     /// What the calls trust: the public roots, and the app's CA from `ca_file`.
     pub tls_roots: TlsRoots,
 }
@@ -92,6 +99,7 @@ impl ForwardSession {
         let endpoint = AppEndpoint {
             url: config.url,
             timeout: config.timeout,
+            max_connections: config.max_connections,
             tls_roots: config.tls_roots,
             fields: UserFields {
                 user_id: config.user_id_field,
@@ -114,10 +122,12 @@ impl ForwardSession {
         }
     }
 
-    /// Starts the client thread; the app is not called until a checkout needs it.
-    pub fn start(&mut self) -> io::Result<()> {
+    /// Starts the client thread; the app is not called until a checkout needs it. `metrics`, when
+    /// they are served, count the calls in flight, waiting and refused (`client="forward"`).
+    pub fn start(&mut self, metrics: Option<&Metrics>) -> io::Result<()> {
         if let Some(endpoint) = self.endpoint.take() {
-            self.client = Some(AppClient::start(endpoint)?);
+            let gauges = metrics.map(|metrics| metrics.outbound_budget(METRICS_CLIENT));
+            self.client = Some(AppClient::start(endpoint, gauges)?);
         }
         Ok(())
     }
@@ -175,6 +185,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             cache_ttl: Duration::from_secs(30),
             cache_max_entries: 10,
+            max_connections: 4,
             tls_roots: TlsRoots::default(),
         }
     }
@@ -186,9 +197,9 @@ mod tests {
             session.client.is_none(),
             "a configuration check starts no thread"
         );
-        session.start().unwrap();
+        session.start(None).unwrap();
         assert!(session.client.is_some() && session.endpoint.is_none());
-        session.start().unwrap();
+        session.start(Some(&Metrics::new())).unwrap();
         assert!(
             session.client.is_some(),
             "a second start keeps the running client"
