@@ -488,10 +488,18 @@ async fn a_burst_of_unknown_kids_costs_the_provider_one_fetch() {
     app.proof_must_not_be_called().await;
     assert_eq!(idp.key_set_fetches().await, 1);
 
+    // A client of its own: every checkout on a connection of its own, none on the connection
+    // the readiness polls left idle.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let checkouts: Vec<_> = (0..100)
         .map(|i| {
             let token = RSA.sign_as(Algorithm::RS256, Some(&format!("forged-{i}")), &claims());
-            app.checkout_as(&token).json(&checkout_body()).send()
+            client
+                .post(app.url("/start-checkout"))
+                .header("Origin", APP_ORIGIN)
+                .header("Cookie", format!("session={token}"))
+                .json(&checkout_body())
+                .send()
         })
         .collect();
     for response in futures_util::future::join_all(checkouts).await {
