@@ -753,6 +753,63 @@ fn check_config_accepts_the_redis_backend() {
     assert_passes(&check_config(&from_file.write_to(&dir), &[]));
 }
 
+/// Each timeout key's documented lower bound: the value just below it is refused with exit 2 and
+/// one line naming the key (from the file and from the environment), the bound itself passes.
+#[test]
+fn check_config_refuses_each_timeout_below_its_lower_bound_with_exit_2() {
+    // (how the key is set up, its section, its name, the lower bound)
+    let cases: Vec<(Config, &str, &str, u64)> = vec![
+        (Config::valid(), "server", "client_request_timeout_ms", 1000),
+        (Config::valid(), "server", "shutdown_timeout_s", 1),
+        (Config::valid(), "proof", "connect_timeout_ms", 100),
+        (Config::valid(), "proof", "request_timeout_ms", 200),
+        (Config::valid(), "proof", "deadline_ms", 200),
+        (forward_source(), "session.forward", "timeout_ms", 100),
+        // Checked whatever the backend, as the Redis URL is.
+        (Config::valid(), "rate_limit", "redis_timeout_ms", 10),
+        (redis_backend(), "rate_limit", "redis_timeout_ms", 10),
+    ];
+    let mut failures = Vec::new();
+    for (config, section, key, bound) in cases {
+        let named = format!("{section}.{key}");
+        let env_name = format!(
+            "PROOF_BFF__{}__{}",
+            section.replace('.', "__").to_uppercase(),
+            key.to_uppercase()
+        );
+        let below = (bound - 1).to_string();
+        let refused = [
+            (
+                "in the file",
+                check_config_with(&config.clone().set(section, key, below.as_str()), &[]),
+            ),
+            (
+                "from the environment",
+                check_config_with(&config, &[(env_name.as_str(), below.as_str())]),
+            ),
+        ];
+        for (how, output) in refused {
+            let outcome = std::panic::catch_unwind(|| {
+                assert_eq!(output.status.code(), Some(2), "{output:?}");
+                assert_fails_naming(&output, &[&named, &bound.to_string()]);
+            });
+            if outcome.is_err() {
+                failures.push(format!(
+                    "{named} = {below} {how}: not refused naming the key"
+                ));
+            }
+        }
+        let at_bound = check_config_with(&config.set(section, key, bound.to_string()), &[]);
+        if !at_bound.status.success() {
+            failures.push(format!(
+                "{named} = {bound} refused: {}",
+                text(&at_bound.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 #[test]
 fn check_config_accepts_keep_alive_s_zero_as_keep_alive_off() {
     let output = check_config_with(&Config::valid().set("server", "keep_alive_s", "0"), &[]);
