@@ -294,6 +294,16 @@ fn validate_headers(
             "is empty, but session.source = \"headers\" reads the user only from your auth proxy: list its addresses",
         ));
     }
+    // The user is whoever a trusted peer names: trusting every address would let any client
+    // name any user.
+    if let Some(family) = trusted.trusts_every_address() {
+        return Err(ConfigError::key(
+            "client_ip.trusted_proxies",
+            format!(
+                "covers every {family} address, but session.source = \"headers\" believes the user any trusted peer names: any client could sign in as anyone; list only your auth proxy's addresses"
+            ),
+        ));
+    }
     Ok(SessionSource::Headers(HeaderSession::new(
         user_id_header,
         email_header,
