@@ -685,6 +685,58 @@ fn check_config_accepts_the_forward_and_headers_sources() {
     assert_passes(&check_config_with(&renamed, &[]));
 }
 
+/// `session.source = "headers"` believes the user named by any peer in `trusted_proxies`: a list
+/// that covers every address (of either family) would let any client name any user.
+#[test]
+fn check_config_refuses_headers_sessions_trusted_from_every_address_with_exit_2() {
+    for trusted in [
+        r#"["0.0.0.0/0"]"#,
+        r#"["::/0"]"#,
+        r#"["10.0.0.0/8", "0.0.0.0/0"]"#,
+        // Together, every address.
+        r#"["0.0.0.0/1", "128.0.0.0/1"]"#,
+        r#"["::/1", "8000::/1"]"#,
+        r#"["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/3"]"#,
+        // The IPv4-mapped form of every IPv4 address.
+        r#"["::ffff:0.0.0.0/96"]"#,
+    ] {
+        let output = check_config_with(
+            &headers_source().set("client_ip", "trusted_proxies", trusted),
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(2), "{trusted}: {output:?}");
+        assert_fails_naming(&output, &["client_ip.trusted_proxies", "every"]);
+    }
+    let from_env = check_config_with(
+        &headers_source(),
+        &[(
+            "PROOF_BFF__CLIENT_IP__TRUSTED_PROXIES",
+            "0.0.0.0/1,128.0.0.0/1",
+        )],
+    );
+    assert_eq!(from_env.status.code(), Some(2), "{from_env:?}");
+    assert_fails_naming(&from_env, &["client_ip.trusted_proxies", "every"]);
+
+    // Wide, but not everything: the operator's call.
+    for trusted in [
+        r#"["0.0.0.0/1"]"#,
+        r#"["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]"#,
+        r#"["0.0.0.0/1", "128.0.0.0/2", "::/1"]"#,
+    ] {
+        let output = check_config_with(
+            &headers_source().set("client_ip", "trusted_proxies", trusted),
+            &[],
+        );
+        assert_passes(&output);
+    }
+    // Only the headers source names users from trusted peers: elsewhere trusting every address
+    // only means there is no trustworthy client address.
+    assert_passes(&check_config_with(
+        &Config::valid().set("client_ip", "trusted_proxies", r#"["0.0.0.0/0"]"#),
+        &[],
+    ));
+}
+
 #[test]
 fn check_config_refuses_a_forward_max_connections_of_zero_with_exit_2() {
     let from_file = forward_source().set("session.forward", "max_connections", "0");
@@ -751,6 +803,63 @@ fn check_config_accepts_the_redis_backend() {
         path_value(&url_file),
     );
     assert_passes(&check_config(&from_file.write_to(&dir), &[]));
+}
+
+/// Each timeout key's documented lower bound: the value just below it is refused with exit 2 and
+/// one line naming the key (from the file and from the environment), the bound itself passes.
+#[test]
+fn check_config_refuses_each_timeout_below_its_lower_bound_with_exit_2() {
+    // (how the key is set up, its section, its name, the lower bound)
+    let cases: Vec<(Config, &str, &str, u64)> = vec![
+        (Config::valid(), "server", "client_request_timeout_ms", 1000),
+        (Config::valid(), "server", "shutdown_timeout_s", 1),
+        (Config::valid(), "proof", "connect_timeout_ms", 100),
+        (Config::valid(), "proof", "request_timeout_ms", 200),
+        (Config::valid(), "proof", "deadline_ms", 200),
+        (forward_source(), "session.forward", "timeout_ms", 100),
+        // Checked whatever the backend, as the Redis URL is.
+        (Config::valid(), "rate_limit", "redis_timeout_ms", 10),
+        (redis_backend(), "rate_limit", "redis_timeout_ms", 10),
+    ];
+    let mut failures = Vec::new();
+    for (config, section, key, bound) in cases {
+        let named = format!("{section}.{key}");
+        let env_name = format!(
+            "PROOF_BFF__{}__{}",
+            section.replace('.', "__").to_uppercase(),
+            key.to_uppercase()
+        );
+        let below = (bound - 1).to_string();
+        let refused = [
+            (
+                "in the file",
+                check_config_with(&config.clone().set(section, key, below.as_str()), &[]),
+            ),
+            (
+                "from the environment",
+                check_config_with(&config, &[(env_name.as_str(), below.as_str())]),
+            ),
+        ];
+        for (how, output) in refused {
+            let outcome = std::panic::catch_unwind(|| {
+                assert_eq!(output.status.code(), Some(2), "{output:?}");
+                assert_fails_naming(&output, &[&named, &bound.to_string()]);
+            });
+            if outcome.is_err() {
+                failures.push(format!(
+                    "{named} = {below} {how}: not refused naming the key"
+                ));
+            }
+        }
+        let at_bound = check_config_with(&config.set(section, key, bound.to_string()), &[]);
+        if !at_bound.status.success() {
+            failures.push(format!(
+                "{named} = {bound} refused: {}",
+                text(&at_bound.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

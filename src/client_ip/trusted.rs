@@ -44,6 +44,29 @@ impl TrustedProxies {
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
+
+    /// The address family whose every address the list trusts, alone or
+    /// together (`0.0.0.0/0`; `0.0.0.0/1` with `128.0.0.0/1`; `::/0`), if
+    /// any: then any client of that family is trusted. Peers are compared in
+    /// canonical form, so IPv4-mapped ranges count as the IPv4 ones they map.
+    pub fn trusts_every_address(&self) -> Option<&'static str> {
+        let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = self
+            .nets
+            .iter()
+            .partition(|net| matches!(net, IpNet::V4(_)));
+        let everything = |nets: &Vec<IpNet>| {
+            IpNet::aggregate(nets)
+                .iter()
+                .any(|net| net.prefix_len() == 0)
+        };
+        if everything(&v4) {
+            Some("IPv4")
+        } else if everything(&v6) {
+            Some("IPv6")
+        } else {
+            None
+        }
+    }
 }
 
 /// Parses one trusted-proxy entry with std's strict address parser (which,

@@ -120,6 +120,9 @@ fn is_cookie_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Below this a call to the partner's app (a connection, perhaps TLS, and its own session lookup)
+/// could seldom answer in time: every session check would be 503.
+const MIN_FORWARD_TIMEOUT_MS: u64 = 100;
 const MAX_FORWARD_TIMEOUT_MS: u64 = 60_000;
 /// A signed-out session stays usable for up to the TTL: an hour is already long for that.
 const MAX_FORWARD_CACHE_TTL_S: u64 = 3600;
@@ -142,10 +145,13 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
             ));
         }
     }
-    if !(1..=MAX_FORWARD_TIMEOUT_MS).contains(&s.timeout_ms) {
+    if !(MIN_FORWARD_TIMEOUT_MS..=MAX_FORWARD_TIMEOUT_MS).contains(&s.timeout_ms) {
         return Err(ConfigError::key(
             "session.forward.timeout_ms",
-            format!("must be between 1 and {MAX_FORWARD_TIMEOUT_MS}"),
+            format!(
+                "must be between {MIN_FORWARD_TIMEOUT_MS} and {MAX_FORWARD_TIMEOUT_MS} \
+                 (shorter, the app could seldom answer in time)"
+            ),
         ));
     }
     if s.cache_ttl_s > MAX_FORWARD_CACHE_TTL_S {
@@ -286,6 +292,16 @@ fn validate_headers(
         return Err(ConfigError::key(
             "client_ip.trusted_proxies",
             "is empty, but session.source = \"headers\" reads the user only from your auth proxy: list its addresses",
+        ));
+    }
+    // The user is whoever a trusted peer names: trusting every address would let any client
+    // name any user.
+    if let Some(family) = trusted.trusts_every_address() {
+        return Err(ConfigError::key(
+            "client_ip.trusted_proxies",
+            format!(
+                "covers every {family} address, but session.source = \"headers\" believes the user any trusted peer names: any client could sign in as anyone; list only your auth proxy's addresses"
+            ),
         ));
     }
     Ok(SessionSource::Headers(HeaderSession::new(

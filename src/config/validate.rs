@@ -70,7 +70,17 @@ pub struct ServerConfig {
 }
 
 const MAX_ATTEMPTS_LIMIT: u32 = 10;
+/// The HTTP server checks header deadlines against a clock it refreshes every 500 ms, so a
+/// shorter timeout can end before the client had any time at all: every request would get 408.
+const MIN_CLIENT_REQUEST_TIMEOUT_MS: u64 = 1000;
 const MAX_CLIENT_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
+/// A drain must have time to finish a request in flight.
+const MIN_SHUTDOWN_TIMEOUT_S: u64 = 1;
+/// Below these no connection to Proof (a TCP and TLS handshake across the internet), and no
+/// answer from it, could arrive in time: every checkout would fail.
+const MIN_PROOF_CONNECT_TIMEOUT_MS: u64 = 100;
+const MIN_PROOF_REQUEST_TIMEOUT_MS: u64 = 200;
+const MIN_PROOF_DEADLINE_MS: u64 = 200;
 const MAX_KEEP_ALIVE_S: u64 = 3600;
 const MAX_DRAIN_DELAY_S: u64 = 600;
 const MAX_TOKEN_RELOAD_S: u64 = 86_400;
@@ -123,12 +133,25 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
             "must be at least 1",
         ));
     }
-    // Zero would let a client that never finishes its request hold its connection forever; the
-    // upper bounds keep deadlines far from the clock's range.
-    if !(1..=MAX_CLIENT_REQUEST_TIMEOUT_MS).contains(&s.client_request_timeout_ms) {
+    // Below the lower bound honest requests time out (even /healthz); the upper bounds keep
+    // deadlines far from the clock's range.
+    if !(MIN_CLIENT_REQUEST_TIMEOUT_MS..=MAX_CLIENT_REQUEST_TIMEOUT_MS)
+        .contains(&s.client_request_timeout_ms)
+    {
         return Err(ConfigError::key(
             "server.client_request_timeout_ms",
-            format!("must be between 1 and {MAX_CLIENT_REQUEST_TIMEOUT_MS}"),
+            format!(
+                "must be between {MIN_CLIENT_REQUEST_TIMEOUT_MS} and {MAX_CLIENT_REQUEST_TIMEOUT_MS} \
+                 (the server's clock has 500 ms granularity: a shorter timeout refuses honest requests with 408)"
+            ),
+        ));
+    }
+    if s.shutdown_timeout_s < MIN_SHUTDOWN_TIMEOUT_S {
+        return Err(ConfigError::key(
+            "server.shutdown_timeout_s",
+            format!(
+                "must be at least {MIN_SHUTDOWN_TIMEOUT_S}: a drain needs time to finish the requests in flight"
+            ),
         ));
     }
     if s.keep_alive_s > MAX_KEEP_ALIVE_S {
@@ -188,16 +211,27 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
     }
     let rate_limit_key_secret = key_secret_from_client_token(client_token.expose_secret());
     let origin = normalise_origin(&s.origin).map_err(|e| ConfigError::key("proof.origin", e))?;
-    let positive = |key: &str, ms: u64| {
-        if ms == 0 {
-            Err(ConfigError::key(key, "must be greater than 0"))
+    let at_least = |key: &str, ms: u64, min: u64| {
+        if ms < min {
+            Err(ConfigError::key(
+                key,
+                format!("must be at least {min}: shorter, no call to Proof could succeed"),
+            ))
         } else {
             Ok(Duration::from_millis(ms))
         }
     };
-    let connect_timeout = positive("proof.connect_timeout_ms", s.connect_timeout_ms)?;
-    let request_timeout = positive("proof.request_timeout_ms", s.request_timeout_ms)?;
-    let deadline = positive("proof.deadline_ms", s.deadline_ms)?;
+    let connect_timeout = at_least(
+        "proof.connect_timeout_ms",
+        s.connect_timeout_ms,
+        MIN_PROOF_CONNECT_TIMEOUT_MS,
+    )?;
+    let request_timeout = at_least(
+        "proof.request_timeout_ms",
+        s.request_timeout_ms,
+        MIN_PROOF_REQUEST_TIMEOUT_MS,
+    )?;
+    let deadline = at_least("proof.deadline_ms", s.deadline_ms, MIN_PROOF_DEADLINE_MS)?;
     if !(1..=MAX_ATTEMPTS_LIMIT).contains(&s.max_attempts) {
         return Err(ConfigError::key(
             "proof.max_attempts",
@@ -330,6 +364,9 @@ fn validate_client_ip(s: ClientIpSettings) -> Result<ClientIpResolver, ConfigErr
     Ok(ClientIpResolver::new(trusted, source))
 }
 
+/// Below this even a Redis beside the service (a round trip of well under a millisecond, a
+/// connection's handshake of a few) would often count as unreachable.
+const MIN_REDIS_TIMEOUT_MS: u64 = 10;
 const MAX_REDIS_TIMEOUT_MS: u64 = 60_000;
 
 /// The shared Redis, for the other state that lives beside the limits.
@@ -360,10 +397,13 @@ fn validate_rate_limit(
     if let Some(redis_url) = &redis_url {
         validate_redis_url(redis_url).map_err(|problem| ConfigError::key(url_key, problem))?;
     }
-    if !(1..=MAX_REDIS_TIMEOUT_MS).contains(&s.redis_timeout_ms) {
+    if !(MIN_REDIS_TIMEOUT_MS..=MAX_REDIS_TIMEOUT_MS).contains(&s.redis_timeout_ms) {
         return Err(ConfigError::key(
             "rate_limit.redis_timeout_ms",
-            format!("must be between 1 and {MAX_REDIS_TIMEOUT_MS}"),
+            format!(
+                "must be between {MIN_REDIS_TIMEOUT_MS} and {MAX_REDIS_TIMEOUT_MS} \
+                 (shorter, a healthy Redis would count as unreachable)"
+            ),
         ));
     }
     for (key, value) in [

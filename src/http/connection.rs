@@ -18,6 +18,12 @@
 //!   answer `Connection: close` and holds the payload until the answer is written.
 //! - A write that makes no progress waits forever. [`ClientStream`] ends a connection whose
 //!   client has read nothing for the request timeout while an answer waits to be written.
+//!
+//! And one thing the server answers by itself, outside the app: a request it cannot parse (400)
+//! or whose head is too large (431) gets a bare answer with an empty body, no request id, and
+//! nothing to hook into (the HTTP/1 dispatcher writes it straight to the socket, and ends the
+//! connection after it). [`ClientStream`] recognises that answer as it is written, always the
+//! last on its connection, and writes the service's own envelope with a request id in its place.
 
 use std::cell::{Cell, RefCell};
 use std::future::{Future, Ready, ready};
@@ -221,13 +227,16 @@ impl Timer {
 
 /// A client's socket as the HTTP server reads and writes it. Once a request's headers are late,
 /// reads see the end of the stream, so the server closes the connection; once the client has
-/// read nothing for the request timeout while an answer waits, writes fail.
+/// read nothing for the request timeout while an answer waits, writes fail. The server's own bare
+/// answer to a request it could not read goes out in the envelope instead.
 pub struct ClientStream {
     io: TcpStream,
     clock: Rc<RequestClock>,
     /// Set while a write is blocked: when it must have made progress.
     write_deadline: Option<Instant>,
     write_timer: Timer,
+    /// The envelope being written in place of the server's bare refusal.
+    refusal: Option<EnvelopedRefusal>,
 }
 
 impl ClientStream {
@@ -237,6 +246,48 @@ impl ClientStream {
             clock: Rc::new(RequestClock::new(timeout)),
             write_deadline: None,
             write_timer: Timer::default(),
+            refusal: None,
+        }
+    }
+
+    /// Writes `buf`, or, when it ends with the server's bare refusal, what comes before it and
+    /// then the envelope in its place (reported as the refusal's bytes, written).
+    fn poll_write_enveloped(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.refusal.is_none() {
+            match bare_refusal(buf) {
+                None => {
+                    let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+                    return self.watch_write(cx, polled);
+                }
+                Some(bare) if bare.at == 0 => self.refusal = Some(bare.enveloped()),
+                // The answers before it go out as they are, first.
+                Some(bare) => {
+                    let polled = Pin::new(&mut self.io).poll_write(cx, &buf[..bare.at]);
+                    return self.watch_write(cx, polled);
+                }
+            }
+        }
+        loop {
+            let Some(refusal) = &self.refusal else {
+                unreachable!("set above")
+            };
+            if refusal.written == refusal.bytes.len() {
+                let replaced = refusal.replaces;
+                self.refusal = None;
+                return Poll::Ready(Ok(replaced));
+            }
+            let polled = Pin::new(&mut self.io).poll_write(cx, &refusal.bytes[refusal.written..]);
+            let written = ready!(self.watch_write(cx, polled))?;
+            if written == 0 {
+                return Poll::Ready(Ok(0));
+            }
+            if let Some(refusal) = &mut self.refusal {
+                refusal.written += written;
+            }
         }
     }
 
@@ -290,9 +341,7 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.watch_write(cx, polled)
+        self.get_mut().poll_write_enveloped(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -317,6 +366,146 @@ impl AsyncWrite for ClientStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// The answers the HTTP/1 server writes by itself for a request it could not read, as it writes
+/// them: the status line, then one of [`BARE_REFUSAL_HEADERS`], then the date.
+const BARE_REFUSALS: [(&[u8], Refusal); 2] = [
+    (b"HTTP/1.1 400 Bad Request\r\n", Refusal::Malformed),
+    (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        Refusal::HeadersTooLarge,
+    ),
+];
+/// The headers before the date: `Connection` is written only when the connection was not
+/// already to be closed (after a kept-alive request, it is left out; the connection is closed
+/// after the refusal either way).
+const BARE_REFUSAL_HEADERS: [&[u8]; 2] = [
+    b"content-length: 0\r\nconnection: close\r\n",
+    b"content-length: 0\r\n",
+];
+/// An HTTP date (IMF-fixdate) is always this long.
+const HTTP_DATE_LEN: usize = 29;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Malformed,
+    HeadersTooLarge,
+}
+
+impl Refusal {
+    fn status_line(self) -> &'static str {
+        match self {
+            Self::Malformed => "HTTP/1.1 400 Bad Request",
+            Self::HeadersTooLarge => "HTTP/1.1 431 Request Header Fields Too Large",
+        }
+    }
+
+    fn status(self) -> u16 {
+        match self {
+            Self::Malformed => 400,
+            Self::HeadersTooLarge => 431,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed_request",
+            Self::HeadersTooLarge => "headers_too_large",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::Malformed => "the request is not valid HTTP/1.1",
+            Self::HeadersTooLarge => {
+                "the request's headers are too large (at most 128 KiB and 96 header lines)"
+            }
+        }
+    }
+}
+
+/// The envelope written in place of a bare refusal, and how far it has been written.
+struct EnvelopedRefusal {
+    bytes: Vec<u8>,
+    written: usize,
+    /// The length of the bare refusal it stands for.
+    replaces: usize,
+}
+
+/// One of the server's bare refusals at the end of a write.
+struct BareRefusal<'a> {
+    /// Where it starts.
+    at: usize,
+    refusal: Refusal,
+    date: &'a str,
+    len: usize,
+}
+
+/// The bare refusal `buf` ends with, if any. The refusal is the last answer on its connection,
+/// so it can only be at the end of what is written; one split across two writes (the socket took
+/// only part of what came before) is left as it is.
+fn bare_refusal(buf: &[u8]) -> Option<BareRefusal<'_>> {
+    const DATE: &[u8] = b"date: ";
+    let before_end = buf.strip_suffix(b"\r\n\r\n")?;
+    let before_date = before_end
+        .len()
+        .checked_sub(HTTP_DATE_LEN)
+        .map(|at| &before_end[..at])?
+        .strip_suffix(DATE)?;
+    let date = std::str::from_utf8(&before_end[before_date.len() + DATE.len()..]).ok()?;
+    BARE_REFUSAL_HEADERS.iter().find_map(|headers| {
+        let before_headers = before_date.strip_suffix(*headers)?;
+        BARE_REFUSALS.iter().find_map(|&(status_line, refusal)| {
+            let at = before_headers.strip_suffix(status_line)?.len();
+            Some(BareRefusal {
+                at,
+                refusal,
+                date,
+                len: buf.len() - at,
+            })
+        })
+    })
+}
+
+impl BareRefusal<'_> {
+    /// The service's own answer in its place: the envelope, a new request id, the server's date.
+    fn enveloped(&self) -> EnvelopedRefusal {
+        let Self {
+            refusal,
+            date,
+            len: replaces,
+            ..
+        } = *self;
+        let mut id = uuid::Uuid::encode_buffer();
+        let request_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+        let body = serde_json::json!({
+            "error": "invalid_request",
+            "code": refusal.code(),
+            "message": refusal.message(),
+        })
+        .to_string();
+        tracing::info!(
+            request_id,
+            status = refusal.status(),
+            code = refusal.code(),
+            "request refused before it could be read"
+        );
+        let bytes = format!(
+            "{}\r\ncontent-length: {}\r\ncontent-type: application/json\r\n\
+             cache-control: no-store\r\nx-content-type-options: nosniff\r\n\
+             referrer-policy: no-referrer\r\nx-request-id: {request_id}\r\n\
+             connection: close\r\ndate: {date}\r\n\r\n{body}",
+            refusal.status_line(),
+            body.len(),
+        )
+        .into_bytes();
+        EnvelopedRefusal {
+            bytes,
+            written: 0,
+            replaces,
+        }
     }
 }
 
@@ -549,6 +738,70 @@ mod tests {
         assert!(!ends_headers(b"GET / HTTP/1.1\r\nHost: a\r\n"));
         assert!(!ends_headers(b"\r\n\r"));
         assert!(!ends_headers(b""));
+    }
+
+    const DATE: &str = "Mon, 07 Dec 2026 13:44:30 GMT";
+
+    fn text(refusal: &EnvelopedRefusal) -> &str {
+        std::str::from_utf8(&refusal.bytes).unwrap()
+    }
+
+    #[test]
+    fn the_servers_bare_refusals_are_found_at_the_end_of_a_write() {
+        let bare_400 = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\ndate: {DATE}\r\n\r\n"
+        );
+        let bare = bare_refusal(bare_400.as_bytes()).unwrap();
+        assert_eq!(bare.at, 0);
+        let refusal = bare.enveloped();
+        assert_eq!(refusal.replaces, bare_400.len());
+        let answer = text(&refusal);
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("\r\nx-request-id: "), "{answer}");
+        assert!(
+            answer.contains(&format!("\r\ndate: {DATE}\r\n")),
+            "{answer}"
+        );
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        assert!(answer.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
+        let envelope: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(envelope["error"], "invalid_request");
+        assert_eq!(envelope["code"], "malformed_request");
+
+        let before = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+        let bare_431 = format!(
+            "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\ndate: {DATE}\r\n\r\n"
+        );
+        let bare_400_kept_alive =
+            format!("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: {DATE}\r\n\r\n");
+        let written = format!("{before}{bare_400_kept_alive}");
+        let bare = bare_refusal(written.as_bytes()).unwrap();
+        assert_eq!(
+            (bare.at, bare.len),
+            (before.len(), bare_400_kept_alive.len())
+        );
+        assert!(text(&bare.enveloped()).contains("\r\nconnection: close\r\n"));
+
+        let written = format!("{before}{bare_431}");
+        let bare = bare_refusal(written.as_bytes()).unwrap();
+        assert_eq!(bare.at, before.len());
+        assert!(text(&bare.enveloped()).contains("\"code\":\"headers_too_large\""));
+    }
+
+    #[test]
+    fn other_answers_are_left_alone() {
+        for written in [
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 70\r\ncontent-type: application/json\r\n\r\n",
+            "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\ndate: Mon, 07 Dec 2026 13:44:30 GMT\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\ndate: Mon, 07 Dec 2026\r\n\r\n",
+            "",
+        ] {
+            assert!(bare_refusal(written.as_bytes()).is_none(), "{written:?}");
+        }
     }
 
     #[test]

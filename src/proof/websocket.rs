@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use actix_codec::Framed;
+use actix_codec::{Decoder, Encoder, Framed};
 use actix_web::http::header::{self, HeaderValue};
 use awc::BoxedSocket;
+use awc::error::WsProtocolError;
 use awc::ws::{Codec, Frame, Message};
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 
 use super::client::ProofClient;
@@ -19,7 +21,44 @@ const MAX_FRAME_BYTES: usize = 64 * 1024;
 
 /// An open WebSocket of one transaction.
 pub struct TransactionUpdates {
-    frames: Framed<BoxedSocket, Codec>,
+    frames: Framed<BoxedSocket, BoundedCodec>,
+}
+
+/// awc's WebSocket codec, refusing a frame as soon as its header announces a payload over
+/// [`MAX_FRAME_BYTES`]. The codec itself checks its limit only once the whole frame has arrived,
+/// so a peer announcing 50 MiB would first have all of it read into memory (which the allocator
+/// then keeps); here nothing past the header is waited for.
+struct BoundedCodec(Codec);
+
+impl Decoder for BoundedCodec {
+    type Item = Frame;
+    type Error = WsProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WsProtocolError> {
+        if announced_payload(src).is_some_and(|length| length > MAX_FRAME_BYTES as u64) {
+            return Err(WsProtocolError::Overflow);
+        }
+        self.0.decode(src)
+    }
+}
+
+impl Encoder<Message> for BoundedCodec {
+    type Error = WsProtocolError;
+
+    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), WsProtocolError> {
+        self.0.encode(message, dst)
+    }
+}
+
+/// The payload length that the frame at the start of `bytes` announces, once its header has
+/// arrived that far (RFC 6455 §5.2: 7 bits, or 126 and 16 bits, or 127 and 64 bits).
+fn announced_payload(bytes: &[u8]) -> Option<u64> {
+    let length = bytes.get(1)? & 0x7f;
+    match length {
+        126 => Some(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?).into()),
+        127 => Some(u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)),
+        short => Some(short.into()),
+    }
 }
 
 /// Why the WebSocket could not be opened; the watcher falls back to polling either way.
@@ -63,7 +102,9 @@ impl ProofClient {
             .await
             .map_err(|_| WebSocketUnavailable("no answer in time".to_owned()))?;
         let (_response, frames) = connected.map_err(|e| WebSocketUnavailable(e.to_string()))?;
-        Ok(TransactionUpdates { frames })
+        Ok(TransactionUpdates {
+            frames: frames.into_map_codec(BoundedCodec),
+        })
     }
 }
 
@@ -129,5 +170,43 @@ impl TransactionUpdates {
             .send(Message::Ping(bytes::Bytes::from_static(b"proof-bff")))
             .await
             .map_err(|e| SocketEnded::Broken(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announced_length_is_read_from_each_form_of_the_header() {
+        assert_eq!(announced_payload(b""), None);
+        assert_eq!(announced_payload(b"\x81"), None);
+        assert_eq!(announced_payload(b"\x81\x05hello"), Some(5));
+        assert_eq!(announced_payload(b"\x82\x7e\x01"), None);
+        assert_eq!(announced_payload(b"\x82\x7e\x01\x00"), Some(256));
+        assert_eq!(announced_payload(b"\x82\x7f\x00\x00\x00\x00\x03\x20"), None);
+        assert_eq!(
+            announced_payload(b"\x82\x7f\x00\x00\x00\x00\x03\x20\x00\x00"),
+            Some(50 * 1024 * 1024)
+        );
+    }
+
+    #[test]
+    fn a_frame_announced_over_the_limit_is_refused_from_its_header_alone() {
+        let mut codec = BoundedCodec(Codec::new().client_mode().max_size(MAX_FRAME_BYTES));
+        let mut header = BytesMut::from(&b"\x82\x7f"[..]);
+        header.extend_from_slice(&(MAX_FRAME_BYTES as u64 + 1).to_be_bytes());
+        assert!(matches!(
+            codec.decode(&mut header),
+            Err(WsProtocolError::Overflow)
+        ));
+        // At the limit, the frame is waited for and decoded as usual.
+        let mut frame = BytesMut::from(&b"\x82\x7f"[..]);
+        frame.extend_from_slice(&(MAX_FRAME_BYTES as u64).to_be_bytes());
+        assert!(matches!(codec.decode(&mut frame), Ok(None)));
+        frame.extend_from_slice(&vec![0; MAX_FRAME_BYTES]);
+        assert!(
+            matches!(codec.decode(&mut frame), Ok(Some(Frame::Binary(payload))) if payload.len() == MAX_FRAME_BYTES)
+        );
     }
 }

@@ -17,7 +17,7 @@ use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
 use self::background::{maintain_rate_limits, reload_secret_files};
-use self::metrics_port::{MetricsScrape, metrics_service};
+use self::metrics_port::{MetricsScrape, build_metrics_server};
 use self::signals::ShutdownSignals;
 
 use crate::browser::cors;
@@ -37,6 +37,9 @@ pub struct Application {
     /// Where `GET /metrics` is served, when it is.
     metrics_port: Option<u16>,
     server: Server,
+    /// The metrics port's own server, when `metrics.listen` is set: started and stopped with
+    /// `server`, never counted against its connections.
+    metrics_server: Option<Server>,
     handle: ApplicationHandle,
     readiness: Arc<Readiness>,
     rate_limits: Arc<RateLimits>,
@@ -243,7 +246,7 @@ impl Application {
                 .default_service(web::to(http::not_found));
             connection::http1(app, limits, local_addr)
         };
-        let mut builder = Server::build()
+        let server = Server::build()
             .workers(workers)
             .max_concurrent_connections(connection::max_connections_per_worker(
                 config.server.max_connections,
@@ -251,13 +254,11 @@ impl Application {
             ))
             .shutdown_timeout(config.server.shutdown_timeout.as_secs())
             .disable_signals()
-            .listen("proof-bff", listener, worker_service)?;
-        if let Some(metrics_listener) = metrics_listener {
-            builder = builder.listen("metrics", metrics_listener, move || {
-                metrics_service(scrape.clone())
-            })?;
-        }
-        let server = builder.run();
+            .listen("proof-bff", listener, worker_service)?
+            .run();
+        let metrics_server = metrics_listener
+            .map(|listener| build_metrics_server(listener, scrape))
+            .transpose()?;
         let handle = ApplicationHandle {
             readiness: readiness.clone(),
             server: server.handle(),
@@ -267,6 +268,7 @@ impl Application {
             port,
             metrics_port,
             server,
+            metrics_server,
             handle,
             readiness,
             rate_limits,
@@ -297,6 +299,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<Stopped> {
         let Self {
             server,
+            metrics_server,
             handle,
             readiness,
             rate_limits,
@@ -309,7 +312,15 @@ impl Application {
         let maintenance = tokio::spawn(maintain_rate_limits(rate_limits, readiness));
         let token = tokio::spawn(reload_secret_files(endpoint, context, token_reload));
         let dropped_lines = tokio::spawn(telemetry::report_dropped_lines());
+        // Scrapes are served through the drain, and stop once the main server has.
+        let metrics = metrics_server.map(|server| (server.handle(), tokio::spawn(server)));
         let stopped = serve_until_signalled(server, handle).await;
+        if let Some((metrics_handle, metrics_server)) = metrics {
+            metrics_handle.stop(false).await;
+            if let Ok(Err(error)) = metrics_server.await {
+                tracing::error!(%error, "the metrics port failed");
+            }
+        }
         maintenance.abort();
         token.abort();
         dropped_lines.abort();

@@ -81,7 +81,7 @@ use secrecy::SecretString;
 
 pub use clock::StandInClock;
 pub use crypto::{SignedFields, session_signature};
-pub use ws::WebSocketFault;
+pub use ws::{OVERSIZED_FRAME_BYTES, WebSocketFault};
 
 use store::{BoundedSet, Ledger, MAX_FIRST_ATTEMPTS, MAX_TRANSACTIONS, MAX_USERS, lock};
 
@@ -339,6 +339,12 @@ impl StandInControls {
     /// connections already open keep the fault they started with.
     pub fn set_websocket_fault(&self, fault: WebSocketFault) {
         self.shared.websockets.set_fault(fault);
+    }
+
+    /// For each [`WebSocketFault::OversizedFrame`] connection that has ended, how many bytes of
+    /// its [`OVERSIZED_FRAME_BYTES`] of payload it sent, in the order the connections ended.
+    pub fn oversized_frame_sends(&self) -> Vec<u64> {
+        self.shared.websockets.oversized_sends()
     }
 
     /// Sends each webhook twice (`true`), as Proof's "duplicates possible" allows, or once.

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
@@ -48,7 +49,17 @@ pub enum WebSocketFault {
     /// Accepts the upgrade, then sends a normal close (1000) before any other frame and ends the
     /// connection, as a Proof restarting behind its load balancer would.
     CloseAtOnce,
+    /// Accepts the upgrade, then sends the header of one binary frame announcing
+    /// [`OVERSIZED_FRAME_BYTES`] (50 MiB) of payload, and that payload in 64 KiB pieces as fast
+    /// as the client takes them, as a broken or hostile Proof might. How much of the payload went
+    /// out before the connection ended is recorded for each such connection
+    /// ([`StandInControls::oversized_frame_sends`](super::StandInControls::oversized_frame_sends)):
+    /// a client that refuses the frame from its header ends the connection long before the end.
+    OversizedFrame,
 }
+
+/// The payload [`WebSocketFault::OversizedFrame`] announces, and sends if the client reads it all.
+pub const OVERSIZED_FRAME_BYTES: u64 = 50 * 1024 * 1024;
 
 impl WebSocketFault {
     fn from_u8(value: u8) -> Self {
@@ -56,6 +67,7 @@ impl WebSocketFault {
             1 => Self::Silent,
             2 => Self::Garbage,
             3 => Self::CloseAtOnce,
+            4 => Self::OversizedFrame,
             _ => Self::None,
         }
     }
@@ -66,6 +78,7 @@ impl WebSocketFault {
             Self::Silent => 1,
             Self::Garbage => 2,
             Self::CloseAtOnce => 3,
+            Self::OversizedFrame => 4,
         }
     }
 }
@@ -90,6 +103,9 @@ pub(super) struct WebSockets {
     /// When the last [`MAX_ACCEPT_TIMES`] upgrades were accepted, oldest first.
     accept_times: Mutex<VecDeque<Instant>>,
     pings: AtomicU64,
+    /// For each [`WebSocketFault::OversizedFrame`] connection that has ended, the payload bytes it
+    /// sent, in the order they ended.
+    oversized_sends: Mutex<Vec<u64>>,
 }
 
 /// How many acceptance times are kept: enough to see a client's reconnection pattern.
@@ -105,7 +121,13 @@ impl WebSockets {
             accepted: AtomicU64::new(0),
             accept_times: Mutex::new(VecDeque::new()),
             pings: AtomicU64::new(0),
+            oversized_sends: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The payload bytes each ended [`WebSocketFault::OversizedFrame`] connection sent.
+    pub(super) fn oversized_sends(&self) -> Vec<u64> {
+        lock(&self.oversized_sends).clone()
     }
 
     pub(super) fn set_enabled(&self, enabled: bool) {
@@ -271,6 +293,12 @@ pub(super) async fn connect(
         );
     };
     shared.websockets.record_accept();
+    if fault == WebSocketFault::OversizedFrame {
+        // The handshake's answer, with the raw frame in place of the session's frames.
+        return response
+            .set_body(OversizedFrame::new(slot, messages))
+            .map_into_boxed_body();
+    }
     let connection = Connection {
         session,
         messages,
@@ -394,11 +422,73 @@ async fn answer(
     }
 }
 
+/// The body of a [`WebSocketFault::OversizedFrame`] connection: the frame's header, then its
+/// payload piece by piece as the connection takes it. Records what it sent when the connection
+/// ends (the server drops the body when it can write no more, or once all of it is written).
+struct OversizedFrame {
+    header: Option<Bytes>,
+    left: u64,
+    sent: u64,
+    slot: Slot,
+    /// The client's frames, unread: kept so the connection lives as long as its body.
+    _messages: MessageStream,
+}
+
+/// One piece of the oversized payload.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl OversizedFrame {
+    fn new(slot: Slot, messages: MessageStream) -> Self {
+        // FIN and the binary opcode; unmasked (server to client); the 64-bit length form.
+        let mut header = vec![0x82, 127];
+        header.extend_from_slice(&OVERSIZED_FRAME_BYTES.to_be_bytes());
+        Self {
+            header: Some(Bytes::from(header)),
+            left: OVERSIZED_FRAME_BYTES,
+            sent: 0,
+            slot,
+            _messages: messages,
+        }
+    }
+}
+
+impl MessageBody for OversizedFrame {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(header) = this.header.take() {
+            return std::task::Poll::Ready(Some(Ok(header)));
+        }
+        if this.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let piece = this.left.min(ZEROS.len() as u64);
+        this.left -= piece;
+        this.sent += piece;
+        std::task::Poll::Ready(Some(Ok(Bytes::from_static(&ZEROS[..piece as usize]))))
+    }
+}
+
+impl Drop for OversizedFrame {
+    fn drop(&mut self) {
+        lock(&self.slot.0.websockets.oversized_sends).push(self.sent);
+    }
+}
+
 /// A connection that misbehaves as `fault` says, instead of following its transaction.
 async fn misbehave(mut connection: Connection, fault: WebSocketFault) {
     let end = match fault {
-        // Such a connection follows its transaction in `serve` instead.
-        WebSocketFault::None => return,
+        // Such a connection follows its transaction in `serve` instead, or (oversized) never gets
+        // here: its frame is its answer's body.
+        WebSocketFault::None | WebSocketFault::OversizedFrame => return,
         WebSocketFault::Silent => {
             // The client's frames are still read, only to notice when it goes (and to count its
             // pings): a client's close gets no answer, so the connection lasts until the client

@@ -10,8 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use proof_stand_in::{
-    ProofStandIn, SignedFields, StandInClock, StandInConfig, StandInControls, WebSocketFault,
-    session_signature,
+    OVERSIZED_FRAME_BYTES, ProofStandIn, SignedFields, StandInClock, StandInConfig,
+    StandInControls, WebSocketFault, session_signature,
 };
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -1662,6 +1662,41 @@ async fn a_garbage_websocket_sends_frames_that_are_not_events_and_still_answers_
     .await;
     assert_eq!(app.controls.websocket_connections(), 1);
     assert_eq!(app.controls.websocket_pings(), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_websocket_sends_all_50_mib_to_a_client_that_takes_them() {
+    let app = spawn().await;
+    let id = app.transaction_id("100").await;
+    app.controls
+        .set_websocket_fault(WebSocketFault::OversizedFrame);
+    local(async {
+        let (response, mut socket) = app
+            .ws_request(&id)
+            .bearer_auth(TOKEN)
+            .origin(ORIGIN)
+            .max_frame_size(OVERSIZED_FRAME_BYTES as usize)
+            .connect()
+            .await
+            .expect("upgraded");
+        assert_eq!(response.status().as_u16(), 101);
+        match next_frame(&mut socket).await {
+            Frame::Binary(payload) => {
+                assert_eq!(payload.len() as u64, OVERSIZED_FRAME_BYTES);
+            }
+            other => panic!("expected one binary frame, got {other:?}"),
+        }
+    })
+    .await;
+    let controls = app.controls.clone();
+    eventually("the connection is released", || {
+        controls.open_websockets() == 0
+    })
+    .await;
+    assert_eq!(
+        app.controls.oversized_frame_sends(),
+        [OVERSIZED_FRAME_BYTES]
+    );
 }
 
 #[tokio::test]

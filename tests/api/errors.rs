@@ -530,6 +530,107 @@ async fn a_malformed_chunked_body_is_a_400_not_a_413() {
     app.assert_proof_not_called().await;
 }
 
+// 400 invalid_request / malformed_request, 431 invalid_request / headers_too_large: refused by the
+// HTTP server before any request exists.
+
+/// `GET /healthz` with these extra header lines, written as they are.
+fn healthz_with(port: u16, extra_lines: &str) -> Vec<u8> {
+    format!(
+        "{}{extra_lines}\r\n",
+        RawRequest::new(port, "GET", "/healthz").unfinished_head()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn requests_the_http_server_cannot_read_are_answered_in_the_envelope_with_a_request_id() {
+    let app = spawn_app().await;
+    let too_many_headers: String = (0..120).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
+    let cases = [
+        (
+            "a header line without a colon",
+            healthz_with(app.port, "Not A Header\r\n"),
+            400,
+            "malformed_request",
+        ),
+        (
+            "a request line that is not HTTP",
+            b"GET /healthz SPDY/9\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        (
+            "two Content-Length headers that disagree",
+            healthz_with(app.port, "Content-Length: 1\r\nContent-Length: 2\r\n"),
+            400,
+            "malformed_request",
+        ),
+        (
+            "more header lines than the server takes",
+            healthz_with(app.port, &too_many_headers),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    let mut request_ids = BTreeSet::new();
+    for (case, request, status, code) in cases {
+        // Read until the service closes the connection, off the runtime the service runs on.
+        let port = app.port;
+        let answer =
+            tokio::task::spawn_blocking(move || crate::support::raw_http::send(port, &request))
+                .await
+                .unwrap()
+                .unwrap_or_else(|error| panic!("{case}: no answer ({error})"));
+        assert_eq!(answer.header("connection"), Some("close"), "{case}");
+        let (actual, headers, body) = raw_parts(answer);
+        let answer = check_envelope(actual, headers, body, status, "invalid_request", code);
+        let request_id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+        uuid_v4(&request_id);
+        assert!(
+            request_ids.insert(request_id),
+            "{case}: a request id reused"
+        );
+    }
+
+    // After an answer on a kept-alive connection, and behind one in the same write: the answers
+    // before it are left as they were.
+    let mut connection = RawConnection::open(app.port).await;
+    let first = connection
+        .exchange(
+            RawRequest::new(app.port, "GET", "/healthz")
+                .head()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(first.status, 200);
+    let mut pipelined = RawRequest::new(app.port, "GET", "/healthz")
+        .head()
+        .into_bytes();
+    pipelined.extend_from_slice(&healthz_with(app.port, "Not A Header\r\n"));
+    let second = connection.exchange(&pipelined).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.text(), r#"{"status":"ok"}"#);
+    let third = connection.exchange(b"").await;
+    check_envelope(
+        third.status,
+        third.header_map(),
+        third.body,
+        400,
+        "invalid_request",
+        "malformed_request",
+    );
+}
+
+fn uuid_v4(id: &str) {
+    let bytes = id.as_bytes();
+    assert!(
+        bytes.len() == 36
+            && bytes[14] == b'4'
+            && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'),
+        "not a version 4 UUID: {id}"
+    );
+}
+
 // 415 invalid_request / unsupported_media_type
 
 #[tokio::test]

@@ -197,6 +197,48 @@ async fn without_a_forwarded_credential_the_app_is_not_asked_and_there_is_no_ses
 }
 
 #[tokio::test]
+async fn a_forwarded_cookie_whose_value_holds_a_comma_is_invalid_session_and_the_app_is_not_asked()
+{
+    let partner = MockServer::start().await;
+    whoami()
+        .respond_with(signed_in(APP_USER_ID, APP_USER_EMAIL))
+        .mount(&partner)
+        .await;
+    let app = forward_app(&partner, |_| {}).await;
+
+    // An app that splits its Cookie header on commas too (as older cookie parsers do) would read
+    // a cookie the browser was never allowed to send it.
+    for cookie in [
+        "_app_session=s1,admin_session=x",
+        "_app_session=s1, theme=dark",
+        "theme=dark; remember_user_token=\"r,1\"",
+        "_app_session=s1; remember_user_token=,",
+    ] {
+        let (status, body) = error_of(
+            checkout_with_cookie(&app, cookie)
+                .send_with_valid_body()
+                .await,
+        )
+        .await;
+        assert_eq!(status, 401, "{cookie}: {body}");
+        assert_eq!(body["error"], "unauthorised", "{cookie}");
+        assert_eq!(body["code"], "invalid_session", "{cookie}");
+    }
+    assert!(calls_at(&partner).await.is_empty(), "the app was asked");
+    app.assert_proof_not_called().await;
+
+    // A comma in a cookie that is not forwarded is none of the app's business.
+    widget_session_ok().mount(&app.proof).await;
+    let response = checkout_with_cookie(&app, "theme=dark,light; _app_session=s1")
+        .send_with_valid_body()
+        .await;
+    assert_eq!(response.status(), 200);
+    let calls = calls_at(&partner).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].headers["cookie"], "_app_session=s1");
+}
+
+#[tokio::test]
 async fn the_apps_401_and_403_are_invalid_session_and_proof_is_not_called() {
     for status in [401, 403] {
         let partner = MockServer::start().await;

@@ -6,7 +6,10 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use proof_bff::config::Settings;
-use proof_stand_in::{ProofStandIn, StandInClock, StandInConfig, StandInControls, WebSocketFault};
+use proof_stand_in::{
+    OVERSIZED_FRAME_BYTES, ProofStandIn, StandInClock, StandInConfig, StandInControls,
+    WebSocketFault,
+};
 use secrecy::SecretString;
 
 use crate::helpers::*;
@@ -345,6 +348,35 @@ async fn a_websocket_that_sends_what_is_not_an_event_is_closed_and_the_watcher_p
     })
     .await;
 
+    live.step();
+    assert_eq!(read_until(&mut stream, "processing").await, ["processing"]);
+}
+
+#[tokio::test]
+async fn a_websocket_frame_announced_beyond_the_limit_is_refused_before_its_payload_is_read() {
+    let live = live(|_, settings, _| {
+        settings.status.poll_interval_s = 1;
+    })
+    .await;
+    live.controls
+        .set_websocket_fault(WebSocketFault::OversizedFrame);
+    let transaction = live.transaction().await;
+    let mut stream = live.open_stream(&transaction).await;
+    read_until(&mut stream, "pending").await;
+    eventually("the oversized frame's connection ended", || {
+        !live.controls.oversized_frame_sends().is_empty()
+    })
+    .await;
+
+    // The watcher closed the socket once the frame's header announced 50 MiB (its limit is
+    // 64 KiB), instead of reading the payload first: only what the sockets' buffers took on the
+    // way went out.
+    let sent = live.controls.oversized_frame_sends()[0];
+    assert!(
+        sent < OVERSIZED_FRAME_BYTES / 2,
+        "{sent} of the frame's {OVERSIZED_FRAME_BYTES} bytes were sent before the watcher closed it"
+    );
+    // The transaction is still followed, by polling.
     live.step();
     assert_eq!(read_until(&mut stream, "processing").await, ["processing"]);
 }

@@ -292,6 +292,37 @@ async fn one_checkout_is_one_trace_with_the_proof_call_as_a_child_and_proof_gets
 }
 
 #[tokio::test]
+async fn an_export_carries_exactly_one_user_agent_the_services_own() {
+    let (app, receiver) = traced_app(|_| {}).await;
+    let response = app.checkout().send_with_valid_body().await;
+    assert_eq!(response.status(), 200);
+    let sent = the_proof_traceparent(&app).await;
+    // Waits for the export that carries the checkout's spans.
+    receiver.trace(&sent.trace_id).await;
+
+    let exports = receiver
+        .server
+        .received_requests()
+        .await
+        .unwrap_or_default();
+    assert!(!exports.is_empty());
+    for export in exports {
+        let user_agents: Vec<_> = export
+            .headers
+            .get_all("user-agent")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect();
+        // A strict collector refuses a request with the header twice (400).
+        assert_eq!(
+            user_agents,
+            [concat!("proof-bff/", env!("CARGO_PKG_VERSION"))],
+            "the export's User-Agent headers"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_retried_call_to_proof_is_one_span_carrying_its_attempts() {
     let (app, receiver) = traced_app(|_| {}).await;
     app.proof.reset().await;

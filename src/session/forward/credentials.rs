@@ -27,12 +27,12 @@ pub(super) struct Credentials {
 impl CredentialRules {
     /// The request's forwarded credentials. `Missing` when it carries none of them (the app is
     /// then not asked at all); `Invalid` when it sends `Authorization` twice, which no client that
-    /// means one identity does.
+    /// means one identity does, or a forwarded cookie whose value holds a comma.
     pub fn credentials(&self, headers: &HeaderMap) -> Result<Credentials, SessionError> {
         let cookie = named_cookies(
             headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
             &self.cookies,
-        );
+        )?;
         let cookie = match cookie {
             Some(line) => Some(sensitive(&line)?),
             None => None,
@@ -73,10 +73,15 @@ fn sensitive(bytes: &[u8]) -> Result<HeaderValue, SessionError> {
 /// (say for two paths) is passed on twice, so the app chooses as it always does. A pair with an
 /// empty value counts as absent: that is how a signed-out session is usually cleared. `None` when
 /// no named cookie is present.
+///
+/// A named cookie whose value holds a comma makes the whole line `Invalid`: no cookie value may
+/// hold one (RFC 6265), and an app whose parser also splits on commas (as older ones did, after
+/// RFC 2965) would read the rest as cookies of their own, which the browser could then choose
+/// although they are not among `names`.
 pub(super) fn named_cookies<'a>(
     lines: impl IntoIterator<Item = &'a [u8]>,
     names: &[String],
-) -> Option<Vec<u8>> {
+) -> Result<Option<Vec<u8>>, SessionError> {
     let mut out = Vec::new();
     for line in lines {
         for pair in line.split(|&b| b == b';') {
@@ -87,6 +92,9 @@ pub(super) fn named_cookies<'a>(
             if value.is_empty() || !names.iter().any(|wanted| wanted.as_bytes() == name) {
                 continue;
             }
+            if value.contains(&b',') {
+                return Err(SessionError::Invalid);
+            }
             if !out.is_empty() {
                 out.extend_from_slice(b"; ");
             }
@@ -95,7 +103,7 @@ pub(super) fn named_cookies<'a>(
             out.extend_from_slice(value);
         }
     }
-    (!out.is_empty()).then_some(out)
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// The key the app's answer is remembered under: HMAC-SHA256 of the forwarded credentials under a
@@ -144,6 +152,7 @@ mod tests {
 
     fn cookies(lines: &[&'static [u8]], wanted: &[&str]) -> Option<String> {
         named_cookies(lines.iter().copied(), &names(wanted))
+            .unwrap()
             .map(|line| String::from_utf8(line).unwrap())
     }
 
@@ -194,7 +203,29 @@ mod tests {
         let line: &[u8] = b"sid=\xe9t\xe9; x=1";
         assert_eq!(
             named_cookies([line], &names(&["sid"])),
-            Some(b"sid=\xe9t\xe9".to_vec())
+            Ok(Some(b"sid=\xe9t\xe9".to_vec()))
+        );
+    }
+
+    #[test]
+    fn a_named_cookie_with_a_comma_in_its_value_is_invalid_and_another_is_ignored() {
+        for line in [
+            &b"sid=a,b"[..],
+            b"sid=a, other=b",
+            b"sid=\"a,b\"",
+            b"x=1; sid=,",
+            b"sid=ok; sid=a,b",
+        ] {
+            assert_eq!(
+                named_cookies([line], &names(&["sid"])),
+                Err(SessionError::Invalid),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(
+            cookies(&[b"theme=dark,light; sid=s"], &["sid"]),
+            Some("sid=s".into())
         );
     }
 

@@ -14,7 +14,6 @@ use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderValue, USER_AGENT};
 use actix_web::http::{Method, Uri};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +22,9 @@ use crate::tls_roots::TlsRoots;
 
 /// The collector's answer is a small protobuf message; anything larger is not one.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-const USER_AGENT_VALUE: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
+/// The exports' `User-Agent`, given to the exporter as one of its headers: the request it hands
+/// over is sent with its headers as they are, so it carries the header once.
+pub(super) const USER_AGENT_VALUE: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
 
 type Answer = Result<Response<Bytes>, HttpError>;
 
@@ -113,9 +114,7 @@ async fn send(client: &awc::Client, request: Request<Bytes>) -> Answer {
     let (head, body) = request.into_parts();
     let method = Method::from_bytes(head.method.as_str().as_bytes())?;
     let uri: Uri = head.uri.to_string().parse()?;
-    let mut outgoing = client
-        .request(method, uri)
-        .insert_header((USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE)));
+    let mut outgoing = client.request(method, uri);
     for (name, value) in &head.headers {
         outgoing = outgoing.append_header((name.as_str(), value.as_bytes()));
     }

@@ -20,6 +20,7 @@
 
 mod export;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix_web::dev::ServiceRequest;
@@ -80,6 +81,13 @@ impl Traces {
                 EXPORT_TIMEOUT,
                 config.tls_roots.clone(),
             )?)
+            // In place of the exporter's own (`OTel-OTLP-Exporter-Rust/…`): one User-Agent on
+            // every export (a strict collector refuses a request carrying two), which
+            // OTEL_EXPORTER_OTLP_HEADERS may still replace.
+            .with_headers(HashMap::from([(
+                "User-Agent".to_owned(),
+                export::USER_AGENT_VALUE.to_owned(),
+            )]))
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(config.traces_url.as_str())
             .with_timeout(EXPORT_TIMEOUT)
