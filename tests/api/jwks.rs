@@ -191,21 +191,8 @@ async fn app_for(idp: &Idp, customise: impl FnOnce(&mut Settings)) -> TestApp {
         customise(s);
     })
     .await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
     app
-}
-
-/// Polls `/readyz` until it answers 200. Generous: the key set is fetched in the background and
-/// the machine may be busy; nothing here measures speed.
-async fn wait_until_ready(app: &TestApp) {
-    for _ in 0..1200 {
-        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
-        if response.status() == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("/readyz did not turn 200 within 60 s");
 }
 
 async fn answer_to(app: &TestApp, token: &str) -> (u16, Value) {
@@ -556,7 +543,7 @@ async fn until_the_key_set_is_in_the_instance_is_not_ready_and_checkouts_are_503
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is still free");
     let idp = Idp::serving(MockServer::builder().listener(listener).start().await);
     idp.publishes(&[&RSA]).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
     app.proof.reset().await;
     widget_session_ok().expect(1).mount(&app.proof).await;
     let (status, body) = answer_to(&app, &RSA.sign(&claims())).await;
@@ -578,7 +565,7 @@ async fn a_provider_with_a_certificate_from_a_private_ca_is_trusted_through_ca_f
         s.session.jwks.ca_file = CA_FILE.into();
     })
     .await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
     widget_session_ok().expect(1).mount(&app.proof).await;
 
     let (status, body) = answer_to(&app, &RSA.sign(&claims())).await;
