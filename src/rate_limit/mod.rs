@@ -2,8 +2,8 @@
 //! headers that describe them.
 //!
 //! Both are checked before Proof is called: the per-address limit before the session is even
-//! verified, so a flood of garbage tokens is cut cheaply, and the per-user limit once the user is
-//! known.
+//! verified, on every backend, so a flood of garbage tokens is cut cheaply, and the per-user limit
+//! once the user is known.
 //!
 //! The state lives in this process ([`RateLimiter`], one instance) or in a Redis shared by every
 //! replica ([`redis::RedisLimiter`]); the checkout route sees one type, [`RateLimits`], which also
@@ -128,6 +128,15 @@ pub(crate) fn ceil_seconds(duration: Duration) -> u64 {
     }
 }
 
+/// How a check let a request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Within the limit, and counted.
+    Counted,
+    /// Not checked: the shared backend failed and `on_backend_error` is `allow`.
+    Skipped,
+}
+
 /// Why a check did not let a request through.
 #[derive(Debug, Clone)]
 pub enum LimitError {
@@ -189,13 +198,21 @@ impl RateLimits {
         }
     }
 
-    /// The per-address limit.
-    pub async fn check_ip(&self, ip: IpAddr) -> Result<(), LimitError> {
+    /// The per-address limit: [`Checked::Skipped`] when the shared backend failed and
+    /// `on_backend_error` is `allow`.
+    pub async fn check_ip(&self, ip: IpAddr) -> Result<Checked, LimitError> {
         match self {
-            Self::Memory(limiter) => limiter.check_ip(ip).map_err(LimitError::Refused),
+            Self::Memory(limiter) => limiter
+                .check_ip(ip)
+                .map(|()| Checked::Counted)
+                .map_err(LimitError::Refused),
             Self::Redis(shared) => match shared.limiter.check_ip(ip).await {
-                Ok(outcome) => outcome.map_err(LimitError::Refused),
-                Err(error) => shared.backend_failed(LimitKind::PerIp, &error),
+                Ok(outcome) => outcome
+                    .map(|()| Checked::Counted)
+                    .map_err(LimitError::Refused),
+                Err(error) => shared
+                    .backend_failed(LimitKind::PerIp, &error)
+                    .map(|()| Checked::Skipped),
             },
         }
     }
@@ -230,44 +247,6 @@ impl RateLimits {
                     .backend_failed(LimitKind::PerUserStatus, &error)
                     .map(|()| None),
             },
-        }
-    }
-
-    /// Whether [`check_ip_and_user`](Self::check_ip_and_user) costs one call to the backend where
-    /// [`check_ip`](Self::check_ip) and [`check_user`](Self::check_user) cost two: a single Redis
-    /// server. In memory the checks cost no call; on a Redis Cluster the two keys need a call each.
-    pub fn checks_together(&self) -> bool {
-        match self {
-            Self::Memory(_) => false,
-            Self::Redis(shared) => shared.limiter.checks_together(),
-        }
-    }
-
-    /// The per-address limit, then the user's (`PerUser` for checkouts, `PerUserStatus` for the
-    /// status routes) if the address is within its own: the outcome of the two checks one after
-    /// the other, in one call where [`checks_together`](Self::checks_together) says so.
-    /// `Ok(None)` as for [`check_user`](Self::check_user).
-    pub async fn check_ip_and_user(
-        &self,
-        ip: IpAddr,
-        user_limit: LimitKind,
-        user_id: &str,
-    ) -> Result<Option<Allowance>, LimitError> {
-        match self {
-            Self::Redis(shared) if shared.limiter.checks_together() => {
-                match shared
-                    .limiter
-                    .check_ip_and_user(ip, user_limit, user_id)
-                    .await
-                {
-                    Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
-                    Err(error) => shared.backend_failed(user_limit, &error).map(|()| None),
-                }
-            }
-            _ => {
-                self.check_ip(ip).await?;
-                self.check_user_limit(user_limit, user_id).await
-            }
         }
     }
 

@@ -6,10 +6,10 @@
 //!
 //! - **One script per check** (`redis_gcra.lua`): it reads the state, decides and writes the new
 //!   state with its expiry, atomically inside Redis, so any number of concurrent checks from any
-//!   number of replicas let exactly the quota through. On a single server one call checks the
-//!   address and the user together ([`check_ip_and_user`](RedisLimiter::check_ip_and_user)): one
-//!   round trip per checkout instead of two, with the outcome of the two checks one after the
-//!   other. On a cluster the two keys live in different slots, so they take a call each.
+//!   number of replicas let exactly the quota through. The routes check the address in one call,
+//!   before the session is verified, and the user in another once it is. The script can also
+//!   check several limits of one server in one call, as if one after the other
+//!   ([`check_ip_and_user`](RedisLimiter::check_ip_and_user)).
 //! - **Redis's clock** (`TIME`, inside the script): the replicas' clocks never enter a decision, so a
 //!   replica whose clock is behind cannot let extra requests through. A key lives on one node and so
 //!   only ever sees that node's clock.
@@ -146,7 +146,8 @@ impl RedisLimiter {
     /// The per-address limit, then the user's limit (`PerUser` or `PerUserStatus`) if the address
     /// is within its own, in one call: the same outcome, headers and stored state as
     /// [`check_ip`](Self::check_ip) followed by [`check_user`](Self::check_user). Single server
-    /// only (see [`checks_together`](Self::checks_together)).
+    /// only (see [`checks_together`](Self::checks_together)). The routes do not use it: they check
+    /// the address before the session is verified, when the user is not known yet.
     pub async fn check_ip_and_user(
         &self,
         ip: IpAddr,

@@ -61,13 +61,6 @@ impl SessionSource {
         }
     }
 
-    /// Whether a session is checked in this process, without waiting on a call of its own: not
-    /// for `forward`, which asks the partner's app. (`jwks` refetches its key set for an unknown
-    /// key id at most once per `min_refresh_interval_s`, whatever the traffic.)
-    pub fn checks_in_process(&self) -> bool {
-        !matches!(self, Self::Forward(_))
-    }
-
     /// Re-reads the source's key file, when it has one, and swaps in a new valid key (see
     /// [`JwtSession::reload`]). True when the key changed.
     pub fn reload_keys(&self) -> bool {
