@@ -1,6 +1,7 @@
 //! Who is calling: the phases every browser-facing route runs before its own work, in this order:
 //! the client's real address and its limit, the session, the user's limit. `POST /start-checkout`
-//! and the status routes share them, so a user is known and counted the same way everywhere.
+//! and the status routes share them, each spending its own [`Budget`], so a user is known the same
+//! way everywhere and polling never spends a checkout.
 //!
 //! The order is the same on every backend: no signature is checked, and no identity provider or
 //! partner app asked, for a request whose address is over its limit.
@@ -12,7 +13,7 @@ use actix_web::http::header::HeaderValue;
 
 use super::{CheckoutContext, CheckoutError};
 use crate::client_ip::ClientIp;
-use crate::rate_limit::{Allowance, Checked, LimitError, LimitKind};
+use crate::rate_limit::{Allowance, Budget, Checked, LimitError};
 use crate::session::{SessionError, SessionUser};
 use crate::telemetry::{RateLimitDecision, note_rate_limit};
 
@@ -45,10 +46,9 @@ pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> Client
     client_ip
 }
 
-/// The address's limit, the session, then the user's limit (`user_limit`: `PerUser` for
-/// checkouts, `PerUserStatus` for the status routes): who is calling, and their `RateLimit`
-/// standing (`None` when the shared backend failed and `on_backend_error` let the request
-/// through).
+/// The address's limit, the session, then the user's limit, each of the route's `budget`: who is
+/// calling, and their `RateLimit` standing (`None` when the shared backend failed and
+/// `on_backend_error` let the request through).
 ///
 /// The address's limit runs before any signature is checked, so a flood of forged tokens from one
 /// address is cut at the cost of a limit check. Its key is the resolved client, or the socket peer
@@ -59,19 +59,19 @@ pub async fn identify(
     req: &HttpRequest,
     context: &CheckoutContext,
     client_ip: ClientIp,
-    user_limit: LimitKind,
+    budget: Budget,
 ) -> Result<(SessionUser, Option<Allowance>), CheckoutError> {
     let limits = &context.rate_limits;
     let address = limits
-        .check_ip(client_ip.rate_limit_key())
+        .check_address(budget, client_ip.rate_limit_key())
         .await
-        .map_err(|error| limit_error(req, error, context))?;
+        .map_err(|error| limit_error(req, error, budget, context))?;
     let user = authenticate(req, context).await?;
     let allowance = match address {
         Checked::Counted => limits
-            .check_user_limit(user_limit, &user.user_id)
+            .check_user(budget, &user.user_id)
             .await
-            .map_err(|error| limit_error(req, error, context))?,
+            .map_err(|error| limit_error(req, error, budget, context))?,
         Checked::Skipped => None,
     };
     note_let_through(req, allowance.as_ref());
@@ -90,7 +90,12 @@ fn note_let_through(req: &HttpRequest, allowance: Option<&Allowance>) {
 
 /// A refusal is 429; a shared backend that failed (with `on_backend_error = "deny"`) is 503, logged
 /// by the limiter at most once a second. Either is noted on the request's record.
-fn limit_error(req: &HttpRequest, error: LimitError, context: &CheckoutContext) -> CheckoutError {
+fn limit_error(
+    req: &HttpRequest,
+    error: LimitError,
+    budget: Budget,
+    context: &CheckoutContext,
+) -> CheckoutError {
     match error {
         LimitError::Refused(refusal) => {
             tracing::info!(
@@ -99,7 +104,7 @@ fn limit_error(req: &HttpRequest, error: LimitError, context: &CheckoutContext) 
                 "checkout rate limited"
             );
             note_rate_limit(req, RateLimitDecision::Refused(refusal.kind.code()));
-            CheckoutError::RateLimited(refusal, context.rate_limits.policy().clone())
+            CheckoutError::RateLimited(refusal, context.rate_limits.policy(budget).clone())
         }
         LimitError::BackendUnavailable => {
             note_rate_limit(req, RateLimitDecision::BackendUnavailable);
