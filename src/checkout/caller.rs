@@ -1,7 +1,8 @@
 //! Who is calling: the phases every browser-facing route runs before its own work, in this order:
-//! the client's real address and its limit, the session, the user's limit. `POST /start-checkout`
-//! and the status routes share them, each spending its own [`Budget`], so a user is known the same
-//! way everywhere and polling never spends a checkout.
+//! the client's real address, whether the request carries a session at all, the address's limit,
+//! the session, the user's limit. `POST /start-checkout` and the status routes share them, each
+//! spending its own [`Budget`], so a user is known the same way everywhere and polling never
+//! spends a checkout.
 //!
 //! The order is the same on every backend: no signature is checked, and no identity provider or
 //! partner app asked, for a request whose address is over its limit.
@@ -50,17 +51,24 @@ pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> Client
 /// calling, and their `RateLimit` standing (`None` when the shared backend failed and
 /// `on_backend_error` let the request through).
 ///
-/// The address's limit runs before any signature is checked, so a flood of forged tokens from one
-/// address is cut at the cost of a limit check. Its key is the resolved client, or the socket peer
-/// when there is no trustworthy client address, so rotating `X-Forwarded-For` from an untrusted
-/// peer changes nothing. A request let through unchecked by a failed shared backend is not checked
-/// again against the user's limit: the backend that just failed is not waited on twice.
+/// A request that carries no session at all (no cookie, no token, no identity header) is refused
+/// first: it costs nothing to find, and spends no one's budget, so a page elsewhere that makes the
+/// browser send requests without the session cookie (an `<img>`) cannot use up the address's
+/// limits. The address's limit then runs before any signature is checked, so a flood of forged
+/// tokens from one address is cut at the cost of a limit check. Its key is the resolved client, or
+/// the socket peer when there is no trustworthy client address, so rotating `X-Forwarded-For` from
+/// an untrusted peer changes nothing. A request let through unchecked by a failed shared backend
+/// is not checked again against the user's limit: the backend that just failed is not waited on
+/// twice.
 pub async fn identify(
     req: &HttpRequest,
     context: &CheckoutContext,
     client_ip: ClientIp,
     budget: Budget,
 ) -> Result<(SessionUser, Option<Allowance>), CheckoutError> {
+    if !context.session.presents_credentials(req) {
+        return Err(session_refused(SessionError::Missing));
+    }
     let limits = &context.rate_limits;
     let address = limits
         .check_address(budget, client_ip.rate_limit_key())

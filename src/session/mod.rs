@@ -61,6 +61,19 @@ impl SessionSource {
         }
     }
 
+    /// Whether the request carries anything this source reads a session from (a token, a
+    /// forwarded cookie, an identity header), found without checking it. A request that carries
+    /// nothing has no session, whatever the rest of it says: it is refused before any limit is
+    /// spent on it.
+    pub fn presents_credentials(&self, req: &HttpRequest) -> bool {
+        match self {
+            Self::Jwt(jwt) => jwt.presents_token(req.headers()),
+            Self::Jwks(jwks) => jwks.presents_token(req.headers()),
+            Self::Forward(forward) => forward.presents_credentials(req.headers()),
+            Self::Headers(headers) => headers.presents_identity(req.headers()),
+        }
+    }
+
     /// Re-reads the source's key file, when it has one, and swaps in a new valid key (see
     /// [`JwtSession::reload`]). True when the key changed.
     pub fn reload_keys(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Each route spends its own budget: checkouts spend `per_user` and `per_ip`, status reads
 //! (`GET /checkout/{id}`, `/events`, `/kyc-status`) spend `per_user_status` and a per-address budget
-//! of their own. Over real HTTP, with the limits in memory and in a real `redis-server`.
+//! of their own, and a request that carries no session at all spends nothing. Over real HTTP, with
+//! the limits in memory and in a real `redis-server`.
 
 use proof_bff::config::{OnBackendError, Settings};
 use reqwest::RequestBuilder;
@@ -117,6 +118,50 @@ fn refused_by(code: &str) -> (u16, String) {
 
 fn served_answer() -> (u16, String) {
     (200, String::new())
+}
+
+async fn cookieless_status_reads_then_a_checkout(backend: Backend) {
+    let Some((app, _redis)) = app_on(backend, |s| {
+        s.rate_limit.per_ip_burst = 20;
+        s.rate_limit.per_ip_per_minute = 1;
+    })
+    .await
+    else {
+        return;
+    };
+
+    let mut reads = Vec::new();
+    for _ in 0..30 {
+        let response = app.status_read("/kyc-status", None).send().await.unwrap();
+        reads.push(status_and_code(response).await);
+    }
+    assert_eq!(
+        app.office_checkout("alice").await,
+        served_answer(),
+        "{backend:?}"
+    );
+    let signed_out = (401, "no_session".to_owned());
+    assert!(
+        reads.iter().all(|read| *read == signed_out),
+        "{backend:?}: {reads:?}"
+    );
+    // The address's whole checkout budget was left: its burst of 20, then its limit.
+    let (served, refusal) = app.office_checkouts_until_refused(40).await;
+    assert!(
+        served >= 19,
+        "{backend:?}: {served} checkouts served, then {refusal:?}"
+    );
+    assert_eq!(refusal, refused_by("per_ip"), "{backend:?}");
+}
+
+#[tokio::test]
+async fn thirty_cookieless_status_reads_leave_the_addresss_checkouts_alone() {
+    cookieless_status_reads_then_a_checkout(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn with_redis_thirty_cookieless_status_reads_leave_the_addresss_checkouts_alone() {
+    cookieless_status_reads_then_a_checkout(Backend::Redis).await;
 }
 
 async fn two_users_polling_behind_one_address(backend: Backend) {
@@ -241,4 +286,52 @@ async fn checkouts_and_status_reads_are_cut_by_separate_address_budgets() {
 #[tokio::test]
 async fn with_redis_checkouts_and_status_reads_are_cut_by_separate_address_budgets() {
     each_budget_is_cut_on_its_own(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn requests_without_any_session_spend_no_budget() {
+    let Some((app, _redis)) = app_on(Backend::Memory, |s| {
+        s.rate_limit.per_ip_burst = 2;
+        s.rate_limit.per_ip_per_minute = 1;
+        s.rate_limit.per_user_per_minute = 1;
+        s.rate_limit.status_per_user_per_minute = 6;
+    })
+    .await
+    else {
+        return;
+    };
+
+    for _ in 0..5 {
+        let signed_out = app
+            .anonymous_checkout()
+            .header("X-Forwarded-For", OFFICE)
+            .send_with_valid_body()
+            .await;
+        assert_eq!(
+            status_and_code(signed_out).await,
+            (401, "no_session".to_owned())
+        );
+        for route in [
+            "/kyc-status",
+            "/checkout/tx-alice",
+            "/checkout/tx-alice/events",
+        ] {
+            let signed_out = app.status_read(route, None).send().await.unwrap();
+            assert_eq!(
+                status_and_code(signed_out).await,
+                (401, "no_session".to_owned()),
+                "{route}"
+            );
+        }
+    }
+    // Both of the address's budgets are whole: its checkouts' burst of two, and a status read.
+    let (served, refusal) = app.office_checkouts_until_refused(10).await;
+    assert!(served >= 2, "{served} checkouts served, then {refusal:?}");
+    assert_eq!(refusal, refused_by("per_ip"));
+    let read = app
+        .status_read("/kyc-status", Some(&token_of("alice")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_and_code(read).await, served_answer());
 }
