@@ -8,7 +8,7 @@
 //! is known.
 //!
 //! The state lives in this process ([`RateLimiter`], one instance) or in a Redis shared by every
-//! replica ([`redis::RedisLimiter`]); the checkout route sees one type, [`RateLimits`], which also
+//! replica ([`redis::RedisLimiter`]); the routes see one type, [`RateLimits`], which also
 //! applies `on_backend_error` when the shared backend fails.
 
 mod memory;

@@ -34,8 +34,9 @@ pub use crate::shared_redis::{
 
 const GCRA_SCRIPT: &str = include_str!("redis_gcra.lua");
 
-/// The per-user and per-address limits of both budgets, their state in Redis. One per process, shared by every
-/// worker (it is `Send + Sync`); the checks may be awaited on any tokio runtime with time enabled.
+/// The per-user and per-address limits of both budgets, their state in Redis. One per process,
+/// shared by every worker (it is `Send + Sync`); the checks may be awaited on any tokio runtime
+/// with time enabled.
 ///
 /// ```text
 /// let limiter = RedisLimiter::new(settings, &quotas, &key_secret)?;

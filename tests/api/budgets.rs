@@ -1,7 +1,7 @@
 //! Each route spends its own budget: checkouts spend `per_user` and `per_ip`, status reads
-//! (`GET /checkout/{id}`, `/events`, `/kyc-status`) spend `per_user_status` and a per-address budget
-//! of their own, and a request that carries no session at all spends nothing. Over real HTTP, with
-//! the limits in memory and in a real `redis-server`.
+//! (`GET /checkout/{id}`, `/events`, `/kyc-status`) spend `per_user_status` and a per-address
+//! budget of their own, and a request that carries no session at all spends nothing. Over real
+//! HTTP, with the limits in memory and in a real `redis-server`.
 
 use proof_bff::config::{OnBackendError, Settings};
 use reqwest::RequestBuilder;
@@ -216,8 +216,7 @@ async fn status_reads_of_two_users_behind_one_address_never_refuse_a_third_users
 }
 
 #[tokio::test]
-async fn with_redis_status_reads_of_two_users_behind_one_address_never_refuse_a_third_users_checkout()
- {
+async fn with_redis_two_users_status_reads_never_refuse_a_third_users_checkout() {
     two_users_polling_behind_one_address(Backend::Redis).await;
 }
 
