@@ -14,7 +14,7 @@ use actix_web::http::header::HeaderValue;
 use proof_bff::rate_limit::redis::{
     BackendError, Failure, RedisLimiter, RedisSettings, RedisSetupError,
 };
-use proof_bff::rate_limit::{Allowance, LimitKind, RateLimitConfig, RateLimiter, Refusal};
+use proof_bff::rate_limit::{Allowance, Budget, LimitKind, RateLimitConfig, RateLimiter, Refusal};
 use redis_support::{RedisCluster, RedisServer};
 use secrecy::SecretString;
 use tokio::sync::Barrier;
@@ -367,6 +367,83 @@ async fn one_call_for_address_and_user_counts_as_the_two_checks_in_order() {
     // The combined checks and the single ones share their state.
     assert!(redis.check_ip(home).await.unwrap().is_err());
     assert!(redis.check_user("alice").await.unwrap().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_budget_keeps_its_own_state_and_answers_as_in_memory() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // Status reads: a burst of 2 per user; the address's, two users' worth: 4.
+    let config = RateLimitConfig {
+        per_user_burst: 1,
+        per_user_per_minute: 1,
+        per_ip_burst: 1,
+        per_ip_per_minute: 1,
+        status_per_user_per_minute: 12,
+    };
+    let redis = limiter(&server.url(), &config);
+    let memory = RateLimiter::new(&config);
+    let ip: IpAddr = "203.0.113.80".parse().unwrap();
+    let mut refusals = Vec::new();
+    for (step, budget) in [
+        Budget::Checkout,
+        Budget::Checkout,
+        Budget::Status,
+        Budget::Status,
+        Budget::Status,
+        Budget::Status,
+        Budget::Status,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let step = format!("address check {step} ({budget:?})");
+        match (
+            memory.check_address(budget, ip),
+            redis
+                .check_address(budget, ip)
+                .await
+                .expect("Redis answers"),
+        ) {
+            (Ok(()), Ok(())) => {}
+            (Err(memory), Err(redis)) => {
+                assert_eq!(memory.kind, redis.kind, "{step}");
+                assert!(
+                    memory.retry_after_s.abs_diff(redis.retry_after_s) <= 1,
+                    "{step}: {memory:?} vs {redis:?}"
+                );
+                assert_same_rate_limit(&memory.rate_limit, &redis.rate_limit, &step);
+                refusals.push(redis.kind);
+            }
+            (memory, redis) => panic!("{step}: memory {memory:?}, Redis {redis:?}"),
+        }
+    }
+    assert_eq!(refusals, [LimitKind::PerIp, LimitKind::PerIpStatus]);
+    for (budget, kind) in [
+        (Budget::Checkout, LimitKind::PerUser),
+        (Budget::Status, LimitKind::PerUserStatus),
+    ] {
+        let (memory, redis) = (
+            memory.check_user_limit(budget, "alice").unwrap(),
+            redis
+                .check_user_limit(budget, "alice")
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        assert_same_rate_limit(&memory.rate_limit, &redis.rate_limit, kind.code());
+    }
+    let mut kinds: Vec<String> = server
+        .keys()
+        .iter()
+        .filter_map(|key| key.split(':').nth(1).map(str::to_owned))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["per_ip", "per_ip_status", "per_user", "per_user_status"]
+    );
 }
 
 fn command_calls(server: &RedisServer, command: &str) -> u64 {

@@ -1,10 +1,11 @@
 //! Who is calling: the phases every browser-facing route runs before its own work, in this order:
-//! the client's real address and its limit, the session, the user's limit. `POST /start-checkout`
-//! and the status routes share them, so a user is known and counted the same way everywhere.
+//! the client's real address, whether the request carries a session at all, the address's limit,
+//! the session, the user's limit. `POST /start-checkout` and the status routes share them, each
+//! spending its own [`Budget`], so a user is known the same way everywhere and polling never
+//! spends a checkout.
 //!
-//! The outcome is always the one of that order. Where it is cheaper, the work is not: with the
-//! limits in one Redis server and a session this process checks by itself, the session is checked
-//! first and both limits take one round trip (see [`identify`]).
+//! The order is the same on every backend: no signature is checked, and no identity provider or
+//! partner app asked, for a request whose address is over its limit.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -13,7 +14,7 @@ use actix_web::http::header::HeaderValue;
 
 use super::{CheckoutContext, CheckoutError};
 use crate::client_ip::ClientIp;
-use crate::rate_limit::{Allowance, LimitError, LimitKind};
+use crate::rate_limit::{Allowance, Budget, Checked, LimitError};
 use crate::session::{SessionError, SessionUser};
 use crate::telemetry::{RateLimitDecision, note_rate_limit};
 
@@ -46,63 +47,43 @@ pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> Client
     client_ip
 }
 
-/// Cut floods before any signature is checked. The key is the resolved client, or the socket
-/// peer when there is no trustworthy client address, so rotating X-Forwarded-For from an untrusted
-/// peer changes nothing.
-async fn limit_client_ip(
-    req: &HttpRequest,
-    client_ip: ClientIp,
-    context: &CheckoutContext,
-) -> Result<(), CheckoutError> {
-    context
-        .rate_limits
-        .check_ip(client_ip.rate_limit_key())
-        .await
-        .map_err(|error| limit_error(req, error, context))
-}
-
-/// The address limit, the session, then the user's limit (`user_limit`: `PerUser` for checkouts,
-/// `PerUserStatus` for the status routes): who is calling, and their `RateLimit` standing (`None`
-/// when the shared backend failed and `on_backend_error` let the request through).
+/// The address's limit, the session, then the user's limit, each of the route's `budget`: who is
+/// calling, and their `RateLimit` standing (`None` when the shared backend failed and
+/// `on_backend_error` let the request through).
 ///
-/// In order, unless the limits live in one Redis server and the session source needs no call of
-/// its own (a signature costs less than a round trip): then the session is checked first and the
-/// two limits in one call, which counts and refuses exactly as the two checks in order. A refused
-/// session is checked against the address limit before it is reported, so a flood of bad tokens is
-/// counted, and answered 429 instead of 401, as before. The `forward` source asks the partner's
-/// app, so it keeps the order: the address limit protects that app too.
+/// A request that carries no session at all (no cookie, no token, no identity header) is refused
+/// first: it costs nothing to find, and spends no one's budget, so a page elsewhere that makes the
+/// browser send requests without the session cookie (an `<img>`) cannot use up the address's
+/// limits. The address's limit then runs before any signature is checked, so a flood of forged
+/// tokens from one address is cut at the cost of a limit check. Its key is the resolved client, or
+/// the socket peer when there is no trustworthy client address, so rotating `X-Forwarded-For` from
+/// an untrusted peer changes nothing. A request let through unchecked by a failed shared backend
+/// is not checked again against the user's limit: the backend that just failed is not waited on
+/// twice.
 pub async fn identify(
     req: &HttpRequest,
     context: &CheckoutContext,
     client_ip: ClientIp,
-    user_limit: LimitKind,
+    budget: Budget,
 ) -> Result<(SessionUser, Option<Allowance>), CheckoutError> {
+    if !context.session.presents_credentials(req) {
+        return Err(session_refused(SessionError::Missing));
+    }
     let limits = &context.rate_limits;
-    if !(limits.checks_together() && context.session.checks_in_process()) {
-        limit_client_ip(req, client_ip, context).await?;
-        let user = authenticate(req, context).await?;
-        let allowance = limits
-            .check_user_limit(user_limit, &user.user_id)
+    let address = limits
+        .check_address(budget, client_ip.rate_limit_key())
+        .await
+        .map_err(|error| limit_error(req, error, budget, context))?;
+    let user = authenticate(req, context).await?;
+    let allowance = match address {
+        Checked::Counted => limits
+            .check_user(budget, &user.user_id)
             .await
-            .map_err(|error| limit_error(req, error, context))?;
-        note_let_through(req, allowance.as_ref());
-        return Ok((user, allowance));
-    }
-    match context.session.authenticate(req).await {
-        Ok(user) => {
-            record_user(&user);
-            let allowance = limits
-                .check_ip_and_user(client_ip.rate_limit_key(), user_limit, &user.user_id)
-                .await
-                .map_err(|error| limit_error(req, error, context))?;
-            note_let_through(req, allowance.as_ref());
-            Ok((user, allowance))
-        }
-        Err(refused) => {
-            limit_client_ip(req, client_ip, context).await?;
-            Err(session_refused(refused))
-        }
-    }
+            .map_err(|error| limit_error(req, error, budget, context))?,
+        Checked::Skipped => None,
+    };
+    note_let_through(req, allowance.as_ref());
+    Ok((user, allowance))
 }
 
 /// Notes that every limit let the request through: checked, or unchecked because the shared
@@ -117,7 +98,12 @@ fn note_let_through(req: &HttpRequest, allowance: Option<&Allowance>) {
 
 /// A refusal is 429; a shared backend that failed (with `on_backend_error = "deny"`) is 503, logged
 /// by the limiter at most once a second. Either is noted on the request's record.
-fn limit_error(req: &HttpRequest, error: LimitError, context: &CheckoutContext) -> CheckoutError {
+fn limit_error(
+    req: &HttpRequest,
+    error: LimitError,
+    budget: Budget,
+    context: &CheckoutContext,
+) -> CheckoutError {
     match error {
         LimitError::Refused(refusal) => {
             tracing::info!(
@@ -126,7 +112,7 @@ fn limit_error(req: &HttpRequest, error: LimitError, context: &CheckoutContext) 
                 "checkout rate limited"
             );
             note_rate_limit(req, RateLimitDecision::Refused(refusal.kind.code()));
-            CheckoutError::RateLimited(refusal, context.rate_limits.policy().clone())
+            CheckoutError::RateLimited(refusal, context.rate_limits.policy(budget).clone())
         }
         LimitError::BackendUnavailable => {
             note_rate_limit(req, RateLimitDecision::BackendUnavailable);

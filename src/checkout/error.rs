@@ -12,7 +12,7 @@ use crate::browser::CallerRefused;
 use crate::http::envelope_response;
 use crate::idempotency::KeyError;
 use crate::proof::{UpstreamError, UpstreamFailure};
-use crate::rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
+use crate::rate_limit::{LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::SessionError;
 
 /// Why the service itself refused or failed a checkout.
@@ -114,7 +114,15 @@ impl CheckoutError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 refusal.kind.code(),
-                "too many checkout attempts: try again later".into(),
+                match refusal.kind {
+                    LimitKind::PerUser | LimitKind::PerIp => {
+                        "too many checkout attempts: try again later"
+                    }
+                    LimitKind::PerUserStatus | LimitKind::PerIpStatus => {
+                        "too many status reads: try again later"
+                    }
+                }
+                .into(),
             ),
             E::RateLimitBackend => (
                 StatusCode::SERVICE_UNAVAILABLE,

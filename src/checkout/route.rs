@@ -21,7 +21,7 @@ use crate::idempotency::{
     Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
 };
 use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
-use crate::rate_limit::{LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY};
+use crate::rate_limit::{Budget, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
 use crate::telemetry::Caller;
 
@@ -41,7 +41,7 @@ pub async fn start_checkout(
     }
     check_caller(&req, &browser)?;
     let client_ip = resolve_client_ip(&req, &context);
-    let (user, allowance) = identify(&req, &context, client_ip, LimitKind::PerUser).await?;
+    let (user, allowance) = identify(&req, &context, client_ip, Budget::Checkout).await?;
     require_json(&req)?;
     let idempotency_key = idempotency_key(req.headers())?;
     let body = read_body(&req, payload, context.max_body_bytes).await?;
@@ -63,7 +63,10 @@ pub async fn start_checkout(
         ticket.finish(&answer.kept).await;
     }
     let headers = response.headers_mut();
-    headers.insert(RATE_LIMIT_POLICY, context.rate_limits.policy().clone());
+    headers.insert(
+        RATE_LIMIT_POLICY,
+        context.rate_limits.policy(Budget::Checkout).clone(),
+    );
     // None when the shared backend failed and on_backend_error let the request through unchecked.
     if let Some(allowance) = allowance {
         headers.insert(RATE_LIMIT, allowance.rate_limit);

@@ -15,16 +15,19 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{NotUntil, Quota};
 
-use super::{Allowance, LimitKind, RateLimitConfig, Refusal, ceil_seconds, rate_limit_header};
+use super::{
+    Allowance, Budget, LimitKind, RateLimitConfig, Refusal, ceil_seconds, rate_limit_header,
+};
 
 type KeyedLimiter<K, C> =
     governor::RateLimiter<K, DashMapStateStore<K>, C, StateInformationMiddleware>;
 
-/// Both limits, shared by all workers.
+/// Every limit of both budgets, shared by all workers.
 pub struct RateLimiter<C: Clock = DefaultClock> {
     per_user: KeyedLimiter<u64, C>,
     per_ip: KeyedLimiter<IpAddr, C>,
     per_user_status: KeyedLimiter<u64, C>,
+    per_ip_status: KeyedLimiter<IpAddr, C>,
     user_key_hasher: RandomState,
     clock: C,
     policy: HeaderValue,
@@ -50,29 +53,23 @@ impl RateLimiter<DefaultClock> {
 impl<C: Clock + Clone> RateLimiter<C> {
     /// With an explicit clock, so the memory benchmark can advance time instead of waiting.
     pub fn with_clock(config: &RateLimitConfig, clock: C) -> Self {
-        let quota = |per_minute: u32, burst: u32| {
-            Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-        };
-        let per_user = governor::RateLimiter::dashmap_with_clock(
-            quota(config.per_user_per_minute, config.per_user_burst),
-            clock.clone(),
-        )
-        .with_middleware::<StateInformationMiddleware>();
-        let per_ip = governor::RateLimiter::dashmap_with_clock(
-            quota(config.per_ip_per_minute, config.per_ip_burst),
-            clock.clone(),
-        )
-        .with_middleware::<StateInformationMiddleware>();
-        let per_user_status = governor::RateLimiter::dashmap_with_clock(
-            quota(config.status_per_user_per_minute, config.status_burst()),
-            clock.clone(),
-        )
-        .with_middleware::<StateInformationMiddleware>();
+        fn limiter<K: Clone + Eq + std::hash::Hash, C: Clock>(
+            config: &RateLimitConfig,
+            kind: LimitKind,
+            clock: C,
+        ) -> KeyedLimiter<K, C> {
+            let quota = config.quota(kind);
+            let quota =
+                Quota::per_minute(NonZeroU32::new(quota.per_minute).unwrap_or(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(quota.burst).unwrap_or(NonZeroU32::MIN));
+            governor::RateLimiter::dashmap_with_clock(quota, clock)
+                .with_middleware::<StateInformationMiddleware>()
+        }
         Self {
-            per_user,
-            per_ip,
-            per_user_status,
+            per_user: limiter(config, LimitKind::PerUser, clock.clone()),
+            per_ip: limiter(config, LimitKind::PerIp, clock.clone()),
+            per_user_status: limiter(config, LimitKind::PerUserStatus, clock.clone()),
+            per_ip_status: limiter(config, LimitKind::PerIpStatus, clock.clone()),
             user_key_hasher: RandomState::new(),
             clock,
             policy: config.policy_header(),
@@ -90,27 +87,41 @@ impl<C: Clock + Clone> RateLimiter<C> {
         &self.status_policy
     }
 
+    /// The checkout's per-address limit.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
-        self.per_ip
+        self.check_address(Budget::Checkout, ip)
+    }
+
+    /// The checkout's per-user limit.
+    pub fn check_user(&self, user_id: &str) -> Result<Allowance, Refusal> {
+        self.check_user_limit(Budget::Checkout, user_id)
+    }
+
+    /// The status reads' per-user limit.
+    pub fn check_user_status(&self, user_id: &str) -> Result<Allowance, Refusal> {
+        self.check_user_limit(Budget::Status, user_id)
+    }
+
+    /// The budget's per-address limit.
+    pub fn check_address(&self, budget: Budget, ip: IpAddr) -> Result<(), Refusal> {
+        let kind = budget.address_limit();
+        let limiter = match budget {
+            Budget::Checkout => &self.per_ip,
+            Budget::Status => &self.per_ip_status,
+        };
+        limiter
             .check_key(&ip_key(ip))
             .map(|_| ())
-            .map_err(|not_until| self.refusal(LimitKind::PerIp, &not_until))
+            .map_err(|not_until| self.refusal(kind, &not_until))
     }
 
-    pub fn check_user(&self, user_id: &str) -> Result<Allowance, Refusal> {
-        self.check_user_in(&self.per_user, LimitKind::PerUser, user_id)
-    }
-
-    pub fn check_user_status(&self, user_id: &str) -> Result<Allowance, Refusal> {
-        self.check_user_in(&self.per_user_status, LimitKind::PerUserStatus, user_id)
-    }
-
-    fn check_user_in(
-        &self,
-        limiter: &KeyedLimiter<u64, C>,
-        kind: LimitKind,
-        user_id: &str,
-    ) -> Result<Allowance, Refusal> {
+    /// The budget's per-user limit.
+    pub fn check_user_limit(&self, budget: Budget, user_id: &str) -> Result<Allowance, Refusal> {
+        let kind = budget.user_limit();
+        let limiter = match budget {
+            Budget::Checkout => &self.per_user,
+            Budget::Status => &self.per_user_status,
+        };
         let key = self.user_key_hasher.hash_one(user_id);
         match limiter.check_key(&key) {
             Ok(snapshot) => {
@@ -145,6 +156,8 @@ impl<C: Clock + Clone> RateLimiter<C> {
         self.per_ip.shrink_to_fit();
         self.per_user_status.retain_recent();
         self.per_user_status.shrink_to_fit();
+        self.per_ip_status.retain_recent();
+        self.per_ip_status.shrink_to_fit();
     }
 
     /// Live keys: (users, addresses).
@@ -214,6 +227,32 @@ mod tests {
         assert!(limiter.check_ip(a).is_ok());
         assert!(limiter.check_ip(a).is_err());
         assert!(limiter.check_ip(b).is_ok());
+    }
+
+    #[test]
+    fn each_budget_has_its_own_address_and_user_limits() {
+        let limiter = RateLimiter::with_clock(&config(1, 1), FakeRelativeClock::default());
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        assert!(limiter.check_address(Budget::Checkout, ip).is_ok());
+        let refusal = limiter.check_address(Budget::Checkout, ip).unwrap_err();
+        assert_eq!(refusal.kind, LimitKind::PerIp);
+        // The status reads' address budget is two users' worth of their per-user one.
+        assert!(limiter.check_address(Budget::Status, ip).is_ok());
+        assert!(limiter.check_address(Budget::Status, ip).is_ok());
+        let refusal = limiter.check_address(Budget::Status, ip).unwrap_err();
+        assert_eq!(refusal.kind, LimitKind::PerIpStatus);
+        assert_eq!(refusal.rate_limit, "\"per_ip\";r=0;t=30");
+
+        assert!(limiter.check_user_limit(Budget::Checkout, "alice").is_ok());
+        assert!(limiter.check_user_limit(Budget::Checkout, "alice").is_err());
+        assert!(limiter.check_user_limit(Budget::Status, "alice").is_ok());
+        assert_eq!(
+            limiter
+                .check_user_limit(Budget::Status, "alice")
+                .unwrap_err()
+                .kind,
+            LimitKind::PerUserStatus
+        );
     }
 
     #[test]

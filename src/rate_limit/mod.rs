@@ -1,12 +1,14 @@
 //! Per-user and per-client-address limits (GCRA), with the `RateLimit` / `RateLimit-Policy`
 //! headers that describe them.
 //!
-//! Both are checked before Proof is called: the per-address limit before the session is even
-//! verified, so a flood of garbage tokens is cut cheaply, and the per-user limit once the user is
-//! known.
+//! Each route spends its own [`Budget`]: checkouts a per-address and a per-user limit, status reads
+//! a per-address and a per-user limit of their own, so polling never spends a checkout. Both are
+//! checked before Proof is called: the per-address limit before the session is even verified, on
+//! every backend, so a flood of garbage tokens is cut cheaply, and the per-user limit once the user
+//! is known.
 //!
 //! The state lives in this process ([`RateLimiter`], one instance) or in a Redis shared by every
-//! replica ([`redis::RedisLimiter`]); the checkout route sees one type, [`RateLimits`], which also
+//! replica ([`redis::RedisLimiter`]); the routes see one type, [`RateLimits`], which also
 //! applies `on_backend_error` when the shared backend fails.
 
 mod memory;
@@ -35,23 +37,70 @@ pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
 /// How often a shared backend that checkouts need is pinged for `/readyz`.
 pub const BACKEND_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Which limit refused a request; also the policy name in the `RateLimit*` headers.
+/// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitKind {
     PerUser,
     PerIp,
-    /// The status routes' own per-user limit (`GET /checkout/{id}`, `GET /kyc-status`).
+    /// The status routes' own per-user limit (`GET /checkout/{id}`, `/events`, `/kyc-status`).
     PerUserStatus,
+    /// The status routes' own per-address limit.
+    PerIpStatus,
 }
 
 impl LimitKind {
+    /// The code a refusal is answered with, and the policy's name in the `RateLimit*` headers. A
+    /// status read over its address's budget is answered `per_ip`, as a checkout is: the client
+    /// learns that its address is over its limit, and the route says which budget that was.
     pub fn code(self) -> &'static str {
         match self {
             Self::PerUser => "per_user",
-            Self::PerIp => "per_ip",
+            Self::PerIp | Self::PerIpStatus => "per_ip",
             Self::PerUserStatus => "per_user_status",
         }
     }
+
+    /// The limit's own name, unique to it: what its state is kept under in Redis.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PerIpStatus => "per_ip_status",
+            kind => kind.code(),
+        }
+    }
+}
+
+/// What a route spends: `POST /start-checkout` the checkout's budget, the status reads
+/// (`GET /checkout/{id}`, `/events`, `/kyc-status`) a budget of their own, so that polling,
+/// however much of it one address does, never refuses a checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Checkout,
+    Status,
+}
+
+impl Budget {
+    /// The limit checked against the client's address, before the session.
+    pub fn address_limit(self) -> LimitKind {
+        match self {
+            Self::Checkout => LimitKind::PerIp,
+            Self::Status => LimitKind::PerIpStatus,
+        }
+    }
+
+    /// The limit checked against the user, once the session is verified.
+    pub fn user_limit(self) -> LimitKind {
+        match self {
+            Self::Checkout => LimitKind::PerUser,
+            Self::Status => LimitKind::PerUserStatus,
+        }
+    }
+}
+
+/// A limit's quota: the sustained rate and the burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub per_minute: u32,
+    pub burst: u32,
 }
 
 /// A refusal: when to try again, and the headers that describe it.
@@ -101,14 +150,48 @@ impl RateLimitConfig {
         (self.status_per_user_per_minute / 6).max(1)
     }
 
+    /// The quota of each limit.
+    pub fn quota(&self, kind: LimitKind) -> Quota {
+        match kind {
+            LimitKind::PerUser => Quota {
+                per_minute: self.per_user_per_minute,
+                burst: self.per_user_burst,
+            },
+            LimitKind::PerIp => Quota {
+                per_minute: self.per_ip_per_minute,
+                burst: self.per_ip_burst,
+            },
+            LimitKind::PerUserStatus => Quota {
+                per_minute: self.status_per_user_per_minute,
+                burst: self.status_burst(),
+            },
+            LimitKind::PerIpStatus => {
+                let users = self.users_per_address();
+                Quota {
+                    per_minute: self.status_per_user_per_minute.saturating_mul(users),
+                    burst: self.status_burst().saturating_mul(users),
+                }
+            }
+        }
+    }
+
+    /// How many users' checkouts an address's checkout budget admits at their full rate
+    /// (`per_ip_per_minute / per_user_per_minute`), and at least two. The status reads'
+    /// per-address budget admits as many users' status reads: an office behind one address may
+    /// poll as much as it may check out, one user over their own status limit is refused by it
+    /// (`per_user_status`) before their address is, and a flood of forged tokens is still cut by
+    /// its address.
+    pub fn users_per_address(&self) -> u32 {
+        (self.per_ip_per_minute / self.per_user_per_minute.max(1)).max(2)
+    }
+
     /// The `RateLimit-Policy` value on the status routes' answers.
     pub fn status_policy_header(&self) -> HeaderValue {
+        let user = self.quota(LimitKind::PerUserStatus);
+        let address = self.quota(LimitKind::PerIpStatus);
         HeaderValue::try_from(format!(
             "\"per_user_status\";q={};w=60;burst={}, \"per_ip\";q={};w=60;burst={}",
-            self.status_per_user_per_minute,
-            self.status_burst(),
-            self.per_ip_per_minute,
-            self.per_ip_burst
+            user.per_minute, user.burst, address.per_minute, address.burst
         ))
         .unwrap_or(HeaderValue::from_static("\"per_user_status\";w=60"))
     }
@@ -128,6 +211,15 @@ pub(crate) fn ceil_seconds(duration: Duration) -> u64 {
     }
 }
 
+/// How a check let a request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Within the limit, and counted.
+    Counted,
+    /// Not checked: the shared backend failed and `on_backend_error` is `allow`.
+    Skipped,
+}
+
 /// Why a check did not let a request through.
 #[derive(Debug, Clone)]
 pub enum LimitError {
@@ -137,7 +229,7 @@ pub enum LimitError {
     BackendUnavailable,
 }
 
-/// The limits the checkout route checks, whichever backend holds their state.
+/// The limits the routes check, whichever backend holds their state.
 #[derive(Debug)]
 pub enum RateLimits {
     Memory(RateLimiter),
@@ -173,113 +265,55 @@ impl RateLimits {
         }
     }
 
-    /// The `RateLimit-Policy` header value, the same on every answer.
-    pub fn policy(&self) -> &HeaderValue {
-        match self {
-            Self::Memory(limiter) => limiter.policy(),
-            Self::Redis(shared) => shared.limiter.policy(),
+    /// The `RateLimit-Policy` header value of a budget's answers, the same on every one.
+    pub fn policy(&self, budget: Budget) -> &HeaderValue {
+        let (checkout, status) = match self {
+            Self::Memory(limiter) => (limiter.policy(), limiter.status_policy()),
+            Self::Redis(shared) => (shared.limiter.policy(), shared.limiter.status_policy()),
+        };
+        match budget {
+            Budget::Checkout => checkout,
+            Budget::Status => status,
         }
     }
 
-    /// The `RateLimit-Policy` header value of the status routes.
-    pub fn status_policy(&self) -> &HeaderValue {
-        match self {
-            Self::Memory(limiter) => limiter.status_policy(),
-            Self::Redis(shared) => shared.limiter.status_policy(),
-        }
-    }
-
-    /// The per-address limit.
-    pub async fn check_ip(&self, ip: IpAddr) -> Result<(), LimitError> {
-        match self {
-            Self::Memory(limiter) => limiter.check_ip(ip).map_err(LimitError::Refused),
-            Self::Redis(shared) => match shared.limiter.check_ip(ip).await {
-                Ok(outcome) => outcome.map_err(LimitError::Refused),
-                Err(error) => shared.backend_failed(LimitKind::PerIp, &error),
-            },
-        }
-    }
-
-    /// The per-user limit. `Ok(None)`: let through unchecked, as the shared backend failed and
-    /// `on_backend_error` is `allow` (there is no `RateLimit` header to give).
-    pub async fn check_user(&self, user_id: &str) -> Result<Option<Allowance>, LimitError> {
+    /// The budget's per-address limit: [`Checked::Skipped`] when the shared backend failed and
+    /// `on_backend_error` is `allow`.
+    pub async fn check_address(&self, budget: Budget, ip: IpAddr) -> Result<Checked, LimitError> {
         match self {
             Self::Memory(limiter) => limiter
-                .check_user(user_id)
-                .map(Some)
+                .check_address(budget, ip)
+                .map(|()| Checked::Counted)
                 .map_err(LimitError::Refused),
-            Self::Redis(shared) => match shared.limiter.check_user(user_id).await {
-                Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
+            Self::Redis(shared) => match shared.limiter.check_address(budget, ip).await {
+                Ok(outcome) => outcome
+                    .map(|()| Checked::Counted)
+                    .map_err(LimitError::Refused),
                 Err(error) => shared
-                    .backend_failed(LimitKind::PerUser, &error)
-                    .map(|()| None),
+                    .backend_failed(budget.address_limit(), &error)
+                    .map(|()| Checked::Skipped),
             },
         }
     }
 
-    /// The status routes' per-user limit; `Ok(None)` as for [`check_user`](Self::check_user).
-    pub async fn check_user_status(&self, user_id: &str) -> Result<Option<Allowance>, LimitError> {
-        match self {
-            Self::Memory(limiter) => limiter
-                .check_user_status(user_id)
-                .map(Some)
-                .map_err(LimitError::Refused),
-            Self::Redis(shared) => match shared.limiter.check_user_status(user_id).await {
-                Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
-                Err(error) => shared
-                    .backend_failed(LimitKind::PerUserStatus, &error)
-                    .map(|()| None),
-            },
-        }
-    }
-
-    /// Whether [`check_ip_and_user`](Self::check_ip_and_user) costs one call to the backend where
-    /// [`check_ip`](Self::check_ip) and [`check_user`](Self::check_user) cost two: a single Redis
-    /// server. In memory the checks cost no call; on a Redis Cluster the two keys need a call each.
-    pub fn checks_together(&self) -> bool {
-        match self {
-            Self::Memory(_) => false,
-            Self::Redis(shared) => shared.limiter.checks_together(),
-        }
-    }
-
-    /// The per-address limit, then the user's (`PerUser` for checkouts, `PerUserStatus` for the
-    /// status routes) if the address is within its own: the outcome of the two checks one after
-    /// the other, in one call where [`checks_together`](Self::checks_together) says so.
-    /// `Ok(None)` as for [`check_user`](Self::check_user).
-    pub async fn check_ip_and_user(
+    /// The budget's per-user limit. `Ok(None)`: let through unchecked, as the shared backend
+    /// failed and `on_backend_error` is `allow` (there is no `RateLimit` header to give).
+    pub async fn check_user(
         &self,
-        ip: IpAddr,
-        user_limit: LimitKind,
+        budget: Budget,
         user_id: &str,
     ) -> Result<Option<Allowance>, LimitError> {
         match self {
-            Self::Redis(shared) if shared.limiter.checks_together() => {
-                match shared
-                    .limiter
-                    .check_ip_and_user(ip, user_limit, user_id)
-                    .await
-                {
-                    Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
-                    Err(error) => shared.backend_failed(user_limit, &error).map(|()| None),
-                }
-            }
-            _ => {
-                self.check_ip(ip).await?;
-                self.check_user_limit(user_limit, user_id).await
-            }
-        }
-    }
-
-    /// [`check_user`](Self::check_user) or [`check_user_status`](Self::check_user_status).
-    pub async fn check_user_limit(
-        &self,
-        user_limit: LimitKind,
-        user_id: &str,
-    ) -> Result<Option<Allowance>, LimitError> {
-        match user_limit {
-            LimitKind::PerUserStatus => self.check_user_status(user_id).await,
-            LimitKind::PerUser | LimitKind::PerIp => self.check_user(user_id).await,
+            Self::Memory(limiter) => limiter
+                .check_user_limit(budget, user_id)
+                .map(Some)
+                .map_err(LimitError::Refused),
+            Self::Redis(shared) => match shared.limiter.check_user_limit(budget, user_id).await {
+                Ok(outcome) => outcome.map(Some).map_err(LimitError::Refused),
+                Err(error) => shared
+                    .backend_failed(budget.user_limit(), &error)
+                    .map(|()| None),
+            },
         }
     }
 
@@ -340,4 +374,67 @@ pub fn key_secret_from_client_token(client_token: &str) -> [u8; 32] {
         .expect("HMAC takes a key of any length");
     mac.update(b"proof-bff rate-limit keys");
     mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quotas(per_user_per_minute: u32, per_ip_per_minute: u32) -> RateLimitConfig {
+        RateLimitConfig {
+            per_user_burst: 5,
+            per_user_per_minute,
+            per_ip_burst: 20,
+            per_ip_per_minute,
+            status_per_user_per_minute: 60,
+        }
+    }
+
+    #[test]
+    fn the_status_reads_address_budget_admits_as_many_users_as_the_checkouts() {
+        let defaults = quotas(10, 60);
+        assert_eq!(defaults.users_per_address(), 6);
+        assert_eq!(
+            defaults.quota(LimitKind::PerUserStatus),
+            Quota {
+                per_minute: 60,
+                burst: 10
+            }
+        );
+        assert_eq!(
+            defaults.quota(LimitKind::PerIpStatus),
+            Quota {
+                per_minute: 360,
+                burst: 60
+            }
+        );
+        assert_eq!(
+            defaults.status_policy_header(),
+            "\"per_user_status\";q=60;w=60;burst=10, \"per_ip\";q=360;w=60;burst=60"
+        );
+        // Always more than one user's, so a user over their own limit is told so.
+        assert_eq!(quotas(10, 10).users_per_address(), 2);
+        assert_eq!(quotas(30, 20).users_per_address(), 2);
+        assert_eq!(quotas(0, 0).users_per_address(), 2);
+        let huge = RateLimitConfig {
+            status_per_user_per_minute: u32::MAX,
+            ..quotas(1, u32::MAX)
+        };
+        assert_eq!(huge.quota(LimitKind::PerIpStatus).per_minute, u32::MAX);
+    }
+
+    #[test]
+    fn refusals_by_either_address_budget_are_answered_per_ip() {
+        assert_eq!(LimitKind::PerIpStatus.code(), "per_ip");
+        assert_eq!(LimitKind::PerIpStatus.name(), "per_ip_status");
+        for kind in [
+            LimitKind::PerUser,
+            LimitKind::PerIp,
+            LimitKind::PerUserStatus,
+        ] {
+            assert_eq!(kind.name(), kind.code());
+        }
+        assert_eq!(Budget::Checkout.address_limit(), LimitKind::PerIp);
+        assert_eq!(Budget::Status.user_limit(), LimitKind::PerUserStatus);
+    }
 }

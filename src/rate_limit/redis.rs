@@ -1,4 +1,4 @@
-//! The Redis backend (`rate_limit.backend = "redis"`): the same two GCRA limits as the in-memory
+//! The Redis backend (`rate_limit.backend = "redis"`): the same GCRA limits as the in-memory
 //! backend, with their state in the Redis every replica shares ([`crate::shared_redis`]).
 //!
 //! It owns the script and the limits' keys. What a failure means for the request
@@ -6,16 +6,16 @@
 //!
 //! - **One script per check** (`redis_gcra.lua`): it reads the state, decides and writes the new
 //!   state with its expiry, atomically inside Redis, so any number of concurrent checks from any
-//!   number of replicas let exactly the quota through. On a single server one call checks the
-//!   address and the user together ([`check_ip_and_user`](RedisLimiter::check_ip_and_user)): one
-//!   round trip per checkout instead of two, with the outcome of the two checks one after the
-//!   other. On a cluster the two keys live in different slots, so they take a call each.
+//!   number of replicas let exactly the quota through. The routes check the address in one call,
+//!   before the session is verified, and the user in another once it is. The script can also
+//!   check several limits of one server in one call, as if one after the other
+//!   ([`check_ip_and_user`](RedisLimiter::check_ip_and_user)).
 //! - **Redis's clock** (`TIME`, inside the script): the replicas' clocks never enter a decision, so a
 //!   replica whose clock is behind cannot let extra requests through. A key lives on one node and so
 //!   only ever sees that node's clock.
-//! - **Keys**: `{prefix}:per_user:{<hash>}` and `{prefix}:per_ip:{<hash>}`, the hash keyed by the
-//!   deployment's secret over the user id, or the address (IPv4 as is, IPv6 by its /64, as in
-//!   memory). The raw id, email or address is never sent.
+//! - **Keys**: `{prefix}:<limit>:{<hash>}` (`per_user`, `per_ip`, `per_user_status`,
+//!   `per_ip_status`), the hash keyed by the deployment's secret over the user id, or the address
+//!   (IPv4 as is, IPv6 by its /64, as in memory). The raw id, email or address is never sent.
 //! - **Expiry**: every write makes the key expire when its state is fresh again, so idle keys vanish
 //!   by themselves and Redis holds only recently active users and addresses.
 
@@ -25,15 +25,18 @@ use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
 
-use super::{Allowance, LimitKind, RateLimitConfig, Refusal, ceil_seconds, rate_limit_header};
+use super::{
+    Allowance, Budget, LimitKind, Quota, RateLimitConfig, Refusal, ceil_seconds, rate_limit_header,
+};
 pub use crate::shared_redis::{
     BackendError, Failure, KeyHasher, LuaScript, RedisLink, RedisSettings, RedisSetupError,
 };
 
 const GCRA_SCRIPT: &str = include_str!("redis_gcra.lua");
 
-/// The per-user and per-address limits, their state in Redis. One per process, shared by every
-/// worker (it is `Send + Sync`); the checks may be awaited on any tokio runtime with time enabled.
+/// The per-user and per-address limits of both budgets, their state in Redis. One per process,
+/// shared by every worker (it is `Send + Sync`); the checks may be awaited on any tokio runtime
+/// with time enabled.
 ///
 /// ```text
 /// let limiter = RedisLimiter::new(settings, &quotas, &key_secret)?;
@@ -50,6 +53,7 @@ pub struct RedisLimiter {
     per_user: Limit,
     per_ip: Limit,
     per_user_status: Limit,
+    per_ip_status: Limit,
     script: LuaScript,
     policy: HeaderValue,
     status_policy: HeaderValue,
@@ -73,21 +77,10 @@ impl RedisLimiter {
         Self {
             link,
             keys,
-            per_user: Limit::new(
-                LimitKind::PerUser,
-                quotas.per_user_per_minute,
-                quotas.per_user_burst,
-            ),
-            per_ip: Limit::new(
-                LimitKind::PerIp,
-                quotas.per_ip_per_minute,
-                quotas.per_ip_burst,
-            ),
-            per_user_status: Limit::new(
-                LimitKind::PerUserStatus,
-                quotas.status_per_user_per_minute,
-                quotas.status_burst(),
-            ),
+            per_user: Limit::of(LimitKind::PerUser, quotas),
+            per_ip: Limit::of(LimitKind::PerIp, quotas),
+            per_user_status: Limit::of(LimitKind::PerUserStatus, quotas),
+            per_ip_status: Limit::of(LimitKind::PerIpStatus, quotas),
             script: LuaScript::new(GCRA_SCRIPT),
             policy: quotas.policy_header(),
             status_policy: quotas.status_policy_header(),
@@ -110,23 +103,21 @@ impl RedisLimiter {
         &self.link
     }
 
-    /// The per-address limit. `Ok(Ok(()))`: allowed; `Ok(Err(refusal))`: over the limit;
-    /// `Err(_)`: Redis failed or did not answer in time (nothing was counted, or it is unknown).
+    /// The checkout's per-address limit. `Ok(Ok(()))`: allowed; `Ok(Err(refusal))`: over the
+    /// limit; `Err(_)`: Redis failed or did not answer in time (nothing was counted, or it is
+    /// unknown).
     pub async fn check_ip(&self, ip: IpAddr) -> Result<Result<(), Refusal>, BackendError> {
-        let key = self.keys.key(LimitKind::PerIp.code(), &[&ip_subject(ip)]);
-        Ok(match self.run(&self.per_ip, key).await? {
-            Outcome::Allowed { .. } => Ok(()),
-            Outcome::Refused { wait } => Err(self.per_ip.refusal(wait)),
-        })
+        self.check_address(Budget::Checkout, ip).await
     }
 
-    /// The per-user limit. `Ok(Ok(allowance))`: allowed, with the per-user `RateLimit` header;
-    /// `Ok(Err(refusal))`: over the limit; `Err(_)`: Redis failed or did not answer in time.
+    /// The checkout's per-user limit. `Ok(Ok(allowance))`: allowed, with the per-user `RateLimit`
+    /// header; `Ok(Err(refusal))`: over the limit; `Err(_)`: Redis failed or did not answer in
+    /// time.
     pub async fn check_user(
         &self,
         user_id: &str,
     ) -> Result<Result<Allowance, Refusal>, BackendError> {
-        self.check_user_in(&self.per_user, user_id).await
+        self.check_user_limit(Budget::Checkout, user_id).await
     }
 
     /// The status routes' per-user limit, as [`check_user`](Self::check_user).
@@ -134,7 +125,37 @@ impl RedisLimiter {
         &self,
         user_id: &str,
     ) -> Result<Result<Allowance, Refusal>, BackendError> {
-        self.check_user_in(&self.per_user_status, user_id).await
+        self.check_user_limit(Budget::Status, user_id).await
+    }
+
+    /// The budget's per-address limit, as [`check_ip`](Self::check_ip).
+    pub async fn check_address(
+        &self,
+        budget: Budget,
+        ip: IpAddr,
+    ) -> Result<Result<(), Refusal>, BackendError> {
+        let limit = self.limit(budget.address_limit());
+        let key = self.keys.key(limit.kind.name(), &[&ip_subject(ip)]);
+        Ok(match self.run(limit, key).await? {
+            Outcome::Allowed { .. } => Ok(()),
+            Outcome::Refused { wait } => Err(limit.refusal(wait)),
+        })
+    }
+
+    /// The budget's per-user limit, as [`check_user`](Self::check_user).
+    pub async fn check_user_limit(
+        &self,
+        budget: Budget,
+        user_id: &str,
+    ) -> Result<Result<Allowance, Refusal>, BackendError> {
+        let limit = self.limit(budget.user_limit());
+        let key = self.keys.key(limit.kind.name(), &[user_id.as_bytes()]);
+        Ok(match self.run(limit, key).await? {
+            Outcome::Allowed { remaining } => Ok(Allowance {
+                rate_limit: limit.allowance_header(remaining),
+            }),
+            Outcome::Refused { wait } => Err(limit.refusal(wait)),
+        })
     }
 
     /// Whether [`check_ip_and_user`](Self::check_ip_and_user) can be used: on a single server,
@@ -143,20 +164,21 @@ impl RedisLimiter {
         !self.link.is_cluster()
     }
 
-    /// The per-address limit, then the user's limit (`PerUser` or `PerUserStatus`) if the address
-    /// is within its own, in one call: the same outcome, headers and stored state as
+    /// The checkout's per-address limit, then the user's limit (`PerUser` or `PerUserStatus`) if
+    /// the address is within its own, in one call: the same outcome, headers and stored state as
     /// [`check_ip`](Self::check_ip) followed by [`check_user`](Self::check_user). Single server
-    /// only (see [`checks_together`](Self::checks_together)).
+    /// only (see [`checks_together`](Self::checks_together)). The routes do not use it: they check
+    /// the address before the session is verified, when the user is not known yet.
     pub async fn check_ip_and_user(
         &self,
         ip: IpAddr,
         user_limit: LimitKind,
         user_id: &str,
     ) -> Result<Result<Allowance, Refusal>, BackendError> {
-        let user = self.user_limit(user_limit);
+        let user = self.limit(user_limit);
         let keys = [
-            self.keys.key(LimitKind::PerIp.code(), &[&ip_subject(ip)]),
-            self.keys.key(user.kind.code(), &[user_id.as_bytes()]),
+            self.keys.key(LimitKind::PerIp.name(), &[&ip_subject(ip)]),
+            self.keys.key(user.kind.name(), &[user_id.as_bytes()]),
         ];
         let args = (self.per_ip.t_us, self.per_ip.tau_us, user.t_us, user.tau_us);
         let (allowed, value, limit): (i64, i64, i64) =
@@ -170,25 +192,13 @@ impl RedisLimiter {
         })
     }
 
-    fn user_limit(&self, kind: LimitKind) -> &Limit {
+    fn limit(&self, kind: LimitKind) -> &Limit {
         match kind {
+            LimitKind::PerUser => &self.per_user,
+            LimitKind::PerIp => &self.per_ip,
             LimitKind::PerUserStatus => &self.per_user_status,
-            LimitKind::PerUser | LimitKind::PerIp => &self.per_user,
+            LimitKind::PerIpStatus => &self.per_ip_status,
         }
-    }
-
-    async fn check_user_in(
-        &self,
-        limit: &Limit,
-        user_id: &str,
-    ) -> Result<Result<Allowance, Refusal>, BackendError> {
-        let key = self.keys.key(limit.kind.code(), &[user_id.as_bytes()]);
-        Ok(match self.run(limit, key).await? {
-            Outcome::Allowed { remaining } => Ok(Allowance {
-                rate_limit: limit.allowance_header(remaining),
-            }),
-            Outcome::Refused { wait } => Err(limit.refusal(wait)),
-        })
     }
 
     /// One `PING`, bounded by the timeout (for a cluster: every node): for `/readyz`.
@@ -217,10 +227,14 @@ struct Limit {
 }
 
 impl Limit {
-    fn new(kind: LimitKind, per_minute: u32, burst: u32) -> Self {
+    fn of(kind: LimitKind, quotas: &RateLimitConfig) -> Self {
+        Self::new(kind, quotas.quota(kind))
+    }
+
+    fn new(kind: LimitKind, quota: Quota) -> Self {
         // As the in-memory backend: a zero quota or burst counts as 1.
-        let per_minute = u64::from(per_minute.max(1));
-        let burst = burst.max(1);
+        let per_minute = u64::from(quota.per_minute.max(1));
+        let burst = quota.burst.max(1);
         let t_us = (60_000_000 / per_minute).max(1);
         Self {
             kind,
@@ -287,18 +301,36 @@ mod tests {
 
     #[test]
     fn limits_use_governors_cell_and_tolerance() {
-        let limit = Limit::new(LimitKind::PerUser, 6, 3);
+        let limit = Limit::new(
+            LimitKind::PerUser,
+            Quota {
+                per_minute: 6,
+                burst: 3,
+            },
+        );
         assert_eq!(
             (limit.t_us, limit.tau_us, limit.burst),
             (10_000_000, 20_000_000, 3)
         );
-        let zero = Limit::new(LimitKind::PerIp, 0, 0);
+        let zero = Limit::new(
+            LimitKind::PerIp,
+            Quota {
+                per_minute: 0,
+                burst: 0,
+            },
+        );
         assert_eq!((zero.t_us, zero.tau_us, zero.burst), (60_000_000, 0, 1));
     }
 
     #[test]
     fn headers_follow_the_in_memory_backend() {
-        let limit = Limit::new(LimitKind::PerUser, 6, 3);
+        let limit = Limit::new(
+            LimitKind::PerUser,
+            Quota {
+                per_minute: 6,
+                burst: 3,
+            },
+        );
         assert_eq!(limit.allowance_header(2), "\"per_user\";r=2;t=10");
         assert_eq!(limit.allowance_header(0), "\"per_user\";r=0;t=30");
         let refusal = limit.refusal(Duration::from_millis(9_001));

@@ -37,6 +37,12 @@ impl HeaderSession {
         }
     }
 
+    /// Whether the request names a user in either header, whoever sent it (headers from a peer
+    /// that is not trusted are refused, and warned about, by [`authenticate`](Self::authenticate)).
+    pub fn presents_identity(&self, headers: &HeaderMap) -> bool {
+        headers.contains_key(&self.user_id_header) || headers.contains_key(&self.email_header)
+    }
+
     /// `peer`: the socket peer, the one address no client can choose.
     pub fn authenticate(
         &self,

@@ -189,6 +189,11 @@ impl JwksSession {
         Ok(())
     }
 
+    /// Whether the request carries a token where this source reads one.
+    pub fn presents_token(&self, headers: &HeaderMap) -> bool {
+        session_token(headers, &self.cookie, self.bearer).is_some()
+    }
+
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<SessionUser, SessionError> {
         let token =
             session_token(headers, &self.cookie, self.bearer).ok_or(SessionError::Missing)?;

@@ -140,6 +140,11 @@ impl JwtSession {
         }
     }
 
+    /// Whether the request carries a token where this source reads one.
+    pub fn presents_token(&self, headers: &HeaderMap) -> bool {
+        session_token(headers, &self.cookie, self.bearer).is_some()
+    }
+
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<SessionUser, SessionError> {
         match session_token(headers, &self.cookie, self.bearer) {
             Some(token) => self.verifier.load().verify(token),

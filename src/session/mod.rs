@@ -61,11 +61,17 @@ impl SessionSource {
         }
     }
 
-    /// Whether a session is checked in this process, without waiting on a call of its own: not
-    /// for `forward`, which asks the partner's app. (`jwks` refetches its key set for an unknown
-    /// key id at most once per `min_refresh_interval_s`, whatever the traffic.)
-    pub fn checks_in_process(&self) -> bool {
-        !matches!(self, Self::Forward(_))
+    /// Whether the request carries anything this source reads a session from (a token, a
+    /// forwarded cookie, an identity header), found without checking it. A request that carries
+    /// nothing has no session, whatever the rest of it says: it is refused before any limit is
+    /// spent on it.
+    pub fn presents_credentials(&self, req: &HttpRequest) -> bool {
+        match self {
+            Self::Jwt(jwt) => jwt.presents_token(req.headers()),
+            Self::Jwks(jwks) => jwks.presents_token(req.headers()),
+            Self::Forward(forward) => forward.presents_credentials(req.headers()),
+            Self::Headers(headers) => headers.presents_identity(req.headers()),
+        }
     }
 
     /// Re-reads the source's key file, when it has one, and swaps in a new valid key (see

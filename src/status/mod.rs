@@ -6,10 +6,10 @@
 //! itself (the calls, their retries, the WebSocket, its wire types) stays in [`crate::proof`];
 //! this module decides who may see what.
 //!
-//! Both routes run the checkout's caller phases (the client's address and its limit, the session)
-//! with two differences: a request without `Origin` is served (a same-origin `GET` sends none), and
-//! the user is counted against the status routes' own limit (`status_per_user_per_minute`), so
-//! polling never eats into the checkout budget.
+//! Every status route runs the checkout's caller phases (the client's address and its limit, the
+//! session, the user's limit) with two differences: a request without `Origin` is served (a
+//! same-origin `GET` sends none), and it spends the status reads' own budget (a per-address limit
+//! of its own and `status_per_user_per_minute`), so polling never eats into the checkout's.
 
 mod event;
 mod kyc;
@@ -89,7 +89,7 @@ use crate::browser::{BrowserConfig, check_reader};
 use crate::checkout::caller::{identify, resolve_client_ip};
 use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::UpstreamAnswer;
-use crate::rate_limit::{Allowance, LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY};
+use crate::rate_limit::{Allowance, Budget, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
 use crate::telemetry::Metrics;
 
@@ -111,7 +111,7 @@ async fn admit(
     }
     check_reader(req, browser)?;
     let client_ip = resolve_client_ip(req, context);
-    let (user, allowance) = identify(req, context, client_ip, LimitKind::PerUserStatus).await?;
+    let (user, allowance) = identify(req, context, client_ip, Budget::Status).await?;
     Ok(Reader { user, allowance })
 }
 
@@ -130,7 +130,7 @@ fn relay(answer: UpstreamAnswer, reader: &Reader, context: &CheckoutContext) -> 
     }
     response.insert_header((
         RATE_LIMIT_POLICY,
-        context.rate_limits.status_policy().clone(),
+        context.rate_limits.policy(Budget::Status).clone(),
     ));
     if let Some(allowance) = &reader.allowance {
         response.insert_header((RATE_LIMIT, allowance.rate_limit.clone()));

@@ -286,6 +286,19 @@ impl TestApp {
         request
     }
 
+    /// Polls `/readyz` until it answers 200 (a shared backend connected, a key set fetched).
+    /// Generous: the machine may be busy; nothing here measures speed.
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..1200 {
+            let response = self.client.get(self.url("/readyz")).send().await.unwrap();
+            if response.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("/readyz did not turn 200 within 60 s");
+    }
+
     /// Starts a graceful drain, as SIGTERM would.
     pub fn start_drain(&self) -> tokio::task::JoinHandle<()> {
         let handle = self.handle.clone();

@@ -191,21 +191,8 @@ async fn app_for(idp: &Idp, customise: impl FnOnce(&mut Settings)) -> TestApp {
         customise(s);
     })
     .await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
     app
-}
-
-/// Polls `/readyz` until it answers 200. Generous: the key set is fetched in the background and
-/// the machine may be busy; nothing here measures speed.
-async fn wait_until_ready(app: &TestApp) {
-    for _ in 0..1200 {
-        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
-        if response.status() == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("/readyz did not turn 200 within 60 s");
 }
 
 async fn answer_to(app: &TestApp, token: &str) -> (u16, Value) {
@@ -564,7 +551,7 @@ async fn until_the_key_set_is_in_the_instance_is_not_ready_and_checkouts_are_503
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is still free");
     let idp = Idp::serving(MockServer::builder().listener(listener).start().await);
     idp.publishes(&[&RSA]).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
     app.proof.reset().await;
     widget_session_ok().expect(1).mount(&app.proof).await;
     let (status, body) = answer_to(&app, &RSA.sign(&claims())).await;
@@ -586,7 +573,7 @@ async fn a_provider_with_a_certificate_from_a_private_ca_is_trusted_through_ca_f
         s.session.jwks.ca_file = CA_FILE.into();
     })
     .await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
     widget_session_ok().expect(1).mount(&app.proof).await;
 
     let (status, body) = answer_to(&app, &RSA.sign(&claims())).await;
@@ -640,4 +627,87 @@ async fn the_per_user_limit_keys_on_the_user_id_in_the_providers_token() {
     // Another user from the same address: served.
     let (status, body) = answer_to(&app, &RSA.sign(&claims_for("bob"))).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Where the limits live in [`over_its_address_limit_a_forged_token_is_cut_before_its_key_is_looked_for`].
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Memory,
+    Redis,
+}
+
+/// A forged token whose `kid` the provider never published makes the instance ask the provider
+/// for its key set again (the first such token in a refresh interval does): so whether the
+/// provider was asked shows whether the token's signature was looked at, without timing anything.
+async fn forged_token_over_the_address_limit(backend: Backend) {
+    let redis = match backend {
+        Backend::Memory => None,
+        Backend::Redis => match crate::redis_support::RedisServer::start() {
+            Some(redis) => Some(redis),
+            None => return,
+        },
+    };
+    let idp = Idp::start().await;
+    idp.publishes(&[&RSA, &EC]).await;
+    let app = app_for(&idp, |s| {
+        if let Some(redis) = &redis {
+            crate::redis_backend::use_redis(s, redis, proof_bff::config::OnBackendError::Deny);
+        }
+        s.rate_limit.per_ip_burst = 2;
+        s.rate_limit.per_ip_per_minute = 1;
+        s.client_ip.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    widget_session_ok().expect(2).mount(&app.proof).await;
+    let from = |address: &'static str, token: &str| {
+        app.checkout_as(token)
+            .header("X-Forwarded-For", address)
+            .send_with_valid_body()
+    };
+    let code = |body: Value| body["code"].as_str().unwrap_or_default().to_owned();
+    let fetches_at_start = idp.key_set_fetches().await;
+
+    // The address's burst of two, spent by real checkouts.
+    for user in ["alice", "bob"] {
+        let response = from("203.0.113.30", &EC.sign(&claims_for(user))).await;
+        assert_eq!(response.status(), 200, "{backend:?}: {user}");
+    }
+    // ES256, signed by the provider's curve but not its key, under a kid it never published.
+    let forged = EC.sign_as(Algorithm::ES256, Some("forged-kid"), &claims_for("mallory"));
+    for attempt in 0..3 {
+        let response = from("203.0.113.30", &forged).await;
+        assert_eq!(response.status(), 429, "{backend:?}: attempt {attempt}");
+        assert_eq!(
+            code(response.json().await.unwrap()),
+            "per_ip",
+            "{backend:?}"
+        );
+    }
+    assert_eq!(
+        idp.key_set_fetches().await,
+        fetches_at_start,
+        "{backend:?}: the forged tokens over the limit were cut before their key was looked for"
+    );
+
+    // The control: the same token from an address within its limit is looked at, which asks the
+    // provider once, and is refused as the forgery it is.
+    let response = from("203.0.113.31", &forged).await;
+    assert_eq!(response.status(), 401, "{backend:?}");
+    assert_eq!(code(response.json().await.unwrap()), "invalid_session");
+    assert_eq!(
+        idp.key_set_fetches().await,
+        fetches_at_start + 1,
+        "{backend:?}: a token within the limit is verified, and its unknown kid asks the provider"
+    );
+    app.proof.verify().await;
+}
+
+#[tokio::test]
+async fn over_its_address_limit_a_forged_token_is_cut_before_its_key_is_looked_for() {
+    forged_token_over_the_address_limit(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn with_redis_over_its_address_limit_a_forged_token_is_cut_before_its_key_is_looked_for() {
+    forged_token_over_the_address_limit(Backend::Redis).await;
 }

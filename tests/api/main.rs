@@ -1,5 +1,6 @@
 mod browser;
 mod browser_rules;
+mod budgets;
 mod checkout;
 mod client_ip;
 mod connections;

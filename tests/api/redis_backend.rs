@@ -43,7 +43,7 @@ async fn spawn_replica(proof: &MockServer, customise: impl FnOnce(&mut Settings)
     Replica { address, client }
 }
 
-fn use_redis(settings: &mut Settings, redis: &RedisServer, on_error: OnBackendError) {
+pub(crate) fn use_redis(settings: &mut Settings, redis: &RedisServer, on_error: OnBackendError) {
     settings.rate_limit.backend = RateLimitBackend::Redis;
     settings.rate_limit.redis_url = SecretString::from(redis.url());
     settings.rate_limit.redis_timeout_ms = RELAXED_TIMEOUT_MS;

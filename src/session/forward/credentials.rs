@@ -25,6 +25,17 @@ pub(super) struct Credentials {
 }
 
 impl CredentialRules {
+    /// Whether the request carries any of the forwarded credentials, found without copying them.
+    pub fn presented(&self, headers: &HeaderMap) -> bool {
+        named_pairs(
+            headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
+            &self.cookies,
+        )
+        .next()
+        .is_some()
+            || (self.authorization && headers.contains_key(header::AUTHORIZATION))
+    }
+
     /// The request's forwarded credentials. `Missing` when it carries none of them (the app is
     /// then not asked at all); `Invalid` when it sends `Authorization` twice, which no client that
     /// means one identity does, or a forwarded cookie whose value holds a comma.
@@ -83,27 +94,35 @@ pub(super) fn named_cookies<'a>(
     names: &[String],
 ) -> Result<Option<Vec<u8>>, SessionError> {
     let mut out = Vec::new();
-    for line in lines {
-        for pair in line.split(|&b| b == b';') {
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
-            if value.is_empty() || !names.iter().any(|wanted| wanted.as_bytes() == name) {
-                continue;
-            }
-            if value.contains(&b',') {
-                return Err(SessionError::Invalid);
-            }
-            if !out.is_empty() {
-                out.extend_from_slice(b"; ");
-            }
-            out.extend_from_slice(name);
-            out.push(b'=');
-            out.extend_from_slice(value);
+    for (name, value) in named_pairs(lines, names) {
+        if value.contains(&b',') {
+            return Err(SessionError::Invalid);
         }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(name);
+        out.push(b'=');
+        out.extend_from_slice(value);
     }
     Ok((!out.is_empty()).then_some(out))
+}
+
+/// The `(name, value)` pairs of the `Cookie` lines whose name is one of `names` and whose value is
+/// not empty, trimmed, in the browser's order.
+fn named_pairs<'a>(
+    lines: impl IntoIterator<Item = &'a [u8]>,
+    names: &[String],
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    lines
+        .into_iter()
+        .flat_map(|line| line.split(|&b| b == b';'))
+        .filter_map(move |pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            (!value.is_empty() && names.iter().any(|wanted| wanted.as_bytes() == name))
+                .then_some((name, value))
+        })
 }
 
 /// The key the app's answer is remembered under: HMAC-SHA256 of the forwarded credentials under a
@@ -258,6 +277,16 @@ mod tests {
             rules(true).credentials(&headers(&[("authorization", "  ")])),
             Err(SessionError::Missing)
         ));
+    }
+
+    #[test]
+    fn presented_is_whether_any_forwarded_credential_is_there() {
+        let only_others = headers(&[("cookie", "theme=dark"), ("authorization", "Bearer t")]);
+        assert!(!rules(false).presented(&only_others));
+        assert!(rules(true).presented(&only_others));
+        assert!(!rules(false).presented(&headers(&[("cookie", "sid=; theme=dark")])));
+        assert!(rules(false).presented(&headers(&[("cookie", "theme=dark; sid=s")])));
+        assert!(!rules(true).presented(&headers(&[])));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::Uri;
+use actix_web::http::header::HeaderMap;
 use actix_web::{HttpMessage, HttpRequest};
 
 pub use answer::is_json_pointer;
@@ -130,6 +131,11 @@ impl ForwardSession {
             self.client = Some(AppClient::start(endpoint, gauges)?);
         }
         Ok(())
+    }
+
+    /// Whether the request carries any credential that would be forwarded to the app.
+    pub fn presents_credentials(&self, headers: &HeaderMap) -> bool {
+        self.rules.presented(headers)
     }
 
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<SessionUser, SessionError> {
