@@ -16,7 +16,7 @@ use super::{
 };
 use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
-use crate::http::connection::is_request_timeout;
+use crate::http::connection::{client_left, is_request_timeout};
 use crate::idempotency::{
     Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
 };
@@ -186,6 +186,8 @@ pub async fn read_body(
         let chunk = chunk.map_err(|error| match error {
             PayloadError::Overflow => CheckoutError::BodyTooLarge { limit },
             error if is_request_timeout(&error) => CheckoutError::RequestTimeout,
+            // The connection closed (or broke) before the body's end: the client went away.
+            PayloadError::Incomplete(_) if client_left(req) => CheckoutError::ClientClosed,
             // A broken chunked encoding or a body cut short is the client's fault, not size.
             _ => CheckoutError::Validation(ValidationError {
                 field: "body".into(),

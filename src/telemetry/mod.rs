@@ -34,5 +34,5 @@ pub use record::{Caller, RateLimitDecision, UpstreamOutcome, note_rate_limit};
 pub use request_id::{
     REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService, plain_request_id,
 };
-pub use root_span::{BffRootSpan, HiddenRoute};
+pub use root_span::{BffRootSpan, CLIENT_CLOSED, CLIENT_CLOSED_STATUS, HiddenRoute};
 pub use traces::{ClientSpan, Traces, TracesConfig};

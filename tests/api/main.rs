@@ -3,6 +3,7 @@ mod browser_rules;
 mod checkout;
 mod client_ip;
 mod connections;
+mod dropped_clients;
 mod errors;
 mod events;
 mod forward_session;
