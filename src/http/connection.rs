@@ -118,8 +118,8 @@ where
             .client_disconnect_timeout(linger(timeout))
             // A browser that goes away (a closed tab, a reloaded page) ends its request at once:
             // an event stream frees its place in the stream limits and its watcher, a checkout
-            // stops waiting for Proof on its behalf. No browser half-closes a connection to wait
-            // for an answer.
+            // stops waiting for Proof on its behalf (the call goes on to its end without it). No
+            // browser half-closes a connection to wait for an answer.
             .h1_allow_half_closed(false)
             .local_addr(local_addr)
             .on_connect_ext(|io: &ClientStream, data: &mut Extensions| {

@@ -9,6 +9,7 @@
 //! the record with it. Its end is then read from the record as it is dropped ([`Unended`]): a 499
 //! `client_closed`, with what the request had reached.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::HeaderValue;
@@ -112,11 +113,12 @@ pub struct UpstreamOutcome {
 }
 
 /// Who a call to Proof is made for: a request (whose id and trace go along, and whose record
-/// notes how far it got and the call's outcome), or the service itself (a status watcher's poll,
-/// under a fresh id).
+/// notes how far it got and the call's outcome), a request's call detached from it, or the service
+/// itself (a status watcher's poll, under a fresh id).
 #[derive(Clone, Copy)]
 pub enum Caller<'a> {
     Request(&'a HttpRequest),
+    Detached(&'a DetachedCall),
     Background,
 }
 
@@ -125,6 +127,7 @@ impl Caller<'_> {
     pub fn request_id(&self) -> RequestId {
         match self {
             Self::Request(req) => req.extensions().get::<RequestId>().cloned(),
+            Self::Detached(call) => Some(call.request_id.clone()),
             Self::Background => None,
         }
         .unwrap_or_else(RequestId::generate)
@@ -133,14 +136,16 @@ impl Caller<'_> {
     /// The request's span, which a call to Proof is a child of; `None` when traces are off, and
     /// for the service's own calls.
     pub fn trace_parent(&self) -> Option<SpanContext> {
-        let Self::Request(req) = self else {
-            return None;
-        };
-        req.extensions()
-            .get::<RequestRecord>()?
-            .server_span
-            .as_ref()
-            .map(ServerSpan::span_context)
+        match self {
+            Self::Request(req) => req
+                .extensions()
+                .get::<RequestRecord>()?
+                .server_span
+                .as_ref()
+                .map(ServerSpan::span_context),
+            Self::Detached(call) => call.trace_parent.clone(),
+            Self::Background => None,
+        }
     }
 
     /// Notes on the request's record that its call to Proof has begun.
@@ -150,14 +155,55 @@ impl Caller<'_> {
         }
     }
 
-    /// Notes the call's outcome on the request's record (a later call's replaces an earlier's).
+    /// Notes the call's outcome on the request's record (a later call's replaces an earlier's),
+    /// or keeps it with a detached call until the request takes its answer.
     pub fn note_upstream(&self, outcome: UpstreamOutcome) {
-        if let Self::Request(req) = self
-            && let Some(record) = req.extensions_mut().get_mut::<RequestRecord>()
-        {
-            record.reached = ProofStage::After;
-            record.upstream = Some(outcome);
+        match self {
+            Self::Request(req) => {
+                if let Some(record) = req.extensions_mut().get_mut::<RequestRecord>() {
+                    record.reached = ProofStage::After;
+                    record.upstream = Some(outcome);
+                }
+            }
+            Self::Detached(call) => call.upstream.set(Some(outcome)),
+            Self::Background => {}
         }
+    }
+}
+
+/// A request's call to Proof made in a task of its own, so that it runs to its end even when the
+/// request is dropped (its client gone): what the call needs of the request, taken before the
+/// task starts (the task holds nothing of the request itself), and the call's outcome, kept until
+/// the request takes the answer.
+pub struct DetachedCall {
+    request_id: RequestId,
+    trace_parent: Option<SpanContext>,
+    upstream: Cell<Option<UpstreamOutcome>>,
+}
+
+impl DetachedCall {
+    /// The call for `req`, noted on its record as begun.
+    pub fn begin(req: &HttpRequest) -> Self {
+        let caller = Caller::Request(req);
+        caller.note_at_proof();
+        Self {
+            request_id: caller.request_id(),
+            trace_parent: caller.trace_parent(),
+            upstream: Cell::new(None),
+        }
+    }
+
+    /// The call's outcome, for [`note_detached_outcome`] once the request has the answer.
+    pub fn outcome(&self) -> Option<UpstreamOutcome> {
+        self.upstream.take()
+    }
+}
+
+/// Notes the outcome of a detached call on the request it was made for.
+pub fn note_detached_outcome(req: &HttpRequest, outcome: Option<UpstreamOutcome>) {
+    match outcome {
+        Some(outcome) => Caller::Request(req).note_upstream(outcome),
+        None => note_reached(req, ProofStage::After),
     }
 }
 

@@ -179,7 +179,8 @@ fn request_ended(
 
 /// The end of a request dropped before it answered because its client went away (the server
 /// drops a request whose connection closed): logged once and counted as a 499 `client_closed`,
-/// with how far it had got.
+/// with how far it had got. A call to Proof it had begun is not cancelled with it (see the
+/// checkout), and is logged on its own when it ends.
 pub(super) fn client_closed(unended: Unended, record: &mut RequestRecord) {
     let Unended { span, metrics } = unended;
     request_ended(
