@@ -27,7 +27,7 @@ use crate::proof::{
 };
 use crate::rate_limit::{LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
-use crate::telemetry::{Caller, DetachedCall, note_detached_outcome};
+use crate::telemetry::{Caller, DetachedCall};
 
 pub async fn start_checkout(
     req: HttpRequest,
@@ -109,7 +109,9 @@ async fn ask_proof(
             attempts: 0,
         }));
     };
-    note_detached_outcome(req, outcome);
+    if let Some(outcome) = outcome {
+        Caller::Request(req).note_upstream(outcome);
+    }
     Ok(result?)
 }
 

@@ -30,10 +30,7 @@ pub use logging::{
     subscriber, subscriber_with_filter,
 };
 pub use metrics::{ErrorCode, LiveState, Metrics};
-pub use record::{
-    Caller, DetachedCall, RateLimitDecision, UpstreamOutcome, note_detached_outcome,
-    note_rate_limit,
-};
+pub use record::{Caller, DetachedCall, RateLimitDecision, UpstreamOutcome, note_rate_limit};
 pub use request_id::{
     REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService, plain_request_id,
 };

@@ -41,6 +41,12 @@ pub(super) struct Unended {
     pub(super) metrics: Option<web::Data<Metrics>>,
 }
 
+impl Unended {
+    pub(super) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref().map(|metrics| &**metrics)
+    }
+}
+
 impl Drop for RequestRecord {
     fn drop(&mut self) {
         // Still set: the request was dropped without an answer, because its client went away.
@@ -150,8 +156,10 @@ impl Caller<'_> {
 
     /// Notes on the request's record that its call to Proof has begun.
     pub fn note_at_proof(&self) {
-        if let Self::Request(req) = self {
-            note_reached(req, ProofStage::At);
+        if let Self::Request(req) = self
+            && let Some(record) = req.extensions_mut().get_mut::<RequestRecord>()
+        {
+            record.reached = ProofStage::At;
         }
     }
 
@@ -193,23 +201,9 @@ impl DetachedCall {
         }
     }
 
-    /// The call's outcome, for [`note_detached_outcome`] once the request has the answer.
+    /// The call's outcome, for the request to note once it has the answer.
     pub fn outcome(&self) -> Option<UpstreamOutcome> {
         self.upstream.take()
-    }
-}
-
-/// Notes the outcome of a detached call on the request it was made for.
-pub fn note_detached_outcome(req: &HttpRequest, outcome: Option<UpstreamOutcome>) {
-    match outcome {
-        Some(outcome) => Caller::Request(req).note_upstream(outcome),
-        None => note_reached(req, ProofStage::After),
-    }
-}
-
-fn note_reached(req: &HttpRequest, reached: ProofStage) {
-    if let Some(record) = req.extensions_mut().get_mut::<RequestRecord>() {
-        record.reached = reached;
     }
 }
 

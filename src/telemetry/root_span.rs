@@ -108,8 +108,10 @@ impl RootSpanBuilder for BffRootSpan {
                     .extensions_mut()
                     .remove::<RequestRecord>();
                 if let Some(mut record) = record {
-                    let metrics = response.request().app_data::<web::Data<Metrics>>();
-                    request_ended(&span, &mut record, status, code, metrics.map(|m| &***m));
+                    // Ended here: nothing is left for the record to tell when it is dropped.
+                    let unended = record.unended.take();
+                    let metrics = unended.as_ref().and_then(Unended::metrics);
+                    request_ended(&span, &mut record, status, code, metrics);
                 }
                 response.status()
             }
@@ -141,8 +143,6 @@ fn request_ended(
     code: Option<&'static str>,
     metrics: Option<&Metrics>,
 ) {
-    // Ended: nothing is left for the record to tell when it is dropped.
-    record.unended = None;
     let latency = record.started.elapsed();
     span.record("latency_ms", latency.as_secs_f64() * 1000.0);
     if let Some(code) = code {
@@ -182,13 +182,13 @@ fn request_ended(
 /// with how far it had got. A call to Proof it had begun is not cancelled with it (see the
 /// checkout), and is logged on its own when it ends.
 pub(super) fn client_closed(unended: Unended, record: &mut RequestRecord) {
-    let Unended { span, metrics } = unended;
+    let span = &unended.span;
     request_ended(
-        &span,
+        span,
         record,
         CLIENT_CLOSED_STATUS,
         Some(CLIENT_CLOSED),
-        metrics.as_ref().map(|m| &***m),
+        unended.metrics(),
     );
     span.record("http.status_code", CLIENT_CLOSED_STATUS);
     let _entered = span.enter();
