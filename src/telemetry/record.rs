@@ -7,7 +7,9 @@
 //!
 //! A request whose client goes away never ends the ordinary way: the server drops it half way, and
 //! the record with it. Its end is then read from the record as it is dropped ([`Unended`]): a 499
-//! `client_closed`, with what the request had reached.
+//! `client_closed`, with what the request had reached. The record goes when the last handle on the
+//! request does, so nothing may keep the request beyond its handler: work that is to outlive it
+//! (a checkout's call to Proof) takes what it needs of it instead ([`DetachedCall`]).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
