@@ -14,6 +14,7 @@ use crate::idempotency::KeyError;
 use crate::proof::{UpstreamError, UpstreamFailure};
 use crate::rate_limit::{LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::SessionError;
+use crate::telemetry::{CLIENT_CLOSED, CLIENT_CLOSED_STATUS};
 
 /// Why the service itself refused or failed a checkout.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum CheckoutError {
     BodyTooLarge { limit: usize },
     #[error("request body not received in time")]
     RequestTimeout,
+    /// The connection closed before the whole body arrived: no one is left to answer. Logged and
+    /// counted as a 499 `client_closed`, as a request dropped half way is.
+    #[error("the client closed the connection before its request arrived")]
+    ClientClosed,
     #[error("{0}")]
     Validation(#[from] ValidationError),
     #[error("rate limited ({})", .0.kind.code())]
@@ -103,6 +108,12 @@ impl CheckoutError {
                 "invalid_request",
                 "request_timeout",
                 "the request did not arrive in time".into(),
+            ),
+            E::ClientClosed => (
+                StatusCode::from_u16(CLIENT_CLOSED_STATUS).unwrap_or(StatusCode::BAD_REQUEST),
+                CLIENT_CLOSED,
+                CLIENT_CLOSED,
+                "the connection closed before the request arrived".into(),
             ),
             E::Validation(e) => (
                 StatusCode::BAD_REQUEST,

@@ -8,7 +8,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::caller::{identify, resolve_client_ip};
 use super::{
@@ -16,14 +18,16 @@ use super::{
 };
 use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
-use crate::http::connection::is_request_timeout;
+use crate::http::connection::{client_left, is_request_timeout};
 use crate::idempotency::{
     Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
 };
-use crate::proof::{ProofClient, UpstreamAnswer, WidgetSessionRequest};
+use crate::proof::{
+    ProofClient, UpstreamAnswer, UpstreamError, UpstreamFailure, WidgetSessionRequest,
+};
 use crate::rate_limit::{Budget, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
-use crate::telemetry::Caller;
+use crate::telemetry::{Caller, DetachedCall};
 
 pub async fn start_checkout(
     req: HttpRequest,
@@ -46,22 +50,14 @@ pub async fn start_checkout(
     let idempotency_key = idempotency_key(req.headers())?;
     let body = read_body(&req, payload, context.max_body_bytes).await?;
     let checkout = parse_checkout_request(&body, &context.checkout)?;
-    let (mut response, ticket) =
+    let mut response =
         match claim_checkout(&checkout, &user, idempotency_key.as_ref(), &context).await? {
-            Claimed::Replay(answer) => (replay(answer), None),
+            Claimed::Replay(answer) => replay(answer),
             Claimed::First(ticket) => {
                 let upstream_body = widget_session_body(&checkout, &user, client_ip, &context);
-                let answer: ProofAnswer = proof
-                    .create_widget_session(upstream_body, Caller::Request(&req))
-                    .await?
-                    .into();
-                (relay(&answer), ticket.map(|ticket| (ticket, answer)))
+                relay(&ask_proof(&req, &proof, upstream_body, ticket).await?)
             }
         };
-    // Kept before the answer leaves, so a retry that follows it finds it, on any replica.
-    if let Some((ticket, answer)) = ticket {
-        ticket.finish(&answer.kept).await;
-    }
     let headers = response.headers_mut();
     headers.insert(
         RATE_LIMIT_POLICY,
@@ -72,6 +68,72 @@ pub async fn start_checkout(
         headers.insert(RATE_LIMIT, allowance.rate_limit);
     }
     Ok(response)
+}
+
+/// Asks Proof for the session in a task of the worker's own, which the request waits for: if the
+/// request is dropped (its client went away, say a phone changing networks), the call is not
+/// cancelled with it. Proof may already have created the session; the call runs to its end, and
+/// its answer is kept with the ticket as if it had been delivered, so the client's retry gets that
+/// answer rather than a second session. Without a ticket the answer is logged and discarded.
+async fn ask_proof(
+    req: &HttpRequest,
+    proof: &web::Data<ProofClient>,
+    body: Bytes,
+    ticket: Option<Ticket>,
+) -> Result<ProofAnswer, CheckoutError> {
+    let call = DetachedCall::begin(req);
+    let proof = proof.clone();
+    let (answered, answer) = oneshot::channel();
+    actix_web::rt::spawn(
+        async move {
+            let result = proof
+                .create_widget_session(body, Caller::Detached(&call))
+                .await
+                .map(ProofAnswer::from);
+            // Kept before the answer leaves, so a retry that follows it finds it, on any replica.
+            // A ticket without an answer to keep is released here, as the task ends.
+            let kept = match (&result, ticket) {
+                (Ok(answer), Some(ticket)) => ticket.finish(&answer.kept).await,
+                _ => false,
+            };
+            if let Err((result, _)) = answered.send((result, call.outcome())) {
+                answered_after_client_left(&result, kept);
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+    let Ok((result, outcome)) = answer.await else {
+        // Only a panic in the task ends it without an answer.
+        tracing::error!("the call to Proof ended without an answer");
+        return Err(CheckoutError::Upstream(UpstreamError {
+            kind: UpstreamFailure::Unavailable {
+                cause: "the call ended without an answer".into(),
+            },
+            attempts: 0,
+        }));
+    };
+    if let Some(outcome) = outcome {
+        Caller::Request(req).note_upstream(outcome);
+    }
+    Ok(result?)
+}
+
+/// The end of a checkout's call to Proof that no one waits for any more.
+fn answered_after_client_left(result: &Result<ProofAnswer, UpstreamError>, kept: bool) {
+    match result {
+        Ok(answer) if kept => tracing::info!(
+            status = answer.kept.status.as_u16(),
+            "checkout answered after its client had gone: the answer is kept for a retry"
+        ),
+        Ok(answer) => tracing::info!(
+            status = answer.kept.status.as_u16(),
+            "checkout answered after its client had gone: the answer is discarded"
+        ),
+        Err(error) => tracing::info!(
+            %error,
+            "checkout's call to Proof failed after its client had gone"
+        ),
+    }
 }
 
 /// What double-submit protection made of a checkout.
@@ -189,6 +251,8 @@ pub async fn read_body(
         let chunk = chunk.map_err(|error| match error {
             PayloadError::Overflow => CheckoutError::BodyTooLarge { limit },
             error if is_request_timeout(&error) => CheckoutError::RequestTimeout,
+            // The connection closed (or broke) before the body's end: the client went away.
+            PayloadError::Incomplete(_) if client_left(req) => CheckoutError::ClientClosed,
             // A broken chunked encoding or a body cut short is the client's fault, not size.
             _ => CheckoutError::Validation(ValidationError {
                 field: "body".into(),

@@ -44,7 +44,7 @@ use actix_web::dev::{
 use actix_web::error::{InternalError, PayloadError};
 use actix_web::http::ConnectionType;
 use actix_web::rt::net::TcpStream;
-use actix_web::{App, Error, HttpMessage};
+use actix_web::{App, Error, HttpMessage, HttpRequest};
 use bytes::Bytes;
 use futures_util::stream::Stream;
 use pin_project_lite::pin_project;
@@ -72,6 +72,14 @@ pub fn linger(client_request_timeout: Duration) -> Duration {
 /// worker always accepts at least one connection.
 pub fn max_connections_per_worker(max_connections: usize, workers: usize) -> usize {
     max_connections.div_ceil(workers.max(1)).max(1)
+}
+
+/// Whether the client of `req` closed its side of the connection (or the connection broke): a
+/// body cut short by that is a client gone, not a malformed body (the server reports both as an
+/// incomplete payload).
+pub fn client_left(req: &HttpRequest) -> bool {
+    req.conn_data::<Rc<RequestClock>>()
+        .is_some_and(|clock| clock.client_left.get())
 }
 
 /// Whether a body read failed because the request ran out of time, rather than because the body
@@ -116,8 +124,8 @@ where
             .client_disconnect_timeout(linger(timeout))
             // A browser that goes away (a closed tab, a reloaded page) ends its request at once:
             // an event stream frees its place in the stream limits and its watcher, a checkout
-            // stops waiting for Proof on its behalf. No browser half-closes a connection to wait
-            // for an answer.
+            // stops waiting for Proof on its behalf (the call goes on to its end without it). No
+            // browser half-closes a connection to wait for an answer.
             .h1_allow_half_closed(false)
             .local_addr(local_addr)
             .on_connect_ext(|io: &ClientStream, data: &mut Extensions| {
@@ -136,6 +144,8 @@ pub struct RequestClock {
     phase: Cell<Phase>,
     /// One timer for the headers and then the body of each request, which share their deadline.
     timer: RefCell<Timer>,
+    /// The client closed its side of the connection, or the connection broke.
+    client_left: Cell<bool>,
 }
 
 #[derive(Clone, Copy)]
@@ -155,6 +165,7 @@ impl RequestClock {
             timeout,
             phase: Cell::new(Phase::Idle),
             timer: RefCell::default(),
+            client_left: Cell::new(false),
         }
     }
 
@@ -326,10 +337,17 @@ impl AsyncRead for ClientStream {
             return Poll::Ready(Ok(()));
         }
         let filled = buf.filled().len();
-        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        let room = buf.remaining() > 0;
+        if let Err(error) = ready!(Pin::new(&mut this.io).poll_read(cx, buf)) {
+            this.clock.client_left.set(true);
+            return Poll::Ready(Err(error));
+        }
         let read = &buf.filled()[filled..];
         if !read.is_empty() {
             this.clock.bytes_arrived(read);
+        } else if room {
+            // The end of the stream: the client closed its side.
+            this.clock.client_left.set(true);
         }
         Poll::Ready(Ok(()))
     }

@@ -9,6 +9,10 @@
 //! - **The dedupe window** (`checkout.dedupe_window_ms`, off by default): without the header, the
 //!   same user's identical checkout within the window gets the first successful answer; one that
 //!   arrives while the first is still at Proof waits for it.
+//! - **A client that goes away** (a phone changing networks) changes neither: a checkout sent to
+//!   Proof runs to its end in a task of its own and its answer is kept as if it had been
+//!   delivered, so the retry gets 409 (or waits) while Proof works, then the replay; Proof creates
+//!   one session.
 //!
 //! What is kept: Proof's successes and Proof's own 4xx (not its 429, which asks for a retry later);
 //! never an answer the service produced itself, nor a 5xx: a retry after those goes to Proof again.
@@ -298,7 +302,8 @@ impl Purpose {
 }
 
 /// A request's hold on its key. Finished with Proof's answer, or released when dropped (the
-/// service's own error, a 5xx, a client that went away) so that a retry may try again at once.
+/// service's own error, a 5xx) so that a retry may try again at once. The checkout holds it in the
+/// task that calls Proof, so a client that goes away neither releases it nor loses the answer.
 #[derive(Debug)]
 pub struct Ticket {
     backend: Backend,
@@ -311,10 +316,11 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Keeps `answer` for a retry when it is one to keep; otherwise releases the key.
-    pub async fn finish(mut self, answer: &StoredAnswer) {
+    /// Keeps `answer` for a retry when it is one to keep (true when it was kept); otherwise
+    /// releases the key.
+    pub async fn finish(mut self, answer: &StoredAnswer) -> bool {
         if !self.purpose.keeps(answer) {
-            return;
+            return false;
         }
         let done = Entry::Done {
             fingerprint: self.fingerprint,
@@ -329,14 +335,19 @@ impl Ticket {
             }
         };
         match kept {
-            Ok(true) => self.held = false,
+            Ok(true) => {
+                self.held = false;
+                true
+            }
             // The lock expired under a very slow request and someone else holds the key now.
             Ok(false) => {
                 self.held = false;
                 tracing::warn!("idempotency key expired while served: its answer is not kept");
+                false
             }
             Err(error) => {
                 tracing::warn!(%error, "idempotency store: the answer could not be kept");
+                false
             }
         }
     }

@@ -332,6 +332,7 @@ impl ProofClient {
         body: Option<Bytes>,
         caller: Caller<'_>,
     ) -> Result<UpstreamAnswer, UpstreamError> {
+        caller.note_at_proof();
         let request_id = caller.request_id();
         let span = self.traces.as_deref().and_then(|traces| {
             let parent = caller.trace_parent()?;

@@ -30,9 +30,9 @@ pub use logging::{
     subscriber, subscriber_with_filter,
 };
 pub use metrics::{ErrorCode, LiveState, Metrics};
-pub use record::{Caller, RateLimitDecision, UpstreamOutcome, note_rate_limit};
+pub use record::{Caller, DetachedCall, RateLimitDecision, UpstreamOutcome, note_rate_limit};
 pub use request_id::{
     REQUEST_ID_HEADER, RequestId, RequestIdMiddleware, RequestIdService, plain_request_id,
 };
-pub use root_span::{BffRootSpan, HiddenRoute};
+pub use root_span::{BffRootSpan, CLIENT_CLOSED, CLIENT_CLOSED_STATUS, HiddenRoute};
 pub use traces::{ClientSpan, Traces, TracesConfig};

@@ -1,15 +1,25 @@
 //! What one request came to, beyond its status: one [`RequestRecord`] per request, put in its
-//! extensions when it starts, filled in by the phases that learn each part (the rate limits, the
-//! call to Proof), and read once when the request ends, for the `request completed` line and the
-//! metrics alike. Only bounded values go in: names the service defines, counts, Proof's status and
-//! its request id (checked like ours); never a user id, an email, a token or a body.
+//! extensions when it starts, filled in by the phases that learn each part (the rate limits, how
+//! far it got with Proof, the call to Proof), and read once when the request ends, for the
+//! `request completed` line and the metrics alike. Only bounded values go in: names the service
+//! defines, counts, Proof's status and its request id (checked like ours); never a user id, an
+//! email, a token or a body.
+//!
+//! A request whose client goes away never ends the ordinary way: the server drops it half way, and
+//! the record with it. Its end is then read from the record as it is dropped ([`Unended`]): a 499
+//! `client_closed`, with what the request had reached. The record goes when the last handle on the
+//! request does, so nothing may keep the request beyond its handler: work that is to outlive it
+//! (a checkout's call to Proof) takes what it needs of it instead ([`DetachedCall`]).
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::HeaderValue;
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::{HttpMessage, HttpRequest, web};
 use opentelemetry::trace::SpanContext;
+use tracing::Span;
 
+use super::metrics::Metrics;
 use super::request_id::RequestId;
 use super::traces::ServerSpan;
 
@@ -22,6 +32,54 @@ pub(super) struct RequestRecord {
     pub(super) upstream: Option<UpstreamOutcome>,
     /// The request's span in the trace, when traces are on.
     pub(super) server_span: Option<ServerSpan>,
+    pub(super) reached: ProofStage,
+    /// Until the request's end is read: what records it if the record is dropped first.
+    pub(super) unended: Option<Unended>,
+}
+
+/// What a record needs to tell the end of a request that was dropped before it answered.
+pub(super) struct Unended {
+    pub(super) span: Span,
+    pub(super) metrics: Option<web::Data<Metrics>>,
+}
+
+impl Unended {
+    pub(super) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref().map(|metrics| &**metrics)
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        // Still set: the request was dropped without an answer, because its client went away.
+        if let Some(unended) = self.unended.take() {
+            super::root_span::client_closed(unended, self);
+        }
+    }
+}
+
+/// How far a request had got with Proof, for the end of one whose client went away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProofStage {
+    /// Proof was not called (nor ever is, for this request).
+    #[default]
+    Before,
+    /// The call to Proof had begun: waiting for a place, sent, or (for a checkout) its answer
+    /// being kept for a retry.
+    At,
+    /// Proof had answered; the request's own answer was not yet on its way.
+    After,
+}
+
+impl ProofStage {
+    /// Its name in the log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Before => "before_proof",
+            Self::At => "at_proof",
+            Self::After => "after_proof",
+        }
+    }
 }
 
 /// What the rate limits made of a request that reached them.
@@ -63,10 +121,12 @@ pub struct UpstreamOutcome {
 }
 
 /// Who a call to Proof is made for: a request (whose id and trace go along, and whose record
-/// notes the call's outcome), or the service itself (a status watcher's poll, under a fresh id).
+/// notes how far it got and the call's outcome), a request's call detached from it, or the service
+/// itself (a status watcher's poll, under a fresh id).
 #[derive(Clone, Copy)]
 pub enum Caller<'a> {
     Request(&'a HttpRequest),
+    Detached(&'a DetachedCall),
     Background,
 }
 
@@ -75,6 +135,7 @@ impl Caller<'_> {
     pub fn request_id(&self) -> RequestId {
         match self {
             Self::Request(req) => req.extensions().get::<RequestId>().cloned(),
+            Self::Detached(call) => Some(call.request_id.clone()),
             Self::Background => None,
         }
         .unwrap_or_else(RequestId::generate)
@@ -83,23 +144,68 @@ impl Caller<'_> {
     /// The request's span, which a call to Proof is a child of; `None` when traces are off, and
     /// for the service's own calls.
     pub fn trace_parent(&self) -> Option<SpanContext> {
-        let Self::Request(req) = self else {
-            return None;
-        };
-        req.extensions()
-            .get::<RequestRecord>()?
-            .server_span
-            .as_ref()
-            .map(ServerSpan::span_context)
+        match self {
+            Self::Request(req) => req
+                .extensions()
+                .get::<RequestRecord>()?
+                .server_span
+                .as_ref()
+                .map(ServerSpan::span_context),
+            Self::Detached(call) => call.trace_parent.clone(),
+            Self::Background => None,
+        }
     }
 
-    /// Notes the call's outcome on the request's record (a later call's replaces an earlier's).
-    pub fn note_upstream(&self, outcome: UpstreamOutcome) {
+    /// Notes on the request's record that its call to Proof has begun.
+    pub fn note_at_proof(&self) {
         if let Self::Request(req) = self
             && let Some(record) = req.extensions_mut().get_mut::<RequestRecord>()
         {
-            record.upstream = Some(outcome);
+            record.reached = ProofStage::At;
         }
+    }
+
+    /// Notes the call's outcome on the request's record (a later call's replaces an earlier's),
+    /// or keeps it with a detached call until the request takes its answer.
+    pub fn note_upstream(&self, outcome: UpstreamOutcome) {
+        match self {
+            Self::Request(req) => {
+                if let Some(record) = req.extensions_mut().get_mut::<RequestRecord>() {
+                    record.reached = ProofStage::After;
+                    record.upstream = Some(outcome);
+                }
+            }
+            Self::Detached(call) => call.upstream.set(Some(outcome)),
+            Self::Background => {}
+        }
+    }
+}
+
+/// A request's call to Proof made in a task of its own, so that it runs to its end even when the
+/// request is dropped (its client gone): what the call needs of the request, taken before the
+/// task starts (the task holds nothing of the request itself), and the call's outcome, kept until
+/// the request takes the answer.
+pub struct DetachedCall {
+    request_id: RequestId,
+    trace_parent: Option<SpanContext>,
+    upstream: Cell<Option<UpstreamOutcome>>,
+}
+
+impl DetachedCall {
+    /// The call for `req`, noted on its record as begun.
+    pub fn begin(req: &HttpRequest) -> Self {
+        let caller = Caller::Request(req);
+        caller.note_at_proof();
+        Self {
+            request_id: caller.request_id(),
+            trace_parent: caller.trace_parent(),
+            upstream: Cell::new(None),
+        }
+    }
+
+    /// The call's outcome, for the request to note once it has the answer.
+    pub fn outcome(&self) -> Option<UpstreamOutcome> {
+        self.upstream.take()
     }
 }
 
@@ -123,5 +229,12 @@ mod tests {
             RateLimitDecision::BackendUnavailable.name(),
             "backend_unavailable"
         );
+    }
+
+    #[test]
+    fn how_far_a_request_got_is_named_for_the_log() {
+        assert_eq!(ProofStage::default().name(), "before_proof");
+        assert_eq!(ProofStage::At.name(), "at_proof");
+        assert_eq!(ProofStage::After.name(), "after_proof");
     }
 }

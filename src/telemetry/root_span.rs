@@ -10,7 +10,7 @@ use tracing::field::{Empty, display};
 use tracing_actix_web::RootSpanBuilder;
 
 use super::metrics::{ErrorCode, Metrics};
-use super::record::RequestRecord;
+use super::record::{ProofStage, RequestRecord, Unended};
 use super::request_id::RequestId;
 use super::traces::Traces;
 
@@ -25,7 +25,9 @@ pub struct HiddenRoute {
 /// checkout handler once they are known, from the server's own resolution, never from the
 /// spoofable `X-Forwarded-For` that the default builder reads. What the request came to (the rate
 /// limits' decision, the call to Proof) is recorded once, when it ends, from its
-/// [`RequestRecord`], as declared fields: no debug strings.
+/// [`RequestRecord`], as declared fields: no debug strings. A request dropped before it answered
+/// (its client went away) ends when its record is dropped, as a 499 `client_closed` with the
+/// field `reached`.
 pub struct BffRootSpan;
 
 impl RootSpanBuilder for BffRootSpan {
@@ -46,7 +48,8 @@ impl RootSpanBuilder for BffRootSpan {
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned()),
         };
-        if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
+        let metrics = request.app_data::<web::Data<Metrics>>().cloned();
+        if let Some(metrics) = &metrics {
             metrics.request_started();
         }
         let span = tracing::info_span!(
@@ -60,6 +63,7 @@ impl RootSpanBuilder for BffRootSpan {
             http.status_code = Empty,
             latency_ms = Empty,
             error.code = Empty,
+            reached = Empty,
             rate_limit = Empty,
             proof.attempts = Empty,
             proof.status = Empty,
@@ -81,6 +85,11 @@ impl RootSpanBuilder for BffRootSpan {
             rate_limit: None,
             upstream: None,
             server_span,
+            reached: ProofStage::Before,
+            unended: Some(Unended {
+                span: span.clone(),
+                metrics,
+            }),
         });
         span
     }
@@ -98,13 +107,17 @@ impl RootSpanBuilder for BffRootSpan {
                     .request()
                     .extensions_mut()
                     .remove::<RequestRecord>();
-                if let Some(record) = record {
-                    let metrics = response.request().app_data::<web::Data<Metrics>>();
-                    request_ended(&span, record, status, code, metrics.map(|m| &***m));
+                if let Some(mut record) = record {
+                    // Ended here: nothing is left for the record to tell when it is dropped.
+                    let unended = record.unended.take();
+                    let metrics = unended.as_ref().and_then(Unended::metrics);
+                    request_ended(&span, &mut record, status, code, metrics);
                 }
                 response.status()
             }
             // Never with a record's end: the record goes with the request (its trace span too).
+            // No service of the app answers with an error rather than an error's response, so
+            // this is not seen; were it, the record would count the request as a 499.
             Err(error) => error.as_response_error().status_code(),
         };
         span.record("http.status_code", status.as_u16());
@@ -117,30 +130,31 @@ impl RootSpanBuilder for BffRootSpan {
     }
 }
 
+/// The status a request whose client went away is logged and counted with (nginx's).
+pub const CLIENT_CLOSED_STATUS: u16 = 499;
+/// The code of a request whose client went away.
+pub const CLIENT_CLOSED: &str = "client_closed";
+
 /// Reads the record once: into the span's declared fields, the metrics and the trace.
 fn request_ended(
     span: &Span,
-    record: RequestRecord,
+    record: &mut RequestRecord,
     status: u16,
     code: Option<&'static str>,
     metrics: Option<&Metrics>,
 ) {
-    let RequestRecord {
-        started,
-        route,
-        rate_limit,
-        upstream,
-        server_span,
-    } = record;
-    let latency = started.elapsed();
+    let latency = record.started.elapsed();
     span.record("latency_ms", latency.as_secs_f64() * 1000.0);
     if let Some(code) = code {
         span.record("error.code", code);
     }
-    if let Some(decision) = rate_limit {
+    if code == Some(CLIENT_CLOSED) {
+        span.record("reached", record.reached.name());
+    }
+    if let Some(decision) = record.rate_limit {
         span.record("rate_limit", decision.name());
     }
-    if let Some(upstream) = &upstream {
+    if let Some(upstream) = &record.upstream {
         span.record("proof.attempts", upstream.attempts);
         if let Some(status) = upstream.status {
             span.record("proof.status", status);
@@ -154,10 +168,29 @@ fn request_ended(
         }
         span.record("proof.latency_ms", upstream.latency.as_secs_f64() * 1000.0);
     }
-    if let Some(server_span) = server_span {
+    if let Some(server_span) = record.server_span.take() {
         server_span.end(status, code);
     }
     if let Some(metrics) = metrics {
-        metrics.request_ended(route, status, code, latency, rate_limit);
+        let route = std::mem::take(&mut record.route);
+        metrics.request_ended(route, status, code, latency, record.rate_limit);
     }
+}
+
+/// The end of a request dropped before it answered because its client went away (the server
+/// drops a request whose connection closed): logged once and counted as a 499 `client_closed`,
+/// with how far it had got. A call to Proof it had begun is not cancelled with it (see the
+/// checkout), and is logged on its own when it ends.
+pub(super) fn client_closed(unended: Unended, record: &mut RequestRecord) {
+    let span = &unended.span;
+    request_ended(
+        span,
+        record,
+        CLIENT_CLOSED_STATUS,
+        Some(CLIENT_CLOSED),
+        unended.metrics(),
+    );
+    span.record("http.status_code", CLIENT_CLOSED_STATUS);
+    let _entered = span.enter();
+    tracing::info!(status = CLIENT_CLOSED_STATUS, "request completed");
 }

@@ -15,10 +15,16 @@ const GENEROUS: Duration = Duration::from_secs(30);
 /// The metrics port's documented connection cap.
 const METRICS_MAX_CONNECTIONS: usize = 64;
 
+/// `GET /metrics`, each time on a connection of its own: a kept-alive one could be closed by the
+/// metrics port's idle timeout just as the next scrape is sent on it, on a machine slow enough.
 pub(crate) async fn scrape(app: &TestApp) -> String {
     let port = app.metrics_port.expect("metrics.listen is set");
-    let response = app
-        .client
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let response = client
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
