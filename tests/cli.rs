@@ -161,6 +161,7 @@ impl Config {
                     ("redirect_url_origins", raw("[]")),
                     ("max_amount", s("")),
                     ("idempotency_ttl_s", raw("600")),
+                    ("idempotency_max_bytes", raw("67108864")),
                     ("dedupe_window_ms", raw("0")),
                 ],
             ),
@@ -439,6 +440,16 @@ fn check_config_names_the_key_for_each_invalid_setting() {
             "idempotency ttl zero",
             Config::valid().set("checkout", "idempotency_ttl_s", "0"),
             vec!["checkout.idempotency_ttl_s"],
+        ),
+        (
+            "idempotency store under a megabyte",
+            Config::valid().set("checkout", "idempotency_max_bytes", "1048575"),
+            vec!["checkout.idempotency_max_bytes", "1 MiB"],
+        ),
+        (
+            "idempotency store over 16 GiB",
+            Config::valid().set("checkout", "idempotency_max_bytes", "17179869185"),
+            vec!["checkout.idempotency_max_bytes", "16 GiB"],
         ),
         (
             "dedupe window over an hour",
@@ -2443,4 +2454,135 @@ fn check_config_reads_the_ca_files_of_the_jwks_and_forward_sources_and_the_colle
             assert!(outcome.is_ok(), "{case} as {key}");
         }
     }
+}
+
+/// A gauge's value from the metrics port, `None` while it has no series.
+fn gauge(metrics_port: u16, series: &str) -> Option<u64> {
+    let scrape = RawRequest::new(metrics_port, "GET", "/metrics")
+        .header("Connection", "close")
+        .with_body(b"");
+    let response = raw_http::send(metrics_port, &scrape).expect("GET /metrics");
+    assert_eq!(response.status, 200, "{response:?}");
+    String::from_utf8_lossy(&response.body)
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// What the process holds in memory now (VmRSS), in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+/// `count` checkouts over `connections` kept-alive connections at once, the `n`-th with the
+/// Idempotency-Key `key(n)` (none when it gives `None`); each must be a 200 from Proof.
+fn checkouts(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    jwt: &str,
+    range: std::ops::Range<usize>,
+    key: fn(usize) -> Option<String>,
+) {
+    const CONNECTIONS: usize = 4;
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|lane| {
+                let jwt = jwt.to_owned();
+                let range = range.clone();
+                tokio::spawn(async move {
+                    let mut connection = raw_http::RawConnection::open(port).await;
+                    for n in range.skip(lane).step_by(CONNECTIONS) {
+                        let mut request = RawRequest::checkout(port, APP_ORIGIN, Some(&jwt));
+                        if let Some(key) = key(n) {
+                            request = request.header("Idempotency-Key", &key);
+                        }
+                        let response = connection
+                            .exchange(&request.with_body(CHECKOUT_BODY.as_bytes()))
+                            .await;
+                        assert_eq!(response.status, 200, "checkout {n}: {response:?}");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a lane of checkouts");
+        }
+    });
+}
+
+/// `checkout.idempotency_max_bytes` is what the kept answers cost the process. Filled past its
+/// bound with Proof's small answers (where the store's own bookkeeping, not the bodies, is most of
+/// the cost), the process grows by what the store counts, within a quarter, and the count stays
+/// within the bound.
+#[test]
+fn the_idempotency_store_costs_the_process_what_it_counts_and_no_more_than_its_bound() {
+    const BOUND: u64 = 6 << 20;
+    const SERIES: &str = "proof_bff_idempotency_bytes{store=\"memory\"} ";
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let proof = runtime.block_on(async {
+        let proof = wiremock::MockServer::builder()
+            .disable_request_recording()
+            .start()
+            .await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/widget/session"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_body_raw(WIDGET_BODY, "application/json"),
+            )
+            .mount(&proof)
+            .await;
+        proof
+    });
+    let metrics_port = free_port();
+    let config = Config::valid()
+        .set_str("proof", "base_url", &proof.uri())
+        .set("proof", "max_attempts", "1")
+        .set_str("log", "level", "warn")
+        .set_str("metrics", "listen", &format!("127.0.0.1:{metrics_port}"))
+        .set("checkout", "idempotency_max_bytes", BOUND.to_string())
+        .set("rate_limit", "per_user_burst", "1000000")
+        .set("rate_limit", "per_user_per_minute", "1000000")
+        .set("rate_limit", "per_ip_burst", "1000000")
+        .set("rate_limit", "per_ip_per_minute", "1000000");
+    let service = Service::start(config, TempDir::new(), &[]);
+    let pid = service.process.id();
+    let jwt = session_jwt(JWT_SECRET);
+
+    // Every buffer a checkout uses, made once before the baseline.
+    checkouts(&runtime, service.port, &jwt, 0..2_000, |_| None);
+    assert_eq!(gauge(metrics_port, SERIES), Some(0));
+    let baseline = resident_bytes(pid);
+
+    let key = |n: usize| Some(format!("\"order-{n}\""));
+    let mut sent = 0;
+    while gauge(metrics_port, SERIES).expect("the store's size") < BOUND * 9 / 10 {
+        checkouts(&runtime, service.port, &jwt, sent..sent + 1_000, key);
+        sent += 1_000;
+        assert!(
+            sent < 200_000,
+            "{sent} answers kept and the store is not full"
+        );
+    }
+    // As many again: the oldest give way, and the store's tables reach the size churn gives them.
+    checkouts(&runtime, service.port, &jwt, sent..2 * sent, key);
+    let counted = gauge(metrics_port, SERIES).expect("the store's size");
+    let grown = resident_bytes(pid).saturating_sub(baseline);
+    let (_, stderr) = service.stop();
+    eprintln!(
+        "grew {grown} bytes for {counted} counted after {} keys",
+        2 * sent
+    );
+
+    assert!(counted <= BOUND, "{counted} bytes counted, over {BOUND}");
+    let ratio = grown as f64 / counted as f64;
+    assert!(
+        (0.75..=1.25).contains(&ratio),
+        "the process grew by {grown} bytes for {counted} counted ({ratio:.2}), after {} keys\n{stderr}",
+        2 * sent
+    );
 }

@@ -260,6 +260,7 @@ pub struct CheckoutSettings {
     pub redirect_url_origins: Vec<String>,
     pub max_amount: String,
     pub idempotency_ttl_s: u64,
+    pub idempotency_max_bytes: u64,
     pub dedupe_window_ms: u64,
 }
 
@@ -272,6 +273,7 @@ impl Default for CheckoutSettings {
             redirect_url_origins: Vec::new(),
             max_amount: String::new(),
             idempotency_ttl_s: 600,
+            idempotency_max_bytes: crate::idempotency::DEFAULT_MAX_BYTES as u64,
             dedupe_window_ms: 0,
         }
     }

@@ -481,6 +481,8 @@ fn validate_rate_limit(
 
 const MAX_IDEMPOTENCY_TTL_S: u64 = 7 * 24 * 3600;
 const MAX_DEDUPE_WINDOW_MS: u64 = 3_600_000;
+/// Less than a megabyte keeps too few answers to be worth having; over 16 GiB is a typo.
+const IDEMPOTENCY_MAX_BYTES: std::ops::RangeInclusive<u64> = (1 << 20)..=(16 << 30);
 /// A request holds its key for Proof's whole deadline and this much more: time to store the answer.
 const LOCK_MARGIN: Duration = Duration::from_secs(2);
 
@@ -501,8 +503,21 @@ fn validate_idempotency(
             format!("must be at most {MAX_DEDUPE_WINDOW_MS} (0 turns it off)"),
         ));
     }
+    if !IDEMPOTENCY_MAX_BYTES.contains(&s.idempotency_max_bytes) {
+        return Err(ConfigError::key(
+            "checkout.idempotency_max_bytes",
+            format!(
+                "must be between {} (1 MiB) and {} (16 GiB)",
+                IDEMPOTENCY_MAX_BYTES.start(),
+                IDEMPOTENCY_MAX_BYTES.end()
+            ),
+        ));
+    }
     let config = IdempotencyConfig {
         key_ttl: Duration::from_secs(s.idempotency_ttl_s),
+        // In range, so it fits any 64-bit usize; a 32-bit one saturates, and the bound is then
+        // what the address space allows.
+        memory_max_bytes: usize::try_from(s.idempotency_max_bytes).unwrap_or(usize::MAX),
         dedupe_window: Duration::from_millis(s.dedupe_window_ms),
         lock_ttl: proof_deadline.saturating_add(LOCK_MARGIN),
     };

@@ -38,7 +38,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 pub use key::{IDEMPOTENCY_KEY, IdempotencyKey, KeyError, idempotency_key};
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MAX_BYTES, MemoryStore};
 pub use shared::RedisStore;
 
 use crate::shared_redis::{BackendErrorPolicy, KeyHasher, RedisLink, WarningThrottle};
@@ -122,6 +122,8 @@ pub struct IdempotencyConfig {
     /// How long a request may hold its key while it is served: longer than Proof's whole deadline,
     /// so a slow first request is not joined by a second; a crashed replica's lock still expires.
     pub lock_ttl: Duration,
+    /// `checkout.idempotency_max_bytes`: what the in-memory store may take.
+    pub memory_max_bytes: usize,
 }
 
 /// The store for one process: in memory, or a client of the shared Redis.
@@ -181,7 +183,7 @@ impl IdempotencyStore {
         Self {
             config,
             keys: KeyHasher::new("local", &secret).expect("32 bytes is a valid key secret"),
-            backend: Backend::Memory(Arc::new(MemoryStore::new())),
+            backend: Backend::Memory(Arc::new(MemoryStore::new(config.memory_max_bytes))),
         }
     }
 
@@ -200,6 +202,14 @@ impl IdempotencyStore {
                 on_error,
                 warnings: Arc::new(WarningThrottle::new(WARNING_INTERVAL)),
             },
+        }
+    }
+
+    /// The in-memory store, for its size in the metrics; `None` with the Redis backend.
+    pub fn in_memory(&self) -> Option<&MemoryStore> {
+        match &self.backend {
+            Backend::Memory(store) => Some(store),
+            Backend::Redis { .. } => None,
         }
     }
 

@@ -12,8 +12,10 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, web};
 
+use crate::checkout::CheckoutContext;
 use crate::http;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
+use crate::idempotency::MemoryStore;
 use crate::rate_limit::RateLimits;
 use crate::status;
 use crate::telemetry::{self, LiveState, Metrics};
@@ -37,6 +39,7 @@ pub(super) struct MetricsScrape {
     pub metrics: web::Data<Metrics>,
     pub rate_limits: Arc<RateLimits>,
     pub status: web::Data<status::StatusContext>,
+    pub checkout: web::Data<CheckoutContext>,
 }
 
 /// The metrics port's server: one worker, its own connection cap and timeouts. Like the main
@@ -83,6 +86,11 @@ fn metrics_service(
 async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
     let live = LiveState {
         rate_limit_keys: scrape.rate_limits.in_memory().map(|limiter| limiter.len()),
+        idempotency_store: scrape
+            .checkout
+            .idempotency
+            .in_memory()
+            .map(MemoryStore::usage),
         event_streams: scrape.status.limits.open(),
         watched_transactions: scrape.status.watchers.len(),
         log_lines_dropped: telemetry::dropped_log_lines(),

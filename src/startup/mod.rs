@@ -150,6 +150,7 @@ impl Application {
             metrics: metrics.clone(),
             rate_limits: rate_limits.clone(),
             status: status_context.clone(),
+            checkout: context.clone(),
         };
         let worker_endpoint = endpoint.clone();
         let worker_metrics = served_metrics.is_some().then(|| metrics.clone());

@@ -50,6 +50,11 @@ struct EndpointLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabel {
+    store: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -93,6 +98,8 @@ pub struct Metrics {
     rate_limited: Family<KindLabel, Counter>,
     sessions_refused: Family<ReasonLabel, Counter>,
     rate_limit_keys: Family<KindLabel, Gauge>,
+    idempotency_entries: Family<StoreLabel, Gauge>,
+    idempotency_bytes: Family<StoreLabel, Gauge>,
     event_streams: Gauge,
     watched_transactions: Gauge,
     outbound_in_flight: Family<ClientLabel, Gauge>,
@@ -111,6 +118,8 @@ pub struct Metrics {
 pub struct LiveState {
     /// In-memory rate limit keys (users, addresses); `None` with the Redis backend.
     pub rate_limit_keys: Option<(usize, usize)>,
+    /// The in-memory idempotency store's entries and bytes; `None` with the Redis backend.
+    pub idempotency_store: Option<(usize, usize)>,
     pub event_streams: usize,
     pub watched_transactions: usize,
     /// Log lines dropped so far because standard output did not keep up.
@@ -185,6 +194,18 @@ impl Metrics {
             "rate_limit_keys",
             "Users and addresses the in-memory rate limiter holds now",
             rate_limit_keys.clone(),
+        );
+        let idempotency_entries = Family::<StoreLabel, Gauge>::default();
+        registry.register(
+            "idempotency_entries",
+            "Idempotency-Key and dedupe entries the in-memory store holds now",
+            idempotency_entries.clone(),
+        );
+        let idempotency_bytes = Family::<StoreLabel, Gauge>::default();
+        registry.register(
+            "idempotency_bytes",
+            "Memory the in-memory idempotency store takes now, as counted against checkout.idempotency_max_bytes",
+            idempotency_bytes.clone(),
         );
         let event_streams = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         registry.register(
@@ -262,6 +283,8 @@ impl Metrics {
             rate_limited,
             sessions_refused,
             rate_limit_keys,
+            idempotency_entries,
+            idempotency_bytes,
             event_streams,
             watched_transactions,
             outbound_in_flight,
@@ -370,6 +393,16 @@ impl Metrics {
             };
             set("per_user", users);
             set("per_ip", addresses);
+        }
+        if let Some((entries, bytes)) = live.idempotency_store {
+            let label = StoreLabel { store: "memory" };
+            let set = |family: &Family<StoreLabel, Gauge>, value: usize| {
+                family
+                    .get_or_create(&label)
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            };
+            set(&self.idempotency_entries, entries);
+            set(&self.idempotency_bytes, bytes);
         }
         self.event_streams
             .set(i64::try_from(live.event_streams).unwrap_or(i64::MAX));
