@@ -1,5 +1,6 @@
 //! proof-bff: a backend-for-frontend that creates Proof widget sessions server-side.
 
+pub mod admission;
 pub mod browser;
 pub mod call_budget;
 pub mod checkout;

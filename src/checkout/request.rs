@@ -37,6 +37,7 @@ use url::Url;
 
 use super::amount::{Amount, check_amount};
 use super::policy::{CheckoutPolicy, CheckoutType, MAX_NAME_LEN, is_valid_name};
+use crate::admission::ValidationError;
 use crate::browser::origin::authority_has_userinfo;
 use crate::idempotency::Fingerprint;
 use crate::proof::WidgetSessionRequest;
@@ -95,28 +96,6 @@ impl CheckoutRequest {
             &optional(redirect_url),
             redirect_url.unwrap_or_default().as_bytes(),
         ])
-    }
-}
-
-/// Why a request was refused: the field (`"body"` for the body as a whole)
-/// and a message that names the field and never repeats the value sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ValidationError {
-    pub field: String,
-    pub message: String,
-}
-
-impl ValidationError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    fn body(message: impl Into<String>) -> Self {
-        Self::new("body", message)
     }
 }
 

@@ -3,22 +3,17 @@
 
 use std::time::Duration;
 
-use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::caller::{identify, resolve_client_ip};
-use super::{
-    CheckoutContext, CheckoutError, CheckoutRequest, ValidationError, parse_checkout_request,
-};
+use super::{CheckoutContext, CheckoutRequest, parse_checkout_request};
+use crate::admission::{AdmissionContext, ApiError, identify, read_body, resolve_client_ip};
 use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
-use crate::http::connection::{client_left, is_request_timeout};
 use crate::idempotency::{
     Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
 };
@@ -32,23 +27,24 @@ use crate::telemetry::{Caller, DetachedCall};
 pub async fn start_checkout(
     req: HttpRequest,
     payload: web::Payload,
+    admission: web::Data<AdmissionContext>,
     context: web::Data<CheckoutContext>,
     browser: web::Data<BrowserConfig>,
     proof: web::Data<ProofClient>,
-) -> Result<HttpResponse, CheckoutError> {
-    if context.readiness.is_draining() {
+) -> Result<HttpResponse, ApiError> {
+    if admission.readiness.is_draining() {
         // The request is taken in whole (bounded as any body) before the 503, so the connection
         // closes after a complete exchange: closing under a client still sending can reset the
         // connection and lose the answer that tells it to go elsewhere.
-        let _ = read_body(&req, payload, context.max_body_bytes).await;
-        return Err(CheckoutError::ShuttingDown);
+        let _ = read_body(&req, payload, admission.max_body_bytes).await;
+        return Err(ApiError::ShuttingDown);
     }
     check_caller(&req, &browser)?;
-    let client_ip = resolve_client_ip(&req, &context);
-    let (user, allowance) = identify(&req, &context, client_ip, Budget::Checkout).await?;
+    let client_ip = resolve_client_ip(&req, &admission);
+    let (user, allowance) = identify(&req, &admission, client_ip, Budget::Checkout).await?;
     require_json(&req)?;
     let idempotency_key = idempotency_key(req.headers())?;
-    let body = read_body(&req, payload, context.max_body_bytes).await?;
+    let body = read_body(&req, payload, admission.max_body_bytes).await?;
     let checkout = parse_checkout_request(&body, &context.checkout)?;
     let mut response =
         match claim_checkout(&checkout, &user, idempotency_key.as_ref(), &context).await? {
@@ -61,7 +57,7 @@ pub async fn start_checkout(
     let headers = response.headers_mut();
     headers.insert(
         RATE_LIMIT_POLICY,
-        context.rate_limits.policy(Budget::Checkout).clone(),
+        admission.rate_limits.policy(Budget::Checkout).clone(),
     );
     // None when the shared backend failed and on_backend_error let the request through unchecked.
     if let Some(allowance) = allowance {
@@ -80,7 +76,7 @@ async fn ask_proof(
     proof: &web::Data<ProofClient>,
     body: Bytes,
     ticket: Option<Ticket>,
-) -> Result<ProofAnswer, CheckoutError> {
+) -> Result<ProofAnswer, ApiError> {
     let call = DetachedCall::begin(req);
     let proof = proof.clone();
     let (answered, answer) = oneshot::channel();
@@ -105,7 +101,7 @@ async fn ask_proof(
     let Ok((result, outcome)) = answer.await else {
         // Only a panic in the task ends it without an answer.
         tracing::error!("the call to Proof ended without an answer");
-        return Err(CheckoutError::Upstream(UpstreamError {
+        return Err(ApiError::Upstream(UpstreamError {
             kind: UpstreamFailure::Unavailable {
                 cause: "the call ended without an answer".into(),
             },
@@ -152,7 +148,7 @@ async fn claim_checkout(
     user: &SessionUser,
     key: Option<&IdempotencyKey>,
     context: &CheckoutContext,
-) -> Result<Claimed, CheckoutError> {
+) -> Result<Claimed, ApiError> {
     let store = &context.idempotency;
     let user_id = user.user_id.as_str();
     let scope = match key {
@@ -167,7 +163,7 @@ async fn claim_checkout(
         let claim = store
             .claim(scope, fingerprint)
             .await
-            .map_err(|_| CheckoutError::RateLimitBackend)?;
+            .map_err(|_| ApiError::RateLimitBackend)?;
         return match claim {
             Claim::Proceed(ticket) => Ok(Claimed::First(Some(ticket))),
             Claim::Unprotected => Ok(Claimed::First(None)),
@@ -194,13 +190,13 @@ async fn claim_checkout(
                     by = scope_name(scope),
                     "checkout refused: the same one is still being served"
                 );
-                Err(CheckoutError::RequestInProgress)
+                Err(ApiError::RequestInProgress)
             }
             Claim::Reused => {
                 tracing::info!(
                     "checkout refused: its Idempotency-Key was used for another checkout"
                 );
-                Err(CheckoutError::IdempotencyKeyReused)
+                Err(ApiError::IdempotencyKeyReused)
             }
         };
     }
@@ -216,7 +212,7 @@ fn scope_name(scope: Scope<'_>) -> &'static str {
     }
 }
 
-fn require_json(req: &HttpRequest) -> Result<(), CheckoutError> {
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -226,45 +222,8 @@ fn require_json(req: &HttpRequest) -> Result<(), CheckoutError> {
     if is_json {
         Ok(())
     } else {
-        Err(CheckoutError::UnsupportedMediaType)
+        Err(ApiError::UnsupportedMediaType)
     }
-}
-
-/// Reads at most `limit` bytes; a declared or actual larger body is refused without buffering it.
-/// The payload ends with a timeout error once the request's time is up (see `RequestBodyBound`).
-pub async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, CheckoutError> {
-    let too_large = CheckoutError::BodyTooLarge { limit };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large);
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| match error {
-            PayloadError::Overflow => CheckoutError::BodyTooLarge { limit },
-            error if is_request_timeout(&error) => CheckoutError::RequestTimeout,
-            // The connection closed (or broke) before the body's end: the client went away.
-            PayloadError::Incomplete(_) if client_left(req) => CheckoutError::ClientClosed,
-            // A broken chunked encoding or a body cut short is the client's fault, not size.
-            _ => CheckoutError::Validation(ValidationError {
-                field: "body".into(),
-                message: "the request body could not be read".into(),
-            }),
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 fn widget_session_body(

@@ -1,6 +1,7 @@
 use super::amount::{AMOUNT_DIGITS, AMOUNT_FORMAT, AMOUNT_ZERO};
 use super::policy::is_valid_name;
 use super::*;
+use crate::admission::ValidationError;
 use crate::proof::WidgetSessionRequest;
 use proptest::prelude::*;
 use serde_json::json;

@@ -7,8 +7,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use crate::admission::ApiError;
 use crate::browser::{BrowserConfig, check_caller};
-use crate::checkout::CheckoutError;
 use crate::http::envelope_response;
 use crate::session::DevSession;
 
@@ -58,7 +58,7 @@ pub async fn login(
     body: web::Bytes,
     browser: web::Data<BrowserConfig>,
     session: web::Data<DevSession>,
-) -> Result<HttpResponse, CheckoutError> {
+) -> Result<HttpResponse, ApiError> {
     check_caller(&req, &browser)?;
     let Ok(login) = serde_json::from_slice::<LoginRequest>(&body) else {
         return Ok(envelope_response(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::web;
 
-use crate::checkout::CheckoutContext;
+use crate::admission::AdmissionContext;
 use crate::http::Readiness;
 use crate::proof::ProofEndpoint;
 use crate::rate_limit::{BACKEND_CHECK_INTERVAL, CLEANUP_INTERVAL, RateLimits};
@@ -51,7 +51,7 @@ pub(super) async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness
 /// `every` (unless zero) and on each SIGHUP, swapping in what changed.
 pub(super) async fn reload_secret_files(
     endpoint: Arc<ProofEndpoint>,
-    context: web::Data<CheckoutContext>,
+    context: web::Data<AdmissionContext>,
     every: Duration,
 ) {
     let reload = || {

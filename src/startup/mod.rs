@@ -20,6 +20,7 @@ use self::background::{maintain_rate_limits, reload_secret_files};
 use self::metrics_port::{MetricsScrape, build_metrics_server};
 use self::signals::ShutdownSignals;
 
+use crate::admission::AdmissionContext;
 use crate::browser::cors;
 use crate::call_budget::CallBudget;
 use crate::checkout::{self, CheckoutContext};
@@ -45,7 +46,7 @@ pub struct Application {
     rate_limits: Arc<RateLimits>,
     endpoint: Arc<ProofEndpoint>,
     /// For the session's key file, reloaded with the token.
-    context: web::Data<CheckoutContext>,
+    context: web::Data<AdmissionContext>,
     token_reload: Duration,
     /// When traces are on: flushed once the server has stopped.
     traces: Option<Arc<Traces>>,
@@ -120,14 +121,16 @@ impl Application {
             served_metrics,
         )?;
         let browser = web::Data::new(config.browser);
-        let context = web::Data::new(CheckoutContext {
+        let context = web::Data::new(AdmissionContext {
             session,
             client_ip: config.client_ip,
-            checkout: config.checkout,
             max_body_bytes: config.server.max_body_bytes,
-            address: config.proof.address,
             readiness: readiness.clone(),
             rate_limits: rate_limits.clone(),
+        });
+        let checkout_context = web::Data::new(CheckoutContext {
+            checkout: config.checkout,
+            address: config.proof.address,
             idempotency: config.idempotency,
         });
         let readiness_data = web::Data::from(readiness.clone());
@@ -150,7 +153,7 @@ impl Application {
             metrics: metrics.clone(),
             rate_limits: rate_limits.clone(),
             status: status_context.clone(),
-            checkout: context.clone(),
+            checkout: checkout_context.clone(),
         };
         let worker_endpoint = endpoint.clone();
         let worker_metrics = served_metrics.is_some().then(|| metrics.clone());
@@ -180,6 +183,7 @@ impl Application {
                 .wrap(RequestBodyBound::new(limits.client_request_timeout))
                 .app_data(browser.clone())
                 .app_data(context.clone())
+                .app_data(checkout_context.clone())
                 .app_data(readiness_data.clone())
                 .app_data(status_context.clone())
                 .app_data(proof)

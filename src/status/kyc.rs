@@ -4,17 +4,17 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{admit, relay};
+use crate::admission::{AdmissionContext, ApiError};
 use crate::browser::BrowserConfig;
-use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::ProofClient;
 use crate::telemetry::Caller;
 
 pub async fn kyc_status(
     req: HttpRequest,
     browser: web::Data<BrowserConfig>,
-    context: web::Data<CheckoutContext>,
+    context: web::Data<AdmissionContext>,
     proof: web::Data<ProofClient>,
-) -> Result<HttpResponse, CheckoutError> {
+) -> Result<HttpResponse, ApiError> {
     let reader = admit(&req, &browser, &context).await?;
     let answer = proof
         .kyc_status(&reader.user.user_id, Caller::Request(&req))

@@ -85,9 +85,8 @@ impl StatusContext {
     }
 }
 
+use crate::admission::{AdmissionContext, ApiError, identify, resolve_client_ip};
 use crate::browser::{BrowserConfig, check_reader};
-use crate::checkout::caller::{identify, resolve_client_ip};
-use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::UpstreamAnswer;
 use crate::rate_limit::{Allowance, Budget, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
@@ -104,10 +103,10 @@ struct Reader {
 async fn admit(
     req: &HttpRequest,
     browser: &BrowserConfig,
-    context: &CheckoutContext,
-) -> Result<Reader, CheckoutError> {
+    context: &AdmissionContext,
+) -> Result<Reader, ApiError> {
     if context.readiness.is_draining() {
-        return Err(CheckoutError::ShuttingDown);
+        return Err(ApiError::ShuttingDown);
     }
     check_reader(req, browser)?;
     let client_ip = resolve_client_ip(req, context);
@@ -116,7 +115,7 @@ async fn admit(
 }
 
 /// Proof's answer, byte for byte, with the status limit's headers.
-fn relay(answer: UpstreamAnswer, reader: &Reader, context: &CheckoutContext) -> HttpResponse {
+fn relay(answer: UpstreamAnswer, reader: &Reader, context: &AdmissionContext) -> HttpResponse {
     let mut response = HttpResponse::build(answer.status);
     response.insert_header((
         header::CONTENT_TYPE,

@@ -22,8 +22,8 @@ use super::limits::StreamPermit;
 use super::transaction::{owned_transaction, transaction_id};
 use super::watcher::Updates;
 use super::{StatusContext, admit};
+use crate::admission::{AdmissionContext, ApiError};
 use crate::browser::BrowserConfig;
-use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::http::Readiness;
 use crate::proof::{ProofClient, UpstreamError, UpstreamFailure};
 use crate::telemetry::{Caller, RateLimitDecision, note_rate_limit};
@@ -33,15 +33,15 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 pub async fn transaction_events(
     req: HttpRequest,
     browser: web::Data<BrowserConfig>,
-    context: web::Data<CheckoutContext>,
+    context: web::Data<AdmissionContext>,
     status: web::Data<StatusContext>,
     proof: web::Data<ProofClient>,
-) -> Result<HttpResponse, CheckoutError> {
+) -> Result<HttpResponse, ApiError> {
     let reader = admit(&req, &browser, &context).await?;
     let id = transaction_id(&req)?;
     let Some(permit) = status.limits.try_open(&reader.user.user_id) else {
         note_rate_limit(&req, RateLimitDecision::Refused("too_many_streams"));
-        return Err(CheckoutError::TooManyStreams);
+        return Err(ApiError::TooManyStreams);
     };
     let answer = owned_transaction(&proof, id, &reader, Caller::Request(&req)).await?;
     if !answer.status.is_success() {
@@ -49,7 +49,7 @@ pub async fn transaction_events(
         return Ok(super::relay(answer, &reader, &context));
     }
     let Some(current) = Snapshot::from_transaction(&answer.body) else {
-        return Err(CheckoutError::Upstream(UpstreamError {
+        return Err(ApiError::Upstream(UpstreamError {
             kind: UpstreamFailure::InvalidResponse {
                 status: answer.status.as_u16(),
                 cause: "a transaction without a usable status",

@@ -6,8 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{Reader, admit, relay};
+use crate::admission::{AdmissionContext, ApiError};
 use crate::browser::BrowserConfig;
-use crate::checkout::{CheckoutContext, CheckoutError};
 use crate::proof::{ProofClient, UpstreamAnswer, transaction_owner};
 use crate::telemetry::Caller;
 
@@ -17,9 +17,9 @@ const MAX_TRANSACTION_ID_LEN: usize = 64;
 pub async fn transaction_status(
     req: HttpRequest,
     browser: web::Data<BrowserConfig>,
-    context: web::Data<CheckoutContext>,
+    context: web::Data<AdmissionContext>,
     proof: web::Data<ProofClient>,
-) -> Result<HttpResponse, CheckoutError> {
+) -> Result<HttpResponse, ApiError> {
     let reader = admit(&req, &browser, &context).await?;
     let id = transaction_id(&req)?;
     let answer = owned_transaction(&proof, id, &reader, Caller::Request(&req)).await?;
@@ -27,7 +27,7 @@ pub async fn transaction_status(
 }
 
 /// The route's transaction id, if it is one that may be asked of Proof.
-pub(super) fn transaction_id(req: &HttpRequest) -> Result<&str, CheckoutError> {
+pub(super) fn transaction_id(req: &HttpRequest) -> Result<&str, ApiError> {
     let id = req
         .match_info()
         .get("merchant_transaction_id")
@@ -36,21 +36,21 @@ pub(super) fn transaction_id(req: &HttpRequest) -> Result<&str, CheckoutError> {
         Ok(id)
     } else {
         tracing::info!("transaction id malformed: not asked of Proof");
-        Err(CheckoutError::NotFound)
+        Err(ApiError::NotFound)
     }
 }
 
 /// Proof's answer for the transaction when it is the reader's (or one of Proof's own 4xx other
-/// than its 404); an unknown or another user's transaction is [`CheckoutError::NotFound`].
+/// than its 404); an unknown or another user's transaction is [`ApiError::NotFound`].
 pub(super) async fn owned_transaction(
     proof: &ProofClient,
     id: &str,
     reader: &Reader,
     caller: Caller<'_>,
-) -> Result<UpstreamAnswer, CheckoutError> {
+) -> Result<UpstreamAnswer, ApiError> {
     let answer = proof.transaction(id, caller).await?;
     if answer.status == StatusCode::NOT_FOUND {
-        return Err(CheckoutError::NotFound);
+        return Err(ApiError::NotFound);
     }
     if answer.status.is_success() {
         let owner = transaction_owner(&answer.body);
@@ -60,7 +60,7 @@ pub(super) async fn owned_transaction(
                 owner_known = owner.is_some(),
                 "transaction refused: not the session user's"
             );
-            return Err(CheckoutError::NotFound);
+            return Err(ApiError::NotFound);
         }
     }
     Ok(answer)

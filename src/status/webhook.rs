@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use sha2::{Digest, Sha256};
 
 use super::StatusContext;
-use crate::checkout::{CheckoutError, ValidationError, read_body};
+use crate::admission::{ApiError, ValidationError, read_body};
 
 /// Proof's payload is the poll answer: well under this.
 pub const MAX_WEBHOOK_BYTES: usize = 16 * 1024;
@@ -30,15 +30,12 @@ pub async fn webhook(
     req: HttpRequest,
     payload: web::Payload,
     status: web::Data<StatusContext>,
-) -> Result<HttpResponse, CheckoutError> {
+) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, MAX_WEBHOOK_BYTES).await?;
     let hint = serde_json::from_slice::<Hint>(&body).map_err(|_| {
-        CheckoutError::Validation(ValidationError {
-            field: "body".into(),
-            message:
-                "the webhook body must be a JSON object with merchant_transaction_id and status"
-                    .into(),
-        })
+        ApiError::Validation(ValidationError::body(
+            "the webhook body must be a JSON object with merchant_transaction_id and status",
+        ))
     })?;
     if status
         .seen_hints

@@ -1,5 +1,6 @@
-//! Why the service itself refused or failed a checkout, and the status, error and code each reason
-//! answers with in the envelope.
+//! Why the service itself refused or failed a request, on any route, and the status, error and code
+//! each reason answers with in the envelope. Proof's own answers are relayed as they came and never
+//! pass through here.
 
 use std::borrow::Cow;
 
@@ -7,7 +8,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
-use super::ValidationError;
 use crate::browser::CallerRefused;
 use crate::http::envelope_response;
 use crate::idempotency::KeyError;
@@ -16,9 +16,9 @@ use crate::rate_limit::{LimitKind, RATE_LIMIT, RATE_LIMIT_POLICY, Refusal};
 use crate::session::SessionError;
 use crate::telemetry::{CLIENT_CLOSED, CLIENT_CLOSED_STATUS};
 
-/// Why the service itself refused or failed a checkout.
+/// Why the service itself refused or failed a request.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckoutError {
+pub enum ApiError {
     #[error("{0}")]
     Caller(#[from] CallerRefused),
     #[error("{0}")]
@@ -56,9 +56,32 @@ pub enum CheckoutError {
     Upstream(#[from] UpstreamError),
 }
 
-impl CheckoutError {
+/// Why a request was refused: the field (`"body"` for the body as a whole)
+/// and a message that names the field and never repeats the value sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// About the body as a whole.
+    pub fn body(message: impl Into<String>) -> Self {
+        Self::new("body", message)
+    }
+}
+
+impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str, Cow<'static, str>) {
-        use CheckoutError as E;
+        use ApiError as E;
         match self {
             E::Caller(CallerRefused::ForbiddenOrigin) => (
                 StatusCode::FORBIDDEN,
@@ -227,7 +250,7 @@ impl CheckoutError {
     }
 }
 
-impl ResponseError for CheckoutError {
+impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.parts().0
     }
@@ -236,7 +259,7 @@ impl ResponseError for CheckoutError {
         let (status, error, code, message) = self.parts();
         let mut response = envelope_response(status, error, code, &message);
         match self {
-            CheckoutError::RateLimited(refusal, policy) => {
+            ApiError::RateLimited(refusal, policy) => {
                 let headers = response.headers_mut();
                 headers.insert(
                     header::RETRY_AFTER,
@@ -245,14 +268,14 @@ impl ResponseError for CheckoutError {
                 headers.insert(RATE_LIMIT_POLICY, policy.clone());
                 headers.insert(RATE_LIMIT, refusal.rate_limit.clone());
             }
-            CheckoutError::TooManyStreams => {
+            ApiError::TooManyStreams => {
                 // A stream closes when its page does; a few seconds is enough.
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            CheckoutError::RequestInProgress
-            | CheckoutError::Upstream(UpstreamError {
+            ApiError::RequestInProgress
+            | ApiError::Upstream(UpstreamError {
                 kind: UpstreamFailure::Busy,
                 ..
             }) => {
@@ -261,7 +284,7 @@ impl ResponseError for CheckoutError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            CheckoutError::ShuttingDown => {
+            ApiError::ShuttingDown => {
                 // The server writes the Connection header itself from the response head: a
                 // draining instance closes the connection so the client's next request goes to a
                 // fresh one, on another instance.

@@ -12,13 +12,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderValue;
 
-use super::{CheckoutContext, CheckoutError};
+use super::{AdmissionContext, ApiError};
 use crate::client_ip::ClientIp;
 use crate::rate_limit::{Allowance, Budget, Checked, LimitError};
 use crate::session::{SessionError, SessionUser};
 use crate::telemetry::{RateLimitDecision, note_rate_limit};
 
-pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> ClientIp {
+pub fn resolve_client_ip(req: &HttpRequest, context: &AdmissionContext) -> ClientIp {
     let resolver = &context.client_ip;
     let client_ip = match req.peer_addr() {
         Some(peer) => resolver.resolve(
@@ -62,10 +62,10 @@ pub fn resolve_client_ip(req: &HttpRequest, context: &CheckoutContext) -> Client
 /// twice.
 pub async fn identify(
     req: &HttpRequest,
-    context: &CheckoutContext,
+    context: &AdmissionContext,
     client_ip: ClientIp,
     budget: Budget,
-) -> Result<(SessionUser, Option<Allowance>), CheckoutError> {
+) -> Result<(SessionUser, Option<Allowance>), ApiError> {
     if !context.session.presents_credentials(req) {
         return Err(session_refused(SessionError::Missing));
     }
@@ -102,8 +102,8 @@ fn limit_error(
     req: &HttpRequest,
     error: LimitError,
     budget: Budget,
-    context: &CheckoutContext,
-) -> CheckoutError {
+    context: &AdmissionContext,
+) -> ApiError {
     match error {
         LimitError::Refused(refusal) => {
             tracing::info!(
@@ -112,11 +112,11 @@ fn limit_error(
                 "checkout rate limited"
             );
             note_rate_limit(req, RateLimitDecision::Refused(refusal.kind.code()));
-            CheckoutError::RateLimited(refusal, context.rate_limits.policy(budget).clone())
+            ApiError::RateLimited(refusal, context.rate_limits.policy(budget).clone())
         }
         LimitError::BackendUnavailable => {
             note_rate_limit(req, RateLimitDecision::BackendUnavailable);
-            CheckoutError::RateLimitBackend
+            ApiError::RateLimitBackend
         }
     }
 }
@@ -124,8 +124,8 @@ fn limit_error(
 /// Identity comes only from the verified session, never from the request body.
 async fn authenticate(
     req: &HttpRequest,
-    context: &CheckoutContext,
-) -> Result<SessionUser, CheckoutError> {
+    context: &AdmissionContext,
+) -> Result<SessionUser, ApiError> {
     let user = context
         .session
         .authenticate(req)
@@ -135,7 +135,7 @@ async fn authenticate(
     Ok(user)
 }
 
-fn session_refused(error: SessionError) -> CheckoutError {
+fn session_refused(error: SessionError) -> ApiError {
     tracing::info!(reason = error.code(), "session refused");
     error.into()
 }
