@@ -6,9 +6,15 @@
 -- ARGV[2]  the answer to keep in its place, or '' to free the key
 -- ARGV[3]  how long to keep the answer, in milliseconds
 --
--- Returns 1 when the lock was still held (and replaced or freed), 0 otherwise.
+-- Returns 1 when the lock was still held (and replaced or freed), 0 otherwise. Also 1 when the
+-- answer is there already: the same call ran once before its connection was lost, and is sent
+-- again.
 
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] ~= '' and current == ARGV[2] then
+    return 1
+end
+if current ~= ARGV[1] then
     return 0
 end
 if ARGV[2] == '' then

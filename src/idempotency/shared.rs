@@ -34,6 +34,12 @@ impl RedisStore {
     }
 
     /// Takes `key` with `lock` (`None`), or gives back the entry that holds it.
+    ///
+    /// A call that goes unanswered (our timeout, a broken connection, a client that left while it
+    /// waited) may still take the key once Redis gets to it; no request would then hold the lock,
+    /// yet retries would be refused as in progress until it expired. So each call here is followed,
+    /// unless answered, by freeing the key if `lock` (unique to this request) holds it, on the same
+    /// connection, so it runs after the `SET` whenever that lands.
     pub(super) async fn claim(
         &self,
         key: &str,
@@ -51,19 +57,40 @@ impl RedisStore {
                 .arg("NX")
                 .arg("PX")
                 .arg(millis(lock_ttl));
-            let taken: Option<String> = self.link.query(set).await?;
+            let taken: Option<String> = self.claiming(set, key, &lock, lock_ttl).await?;
             if taken.is_some() {
                 return Ok(None);
             }
             let mut get = redis::cmd("GET");
             get.arg(key);
-            let current: Option<Vec<u8>> = self.link.query(get).await?;
-            if let Some(current) = current {
+            let current: Option<Vec<u8>> = self.claiming(get, key, &lock, lock_ttl).await?;
+            match current {
+                // Our own lock: a SET sent again after its connection was lost had landed the
+                // first time (see `RedisLink`).
+                Some(current) if current == lock => return Ok(None),
                 // A value this service did not write: the key is busy, not replayable.
-                return Ok(Some(decode(&current).unwrap_or(busy)));
+                Some(current) => return Ok(Some(decode(&current).unwrap_or(busy))),
+                None => {}
             }
         }
         Ok(Some(busy))
+    }
+
+    /// One call of a claim, undone unless answered (see [`claim`](Self::claim)); the undo is
+    /// abandoned once the lock would have expired anyway.
+    async fn claiming<T>(
+        &self,
+        command: redis::Cmd,
+        key: &str,
+        lock: &[u8],
+        lock_ttl: Duration,
+    ) -> Result<T, BackendError>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        self.link
+            .query_or_undo(command, release_command(key, lock), lock_ttl)
+            .await
     }
 
     /// Replaces `lock` with `done` if `lock` still holds the key; `Ok(false)` if it does not.
@@ -88,15 +115,22 @@ impl RedisStore {
     /// Frees the key if `lock` still holds it, in the background: the request that held it has
     /// its answer already, or is gone.
     pub(super) fn release_detached(&self, key: &str, lock: &Entry) {
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(FINISH_SCRIPT)
-            .arg(1)
-            .arg(key)
-            .arg(encode(lock))
-            .arg("")
-            .arg(0);
-        self.link.spawn_detached(eval);
+        self.link
+            .spawn_detached(release_command(key, &encode(lock)));
     }
+}
+
+/// Frees `key` if `lock` (encoded) holds it. By the script's text, not its SHA1: it runs in the
+/// background, where nothing would send the text again to a Redis that lost its scripts.
+fn release_command(key: &str, lock: &[u8]) -> redis::Cmd {
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(FINISH_SCRIPT)
+        .arg(1)
+        .arg(key)
+        .arg(lock)
+        .arg("")
+        .arg(0);
+    eval
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -17,6 +17,7 @@ use redis::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 
 use super::{BackendError, Failure, RedisSettings, RedisSetupError};
 
@@ -162,9 +163,12 @@ impl RedisLink {
 
     /// One `PING`, bounded by the timeout (for a cluster: every node): for `/readyz`.
     pub async fn ping(&self) -> Result<(), BackendError> {
-        self.call(|mut connection| async move {
-            redis::cmd("PING").query_async::<()>(&mut connection).await
-        })
+        self.call(
+            |mut connection| async move {
+                redis::cmd("PING").query_async::<()>(&mut connection).await
+            },
+            None,
+        )
         .await
     }
 
@@ -173,8 +177,47 @@ impl RedisLink {
     where
         T: FromRedisValue + Send + 'static,
     {
-        self.call(|mut connection| async move { command.query_async(&mut connection).await })
-            .await
+        self.query_with(command, None).await
+    }
+
+    /// One command, bounded by the timeout, whose effect must not outlive a caller that did not
+    /// hear its answer: unless it answered, `undo` follows it on the same connection, in the
+    /// background, for at most `undo_within`. That covers a call that timed out on our side, one
+    /// whose connection broke, and one whose caller was dropped while waiting (a client that left).
+    ///
+    /// The same connection matters: a command that timed out may still be sitting in a stalled
+    /// Redis's socket buffer, and only a command written after it on that connection is sure to run
+    /// after it; one sent on another connection could run first and undo nothing. `undo` must be
+    /// harmless when `command` never ran (a compare-and-delete of a value unique to the caller).
+    /// After `undo_within` it is abandoned: by then what it undoes has expired by itself.
+    pub async fn query_or_undo<T>(
+        &self,
+        command: Cmd,
+        undo: Cmd,
+        undo_within: Duration,
+    ) -> Result<T, BackendError>
+    where
+        T: FromRedisValue + Send + 'static,
+    {
+        self.query_with(command, Some((undo, undo_within))).await
+    }
+
+    async fn query_with<T>(
+        &self,
+        command: Cmd,
+        undo: Option<(Cmd, Duration)>,
+    ) -> Result<T, BackendError>
+    where
+        T: FromRedisValue + Send + 'static,
+    {
+        self.call(
+            move |mut connection| {
+                let command = command.clone();
+                async move { command.query_async(&mut connection).await }
+            },
+            undo,
+        )
+        .await
     }
 
     /// A script on one key, by its SHA1, sent again with its text if Redis does not know it.
@@ -186,7 +229,7 @@ impl RedisLink {
     ) -> Result<T, BackendError>
     where
         T: FromRedisValue + Send + 'static,
-        A: ToRedisArgs + Send + 'static,
+        A: ToRedisArgs + Send + Sync + 'static,
     {
         self.eval_keys(script, [key], args).await
     }
@@ -200,21 +243,30 @@ impl RedisLink {
     ) -> Result<T, BackendError>
     where
         T: FromRedisValue + Send + 'static,
-        A: ToRedisArgs + Send + 'static,
+        A: ToRedisArgs + Send + Sync + 'static,
     {
         let (sha, text) = (script.sha.clone(), script.text);
-        self.call(|mut connection| async move {
-            let mut evalsha = redis::cmd("EVALSHA");
-            evalsha.arg(&*sha).arg(N).arg(&keys).arg(&args);
-            match evalsha.query_async(&mut connection).await {
-                Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    let mut eval = redis::cmd("EVAL");
-                    eval.arg(text).arg(N).arg(&keys).arg(&args);
-                    eval.query_async(&mut connection).await
+        // Shared by both tries of the call (see `call`).
+        let parts = Arc::new((keys, args));
+        self.call(
+            move |mut connection| {
+                let (sha, parts) = (sha.clone(), parts.clone());
+                async move {
+                    let (keys, args) = &*parts;
+                    let mut evalsha = redis::cmd("EVALSHA");
+                    evalsha.arg(&*sha).arg(N).arg(keys).arg(args);
+                    match evalsha.query_async(&mut connection).await {
+                        Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                            let mut eval = redis::cmd("EVAL");
+                            eval.arg(text).arg(N).arg(keys).arg(args);
+                            eval.query_async(&mut connection).await
+                        }
+                        answer => answer,
+                    }
                 }
-                answer => answer,
-            }
-        })
+            },
+            None,
+        )
         .await
     }
 
@@ -226,29 +278,57 @@ impl RedisLink {
     /// Runs `command` in the background, unbounded by any request: for clean-up that must not
     /// wait for, nor fail, the request that needs it (a dropped request releasing its lock).
     pub fn spawn_detached(&self, command: Cmd) {
-        let mut connection = self.link.current();
-        let timeout = self.timeout;
-        self.link.runtime.handle.spawn(async move {
-            let _ =
-                tokio::time::timeout(timeout, command.query_async::<Value>(&mut connection)).await;
-        });
+        run_detached(
+            &self.link.runtime.handle,
+            self.link.current(),
+            command,
+            self.timeout,
+        );
     }
 
     /// One call bounded by the timeout: on this thread's own connection if it has one, otherwise
     /// on the link's thread. A connection is replaced after a second of failures.
-    async fn call<T, F, Fut>(&self, operation: F) -> Result<T, BackendError>
+    ///
+    /// A call that finds its connection lost (Redis restarted, or closed an idle connection) is
+    /// made once more, within the same timeout, on the connection that replaces it: a worker's
+    /// connection hears of a restart only when it is next used, and that request must not pay for
+    /// it. The lost call may have run before the connection went (rarely: it had to be in flight at
+    /// that moment), so every call must bear running twice: pings and reads do, a claim knows its
+    /// own lock, a finish its own answer, and a limit counts one request twice at worst.
+    async fn call<T, F, Fut>(
+        &self,
+        operation: F,
+        undo: Option<(Cmd, Duration)>,
+    ) -> Result<T, BackendError>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: Fn(Connection) -> Fut + Send + 'static,
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
         match self.own_connection() {
             Some(connection) => {
-                let outcome = match tokio::time::timeout(self.timeout, operation(connection)).await
+                // Armed until the call is answered: dropped with this future, it sends the undo.
+                let pending = undo.and_then(|(command, within)| {
+                    let runtime = Handle::try_current().ok()?;
+                    Some(PendingUndo::new(
+                        runtime,
+                        connection.clone(),
+                        command,
+                        within,
+                    ))
+                });
+                let outcome = match tokio::time::timeout(
+                    self.timeout,
+                    once_more_if_lost(connection, operation),
+                )
+                .await
                 {
                     Ok(answer) => answer.map_err(|err| describe(&err).redacted(&self.link.url)),
                     Err(_) => Err(Failure::Timeout(self.timeout)),
                 };
+                if let (Ok(_), Some(pending)) = (&outcome, pending) {
+                    pending.answered();
+                }
                 match &outcome {
                     Ok(_) => self.with_own_state(LinkState::succeeded),
                     // The runtime is looked up only when a replacement may be needed.
@@ -260,7 +340,7 @@ impl RedisLink {
                 }
                 outcome.map_err(|failure| self.error(failure))
             }
-            None => self.call_on_link_thread(operation).await,
+            None => self.call_on_link_thread(operation, undo).await,
         }
     }
 
@@ -285,20 +365,31 @@ impl RedisLink {
     }
 
     /// One call on the link's connection, run on the link's thread.
-    async fn call_on_link_thread<T, F, Fut>(&self, operation: F) -> Result<T, BackendError>
+    async fn call_on_link_thread<T, F, Fut>(
+        &self,
+        operation: F,
+        undo: Option<(Cmd, Duration)>,
+    ) -> Result<T, BackendError>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: Fn(Connection) -> Fut + Send + 'static,
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let task = self
-            .link
-            .runtime
-            .handle
-            .spawn(operation(self.link.current()));
-        let abort = task.abort_handle();
+        let runtime = &self.link.runtime.handle;
+        let connection = self.link.current();
+        // Armed until the call is answered. Declared before `abort`, so dropped after it: an
+        // abandoned call's task is aborted first, and the undo is queued behind whatever the task
+        // wrote (both run on the link's one thread).
+        let pending = undo.map(|(command, within)| {
+            PendingUndo::new(runtime.clone(), connection.clone(), command, within)
+        });
+        let task = runtime.spawn(once_more_if_lost(connection, operation));
+        let _abort = AbortOnDrop(task.abort_handle());
         let failure = match tokio::time::timeout(self.timeout, task).await {
             Ok(Ok(Ok(value))) => {
+                if let Some(pending) = pending {
+                    pending.answered();
+                }
                 self.link.state().succeeded();
                 return Ok(value);
             }
@@ -306,11 +397,8 @@ impl RedisLink {
             // The call panicked, or the connection's thread is gone (which a live link never lets
             // happen).
             Ok(Err(_)) => Failure::Other("the Redis call ended without an answer".to_owned()),
-            Err(_) => {
-                // A call that took too long is abandoned, not left queued behind newer ones.
-                abort.abort();
-                Failure::Timeout(self.timeout)
-            }
+            // Abandoned (see `AbortOnDrop`).
+            Err(_) => Failure::Timeout(self.timeout),
         };
         self.link
             .state()
@@ -322,6 +410,72 @@ impl RedisLink {
         BackendError {
             addr: self.addr.clone(),
             failure,
+        }
+    }
+}
+
+/// `operation`, and once more if it found its connection lost: the connection then reconnects
+/// (or already has, in the background), so the second try goes out on a fresh one. Not when
+/// Redis refused the connection: it is down, and trying again at once would only be refused again.
+async fn once_more_if_lost<T, F, Fut>(connection: Connection, operation: F) -> RedisResult<T>
+where
+    F: Fn(Connection) -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    match operation(connection.clone()).await {
+        Err(err) if err.is_connection_dropped() && !err.is_connection_refusal() => {
+            tracing::debug!("shared Redis: the connection was lost; trying once more");
+            operation(connection).await
+        }
+        answer => answer,
+    }
+}
+
+/// Sends `command` on `connection` from a task on `runtime`, waiting at most `within` for it.
+/// Waiting matters: a command whose caller stopped waiting before it was written is never sent.
+fn run_detached(runtime: &Handle, mut connection: Connection, command: Cmd, within: Duration) {
+    runtime.spawn(async move {
+        let _ = tokio::time::timeout(within, command.query_async::<Value>(&mut connection)).await;
+    });
+}
+
+/// Aborts a call's task on the link's thread when the call is over: one abandoned (its timeout,
+/// or its caller dropped, say a client that left) is not left queued behind newer calls, nor sent
+/// after its undo, nor tried again.
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The undo of a call still waiting for its answer: sent when dropped, unless
+/// [`answered`](Self::answered) first.
+struct PendingUndo {
+    runtime: Handle,
+    connection: Connection,
+    undo: Option<(Cmd, Duration)>,
+}
+
+impl PendingUndo {
+    fn new(runtime: Handle, connection: Connection, command: Cmd, within: Duration) -> Self {
+        Self {
+            runtime,
+            connection,
+            undo: Some((command, within)),
+        }
+    }
+
+    fn answered(mut self) {
+        self.undo = None;
+    }
+}
+
+impl Drop for PendingUndo {
+    fn drop(&mut self) {
+        if let Some((command, within)) = self.undo.take() {
+            run_detached(&self.runtime, self.connection.clone(), command, within);
         }
     }
 }

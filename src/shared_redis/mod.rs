@@ -15,7 +15,13 @@
 //!   multiplexed (one per process, whatever the concurrency) and reconnects after an I/O error;
 //!   after a second with nothing but failures it is also replaced outright, which covers what
 //!   reconnecting on I/O errors does not: a connection that went silent, or a server that refused
-//!   our password for a while. Recovery needs no restart.
+//!   our password for a while. Recovery needs no restart. A call that finds its connection lost
+//!   (a Redis restart, an idle connection closed) is sent once more, within the same timeout, on
+//!   the connection that replaces it: each worker's connection hears of a restart only when next
+//!   used, and that request should not be refused for it.
+//! - **Unanswered calls**: a call abandoned on our side may still run once Redis gets to it. One
+//!   whose effect must not outlive its caller (an idempotency lock) carries an undo that is sent,
+//!   unless the call was answered, right behind it on the same connection.
 //! - **Its own thread**: the connection's tasks run on a single-threaded runtime that the link
 //!   owns, and every call is handed to it. actix-web's workers are single-threaded runtimes of
 //!   their own: a connection driven by one of them would stall while that worker is busy, and die

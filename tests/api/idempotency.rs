@@ -459,3 +459,83 @@ async fn replicas_share_the_dedupe_window_and_kept_answers_expire_in_redis() {
     assert_eq!((retry.status, retry.replayed), (200, false));
     assert_eq!(a.proof_requests().await.len(), 3);
 }
+
+/// How many `SET`s the server has run.
+fn sets_run(redis: &RedisServer) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.admin())
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+/// The claim (`SET NX PX`) times out on the service's side while Redis is frozen, and the checkout
+/// is refused; Redis runs the `SET` once it thaws. That lock must not outlive the request: the
+/// retry is served at once rather than refused as in progress until the lock expires.
+#[tokio::test]
+async fn a_claim_that_timed_out_on_our_side_leaves_no_lock_behind() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(|s| {
+        use_redis(s, &redis);
+        // Short enough for the frozen claim to time out; ample for the calls before it.
+        s.rate_limit.redis_timeout_ms = 1000;
+        // A lock that would outlive the test's patience (Proof's deadline plus 2 s).
+        s.proof.request_timeout_ms = 60_000;
+        s.proof.deadline_ms = 60_000;
+    })
+    .await;
+    app.proof_answers(widget_session_answer()).await;
+    app.wait_until_ready().await;
+
+    // The head first: the address and the user are checked in Redis before the body is read.
+    let body = checkout_body().to_string();
+    let request = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+        .header("Idempotency-Key", KEY)
+        .with_body_cut_short(body.as_bytes(), 0);
+    let mut connection = RawConnection::open(app.port).await;
+    connection.send_part(&request).await;
+    let deadline = Instant::now() + EVENTUALLY;
+    while !redis
+        .keys()
+        .iter()
+        .any(|key| key.starts_with("proof-bff:per_user:"))
+    {
+        assert!(Instant::now() < deadline, "the user was never checked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sets_before = sets_run(&redis);
+    // Then Redis freezes, and the claim is the first call that finds it so.
+    redis.pause();
+    let refused = connection.exchange(body.as_bytes()).await;
+    redis.resume();
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(refused.text().contains("rate_limit_backend"), "{refused:?}");
+
+    // Once Redis has run the claim's SET, the key is free again.
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let locked = redis
+            .keys()
+            .iter()
+            .any(|key| key.starts_with("proof-bff:idempotency:"));
+        if sets_run(&redis) > sets_before && !locked {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out claim's lock is still held after {EVENTUALLY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retry = send(with_key(app.checkout(), KEY).json(&checkout_body())).await;
+    assert_eq!((retry.status, retry.replayed), (200, false));
+    let replay = send(with_key(app.checkout(), KEY).json(&checkout_body())).await;
+    assert_replay_of(&replay, &retry);
+    assert_eq!(app.proof_requests().await.len(), 1, "Proof is called once");
+}

@@ -50,6 +50,24 @@ pub(crate) fn use_redis(settings: &mut Settings, redis: &RedisServer, on_error: 
     settings.rate_limit.on_backend_error = on_error;
 }
 
+/// A `redis-server` of the test's own, a Proof that creates every session, and a replica on both
+/// with `on_error`, once ready; None when the Redis tests are skipped.
+async fn ready_replica_on_own_redis(
+    on_error: OnBackendError,
+    customise: impl FnOnce(&mut Settings),
+) -> Option<(RedisServer, MockServer, Replica)> {
+    let redis = RedisServer::start()?;
+    let proof = MockServer::start().await;
+    widget_session_ok().mount(&proof).await;
+    let app = spawn_replica(&proof, |s| {
+        use_redis(s, &redis, on_error);
+        customise(s);
+    })
+    .await;
+    app.wait_for_readyz(200).await;
+    Some((redis, proof, app))
+}
+
 impl Replica {
     fn checkout_as(&self, token: &str) -> reqwest::RequestBuilder {
         self.client
@@ -418,13 +436,11 @@ async fn the_redis_backend_answers_with_the_memory_backends_headers() {
 
 #[tokio::test]
 async fn with_deny_a_stopped_redis_refuses_checkouts_and_readiness_until_it_is_back() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some((mut redis, proof, app)) =
+        ready_replica_on_own_redis(OnBackendError::Deny, |_| {}).await
+    else {
         return;
     };
-    let proof = MockServer::start().await;
-    widget_session_ok().mount(&proof).await;
-    let app = spawn_replica(&proof, |s| use_redis(s, &redis, OnBackendError::Deny)).await;
-    app.wait_for_readyz(200).await;
     let token = session_token();
     assert_eq!(app.checkout_as(&token).send().await.unwrap().status(), 200);
     assert_eq!(proof_calls(&proof).await, 1);
@@ -454,6 +470,44 @@ async fn with_deny_a_stopped_redis_refuses_checkouts_and_readiness_until_it_is_b
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(proof_calls(&proof).await, 2);
+}
+
+/// Each HTTP worker has its own Redis connection, which hears of a restart only when it is next
+/// used: once `/readyz` is 200 again, no worker may refuse its first checkout for it.
+#[tokio::test]
+async fn once_ready_after_a_redis_restart_no_worker_refuses_a_checkout() {
+    const WORKERS: usize = 3;
+    let Some((mut redis, proof, app)) =
+        ready_replica_on_own_redis(OnBackendError::Deny, |s| s.server.workers = WORKERS).await
+    else {
+        return;
+    };
+    let token = session_token();
+    // Each checkout on a connection of its own: connections go to the workers in turn, so every
+    // worker's own connection to Redis is made and used.
+    let checkout_on_new_connection = || {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        client
+            .post(format!("{}/start-checkout", app.address))
+            .header("Origin", APP_ORIGIN)
+            .header("Cookie", format!("session={token}"))
+            .json(&checkout_body())
+            .send()
+    };
+    for i in 0..2 * WORKERS {
+        let response = checkout_on_new_connection().await.unwrap();
+        assert_eq!(response.status(), 200, "checkout {i} before the restart");
+    }
+
+    redis.restart();
+    app.wait_for_readyz(200).await;
+    for i in 0..2 * WORKERS {
+        let response = checkout_on_new_connection().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "checkout {i} after the restart: {body}");
+    }
+    assert_eq!(proof_calls(&proof).await, 4 * WORKERS);
 }
 
 /// The JSON log events whose message contains `message` and whose error names `addr`.
@@ -532,18 +586,14 @@ async fn with_allow_a_stopped_redis_is_served_and_warned_about_at_most_once_a_se
 
 #[tokio::test]
 async fn the_completion_line_names_what_the_shared_limits_decided() {
-    let Some(mut redis) = RedisServer::start() else {
-        return;
-    };
-    let proof = MockServer::start().await;
-    widget_session_ok().mount(&proof).await;
-    let app = spawn_replica(&proof, |s| {
-        use_redis(s, &redis, OnBackendError::Deny);
+    let Some((mut redis, _proof, app)) = ready_replica_on_own_redis(OnBackendError::Deny, |s| {
         s.rate_limit.per_user_burst = 1;
         s.rate_limit.per_user_per_minute = 1;
     })
-    .await;
-    app.wait_for_readyz(200).await;
+    .await
+    else {
+        return;
+    };
     let token = session_token_for("shared-decision-user", "shared.decision@example.org");
     let decided = |request_id: &str| {
         let lines = log_events_with_message(request_id, "request completed");

@@ -216,6 +216,15 @@ impl RawConnection {
             .unwrap_or_else(|_| panic!("no answer to {request_line:?} within {READ_LIMIT:?}"))
     }
 
+    /// Writes `bytes` without waiting for anything: the start of a request whose rest follows
+    /// when the test chooses (through [`Self::exchange`]).
+    pub async fn send_part(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .await
+            .expect("the service takes the request");
+    }
+
     /// The connection itself, once every answer on it has been read.
     pub fn into_stream(self) -> tokio::net::TcpStream {
         assert!(self.unread.is_empty(), "bytes no answer accounts for");
