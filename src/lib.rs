@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod proof;
 pub mod rate_limit;
 pub mod sandbox;
+pub mod secret_file;
 pub mod session;
 pub mod shared_redis;
 pub mod startup;

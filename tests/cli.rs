@@ -2238,6 +2238,40 @@ fn service_with_token_file(upstream: &Upstream, reload_s: &str) -> (Service, Tem
     (Service::start(config, TempDir::new(), &[]), files)
 }
 
+/// The service with its HS256 session key in a file holding `key`, read on SIGHUP only; the file.
+fn service_with_session_key_file(upstream: &Upstream, key: &str) -> (Service, TempDir, PathBuf) {
+    let files = TempDir::new();
+    let secret_file = files.write("session_secret", &format!("{key}\n"));
+    let config = service_config(upstream)
+        .remove("session.jwt", "secret")
+        .set("session.jwt", "secret_file", path_value(&secret_file))
+        .set("proof", "token_reload_s", "0");
+    (
+        Service::start(config, TempDir::new(), &[]),
+        files,
+        secret_file,
+    )
+}
+
+/// The status of a checkout whose session is signed with `secret`.
+fn status_with_session_key(service: &Service, secret: &str) -> u16 {
+    start_checkout(service.port, APP_ORIGIN, &session_jwt(secret))
+        .unwrap()
+        .status
+}
+
+/// The `Authorization` Proof receives with the next checkout.
+fn token_sent_to_proof(service: &Service, upstream: &Upstream) -> String {
+    let response = start_checkout(service.port, APP_ORIGIN, &session_jwt(JWT_SECRET))
+        .expect("POST /start-checkout");
+    assert_eq!(response.status, 200, "{response:?}");
+    upstream
+        .next_request(Duration::from_secs(30))
+        .header("authorization")
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Sends checkouts one after another until `stop`, each on a fresh connection; their statuses.
 fn steady_load(port: u16, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u16>> {
     thread::spawn(move || {
@@ -2303,16 +2337,7 @@ fn sighup_reloads_the_token_and_a_corrupt_file_keeps_the_last_good_one() {
     let upstream = Upstream::start();
     // Checked on SIGHUP only.
     let (service, files) = service_with_token_file(&upstream, "0");
-    let jwt = session_jwt(JWT_SECRET);
-    let token_seen = || {
-        let response = start_checkout(service.port, APP_ORIGIN, &jwt).unwrap();
-        assert_eq!(response.status, 200);
-        upstream
-            .next_request(Duration::from_secs(30))
-            .header("authorization")
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let token_seen = || token_sent_to_proof(&service, &upstream);
     replace_file(&files, "client_token", "pk_new\n");
     assert_eq!(token_seen(), "Bearer pk_old", "no SIGHUP yet");
 
@@ -2345,18 +2370,8 @@ fn sighup_reloads_the_session_key_file_and_a_bad_one_keeps_the_last_good_key() {
     const OLD: &str = "old-session-secret-0123456789abcdef0123456789";
     const NEW: &str = "new-session-secret-0123456789abcdef0123456789";
     let upstream = Upstream::start();
-    let files = TempDir::new();
-    let secret_file = files.write("session_secret", &format!("{OLD}\n"));
-    let config = service_config(&upstream)
-        .remove("session.jwt", "secret")
-        .set("session.jwt", "secret_file", path_value(&secret_file))
-        .set("proof", "token_reload_s", "0");
-    let service = Service::start(config, TempDir::new(), &[]);
-    let status_with = |secret: &str| {
-        start_checkout(service.port, APP_ORIGIN, &session_jwt(secret))
-            .unwrap()
-            .status
-    };
+    let (service, files, _) = service_with_session_key_file(&upstream, OLD);
+    let status_with = |secret: &str| status_with_session_key(&service, secret);
     assert_eq!(status_with(OLD), 200);
     assert_eq!(status_with(NEW), 401);
 
@@ -2381,6 +2396,250 @@ fn sighup_reloads_the_session_key_file_and_a_bad_one_keeps_the_last_good_key() {
     );
     assert_eq!(status_with(NEW), 200);
     assert!(!service.stdout().contains(NEW), "the key was logged");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secret files read safely
+// ---------------------------------------------------------------------------------------------
+
+/// What the service logs when a SIGHUP arrives, before it reads anything.
+const SIGHUP_LINE: &str = "SIGHUP: re-reading the secrets given as files";
+
+/// Waits until `needle` has been logged `count` times. Polled often: a test that stands for a
+/// writer stalled half way finishes the write as soon as the service has started reading.
+fn wait_for_lines(service: &Service, needle: &str, count: usize) {
+    let started = Instant::now();
+    while service
+        .stdout()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .count()
+        < count
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{needle:?} was not logged {count} time(s) within 60 s\nstdout: {}",
+            service.stdout()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A writer that rewrites `path` in place and stalls after `first_part`, as a copy onto a mounted
+/// secret can: the rest is written through the file handed back.
+fn start_writing_in_place(path: &Path, first_part: &str) -> std::fs::File {
+    let mut file = std::fs::File::create(path).expect("open the secret file for writing");
+    file.write_all(first_part.as_bytes())
+        .expect("write the first part");
+    file
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo failed: {status:?}");
+}
+
+#[test]
+fn a_token_file_caught_half_written_is_never_sent_to_proof() {
+    let upstream = Upstream::start();
+    // Read on SIGHUP only: nothing but the SIGHUP below reads the file.
+    let (service, files) = service_with_token_file(&upstream, "0");
+    let mut writer = start_writing_in_place(&files.path("client_token"), "tok_NEW_f");
+    service.signal("-HUP");
+    // The service reads the file as it is now, half written; the writer then finishes at once,
+    // well before a second read a moment later.
+    wait_for_lines(&service, SIGHUP_LINE, 1);
+    writer.write_all(b"ull_7c2e9a\n").expect("finish the write");
+    drop(writer);
+
+    service.process.stdout.wait_for_line(
+        |line| line.contains("the new token is in use"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        token_sent_to_proof(&service, &upstream),
+        "Bearer tok_NEW_full_7c2e9a",
+        "Proof was sent the token the file held half way through its write"
+    );
+    let (stdout, _) = service.stop();
+    assert!(!stdout.contains("tok_NEW"), "a token was logged");
+}
+
+#[test]
+fn a_session_key_file_caught_half_written_is_never_used() {
+    const OLD: &str = "old-session-secret-0123456789abcdef0123456789";
+    const NEW: &str = "new-session-secret-0123456789abcdef0123456789-and-some-more-of-it";
+    let upstream = Upstream::start();
+    let (service, _files, secret_file) = service_with_session_key_file(&upstream, OLD);
+    let status_with = |secret: &str| status_with_session_key(&service, secret);
+    assert_eq!(status_with(OLD), 200);
+
+    // Cut short, the new key is still long enough to be an HS256 key, and a wrong one.
+    let (first_part, rest) = NEW.split_at(40);
+    let mut writer = start_writing_in_place(&secret_file, first_part);
+    service.signal("-HUP");
+    wait_for_lines(&service, SIGHUP_LINE, 1);
+    writer
+        .write_all(format!("{rest}\n").as_bytes())
+        .expect("finish the write");
+    drop(writer);
+
+    service.process.stdout.wait_for_line(
+        |line| line.contains("session key file changed"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        status_with(NEW),
+        200,
+        "a session signed with the whole new key is refused: the key was taken half written"
+    );
+    assert_eq!(status_with(OLD), 401, "the old key is gone");
+    let (stdout, _) = service.stop();
+    assert!(!stdout.contains(first_part), "the key was logged");
+}
+
+#[test]
+fn check_config_refuses_secrets_over_their_bound_without_quoting_them() {
+    let huge_token = format!("pk_huge_{}", "A".repeat(1 << 20));
+    let dir = TempDir::new();
+    let token_file = dir.write("client_token", &huge_token);
+    let from_file = Config::valid().remove("proof", "client_token").set(
+        "proof",
+        "client_token_file",
+        path_value(&token_file),
+    );
+    let output = check_config_with(&from_file, &[]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_fails_naming(&output, &["proof.client_token_file", "4096 bytes"]);
+    assert!(!text(&output.stderr).contains("pk_huge_"));
+
+    // The same bound for a token given inline (here by the environment).
+    let long_token = format!("pk_long_{}", "B".repeat(5000));
+    let output = check_config_with(
+        &Config::valid().remove("proof", "client_token"),
+        &[("PROOF_BFF__PROOF__CLIENT_TOKEN", &long_token)],
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_fails_naming(&output, &["proof.client_token", "4096 bytes"]);
+    assert!(!text(&output.stderr).contains("pk_long_"));
+
+    let key_file = dir.write("session_secret", &"k".repeat(64 * 1024 + 1));
+    let output = check_config_with(
+        &Config::valid().remove("session.jwt", "secret").set(
+            "session.jwt",
+            "secret_file",
+            path_value(&key_file),
+        ),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_fails_naming(&output, &["session.jwt.secret_file", "65536 bytes"]);
+}
+
+#[test]
+fn a_token_file_over_its_bound_on_reload_keeps_the_last_good_token_and_is_never_logged() {
+    let huge_token = format!("pk_huge_{}", "A".repeat(1 << 20));
+    let upstream = Upstream::start();
+    let (service, files) = service_with_token_file(&upstream, "0");
+    replace_file(&files, "client_token", &huge_token);
+    service.signal("-HUP");
+    let line = service.process.stdout.wait_for_line(
+        |line| {
+            line.contains("proof.client_token_file")
+                && (line.contains("larger than") || line.contains("the new token is in use"))
+        },
+        Duration::from_secs(60),
+    );
+    assert!(line.contains("larger than 4096 bytes"), "{line:.300}");
+    assert_eq!(token_sent_to_proof(&service, &upstream), "Bearer pk_old");
+    let (stdout, _) = service.stop();
+    assert!(
+        !stdout.contains("pk_huge_"),
+        "the file's contents were logged"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn check_config_refuses_a_fifo_as_a_secret_file_instead_of_waiting_on_it() {
+    let dir = TempDir::new();
+    // Nothing ever writes to it: opening it for reading would wait for ever.
+    let fifo = dir.path("fifo");
+    mkfifo(&fifo);
+    let cases = [
+        (
+            Config::valid().remove("proof", "client_token").set(
+                "proof",
+                "client_token_file",
+                path_value(&fifo),
+            ),
+            "proof.client_token_file",
+        ),
+        (
+            Config::valid().remove("session.jwt", "secret").set(
+                "session.jwt",
+                "secret_file",
+                path_value(&fifo),
+            ),
+            "session.jwt.secret_file",
+        ),
+        (
+            Config::valid()
+                .set_str("session.jwt", "algorithm", "RS256")
+                .set("session.jwt", "public_key_pem_file", path_value(&fifo)),
+            "session.jwt.public_key_pem_file",
+        ),
+    ];
+    for (config, key) in cases {
+        let mut command = bff();
+        command
+            .arg("check-config")
+            .arg("--config")
+            .arg(config.write_to(&dir));
+        let mut process = Process::spawn(command);
+        let status = process.wait_for_exit(Duration::from_secs(60));
+        let stderr = process.stderr.text();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{key} as a FIFO: {status:?} (None: still waiting on it)\nstderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(key) && stderr.contains("not a regular file"),
+            "{stderr}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_is_served_while_the_token_file_is_a_fifo() {
+    let upstream = Upstream::start();
+    let (mut service, files) = service_with_token_file(&upstream, "0");
+    // Put in place by rename, as a secret manager would a file; nothing ever writes to it.
+    let staged = files.path("client_token.fifo");
+    mkfifo(&staged);
+    std::fs::rename(&staged, files.path("client_token")).expect("rename the FIFO into place");
+    service.signal("-HUP");
+    wait_for_lines(&service, SIGHUP_LINE, 1);
+
+    service.signal("-TERM");
+    let status = service.wait_for_exit(Duration::from_secs(60));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "after SIGTERM: {status:?} (None: still running)\nstderr: {}",
+        service.stderr()
+    );
+    assert!(
+        service.stdout().contains("is not a regular file"),
+        "the FIFO was not reported\nstdout: {}",
+        service.stdout()
+    );
 }
 
 /// The test CA of `tests/fixtures/tls`, and its server's private key (a PEM file, no certificate).

@@ -7,13 +7,13 @@ use actix_web::http::header::HeaderName;
 
 use super::ConfigError;
 use super::settings::*;
-use super::validate::read_secret;
+use super::validate::{read_secret, read_secret_file};
 use crate::client_ip::ClientIpResolver;
 use crate::http::is_loopback_host;
 use crate::session::forward::is_json_pointer;
 use crate::session::{
     ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtAlgorithm,
-    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, SessionSource,
+    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, MAX_KEY_FILE_BYTES, SessionSource,
 };
 use crate::tls_roots::TlsRoots;
 
@@ -71,15 +71,15 @@ fn validate_jwt(jwt: JwtSettings) -> Result<SessionSource, ConfigError> {
         jwt.secret,
         "session.jwt.secret_file",
         &jwt.secret_file,
+        MAX_KEY_FILE_BYTES,
     )?;
     let public_key_pem = match jwt.public_key_pem_file.trim() {
         "" => None,
-        path => Some(std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::key(
-                "session.jwt.public_key_pem_file",
-                format!("cannot read {path:?}: {e}"),
-            )
-        })?),
+        path => Some(read_secret_file(
+            "session.jwt.public_key_pem_file",
+            path,
+            MAX_KEY_FILE_BYTES,
+        )?),
     };
     let non_empty = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
     for (key, claim) in [

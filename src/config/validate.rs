@@ -2,7 +2,7 @@
 //! bound or called, so `check-config` catches every problem start-up could hit. Each problem is one
 //! line naming the key; a secret or a URL's password is never quoted.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +18,14 @@ use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
 use crate::http::is_loopback_host;
 use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
-use crate::proof::{ProofConfig, ProofEndpoint, ProofEndpointSettings};
+use crate::proof::{
+    MAX_CLIENT_TOKEN_BYTES, ProofConfig, ProofEndpoint, ProofEndpointSettings, check_client_token,
+};
 use crate::rate_limit::redis::RedisLimiter;
 use crate::rate_limit::{
     BackendErrorPolicy, RateLimitConfig, RateLimits, key_secret_from_client_token,
 };
+use crate::secret_file::{SecretFile, without_line_end};
 use crate::session::{DevSession, SessionSource};
 use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 use crate::status::StatusConfig;
@@ -187,11 +190,17 @@ fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
 /// Proof's settings, and the rate limit backend's key secret derived from the client token.
 fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigError> {
     let (base_url, widget_session_url) = widget_session_url(&s.base_url)?;
+    let token_key = if s.client_token_file.trim().is_empty() {
+        "proof.client_token"
+    } else {
+        "proof.client_token_file"
+    };
     let client_token = read_secret(
         "proof.client_token",
         s.client_token,
         "proof.client_token_file",
         &s.client_token_file,
+        MAX_CLIENT_TOKEN_BYTES,
     )?
     .ok_or_else(|| {
         ConfigError::key(
@@ -199,16 +208,9 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
             "is required (or proof.client_token_file, or PROOF_BFF__PROOF__CLIENT_TOKEN)",
         )
     })?;
-    if client_token
-        .expose_secret()
-        .bytes()
-        .any(|b| !(0x21..=0x7e).contains(&b))
-    {
-        return Err(ConfigError::key(
-            "proof.client_token",
-            "must be printable ASCII without spaces",
-        ));
-    }
+    // The checks every reload of the file makes too.
+    check_client_token(client_token.expose_secret())
+        .map_err(|problem| ConfigError::key(token_key, problem))?;
     let rate_limit_key_secret = key_secret_from_client_token(client_token.expose_secret());
     let origin = normalise_origin(&s.origin).map_err(|e| ConfigError::key("proof.origin", e))?;
     let at_least = |key: &str, ms: u64, min: u64| {
@@ -318,12 +320,15 @@ fn widget_session_url(base_url: &str) -> Result<(url::Url, String), ConfigError>
     Ok((url, widget_session))
 }
 
-/// A secret given inline or as a file: exactly one of the two, never both.
+/// A secret given inline or as a file: exactly one of the two, never both. The file is read as on
+/// every reload ([`SecretFile`]: a regular file of at most `max_bytes`, read until two reads
+/// agree, with a timeout), so start-up refuses what a reload would, and never hangs on it.
 pub(super) fn read_secret(
     key: &str,
     inline: SecretString,
     file_key: &str,
     file: &str,
+    max_bytes: u64,
 ) -> Result<Option<SecretString>, ConfigError> {
     let has_inline = !inline.expose_secret().is_empty();
     match (has_inline, file.trim().is_empty()) {
@@ -334,16 +339,26 @@ pub(super) fn read_secret(
         (true, true) => Ok(Some(inline)),
         (false, true) => Ok(None),
         (false, false) => {
-            let contents = std::fs::read_to_string(Path::new(file.trim()))
-                .map_err(|e| ConfigError::key(file_key, format!("cannot read {file:?}: {e}")))?;
-            // Files written by editors and secret managers usually end in a newline.
-            let secret = contents.trim_end_matches(['\n', '\r']);
+            let contents = read_secret_file(file_key, file, max_bytes)?;
+            let secret = without_line_end(&contents);
             if secret.is_empty() {
                 return Err(ConfigError::key(file_key, format!("{file:?} is empty")));
             }
             Ok(Some(SecretString::from(secret)))
         }
     }
+}
+
+/// A secret file's whole contents, read as on every reload; the error names the file, never what
+/// it holds.
+pub(super) fn read_secret_file(
+    file_key: &str,
+    file: &str,
+    max_bytes: u64,
+) -> Result<String, ConfigError> {
+    SecretFile::new(PathBuf::from(file.trim()), max_bytes)
+        .read_blocking()
+        .map_err(|e| ConfigError::key(file_key, format!("{file:?} {e}")))
 }
 
 fn validate_browser(s: BrowserSettings) -> Result<BrowserConfig, ConfigError> {
@@ -364,6 +379,8 @@ fn validate_client_ip(s: ClientIpSettings) -> Result<ClientIpResolver, ConfigErr
     Ok(ClientIpResolver::new(trusted, source))
 }
 
+/// A Redis URL is a line; a file far larger than any is a wrong file.
+const MAX_REDIS_URL_FILE_BYTES: u64 = 64 * 1024;
 /// Below this even a Redis beside the service (a round trip of well under a millisecond, a
 /// connection's handshake of a few) would often count as unreachable.
 const MIN_REDIS_TIMEOUT_MS: u64 = 10;
@@ -393,6 +410,7 @@ fn validate_rate_limit(
         s.redis_url,
         "rate_limit.redis_url_file",
         &s.redis_url_file,
+        MAX_REDIS_URL_FILE_BYTES,
     )?;
     if let Some(redis_url) = &redis_url {
         validate_redis_url(redis_url).map_err(|problem| ConfigError::key(url_key, problem))?;

@@ -11,7 +11,7 @@ mod wire;
 
 pub use client::{ProofClient, ProofEndpoint, ProofEndpointSettings, UpstreamAnswer};
 pub use error::{UpstreamError, UpstreamFailure};
-pub use token::{ClientToken, Reload};
+pub use token::{ClientToken, MAX_CLIENT_TOKEN_BYTES, Reload, check_client_token};
 pub use websocket::{Heard, SocketEnded, TransactionUpdates, WebSocketUnavailable};
 pub use wire::{WidgetSessionRequest, transaction_owner, transaction_status};
 

@@ -16,6 +16,8 @@ use actix_web::http::header::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::secret_file::{SecretFile, SecretFileError, without_line_end};
+
 use super::claims::{self, ClaimRules, ClaimRulesError};
 use super::token::session_token;
 use super::user::{MAX_USER_ID_CHARS, is_valid_email, is_valid_user_id};
@@ -107,11 +109,15 @@ pub struct JwtSession {
     key_file: Option<KeyFile>,
 }
 
+/// The largest key file read (`secret_file`, `public_key_pem_file`). An HS256 key is tens of bytes
+/// and an RSA public key PEM under 2 KiB even at 8192 bits: far more is a wrong file.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
 /// A key given as a file (`secret_file` or `public_key_pem_file`), and what rebuilds the verifier
 /// from its new contents.
 #[derive(Debug)]
 pub struct KeyFile {
-    path: std::path::PathBuf,
+    file: SecretFile,
     /// The settings the current verifier was built with, its key included.
     settings: Mutex<JwtVerifierSettings>,
 }
@@ -119,7 +125,7 @@ pub struct KeyFile {
 impl KeyFile {
     pub fn new(path: std::path::PathBuf, settings: JwtVerifierSettings) -> Self {
         Self {
-            path,
+            file: SecretFile::new(path, MAX_KEY_FILE_BYTES),
             settings: Mutex::new(settings),
         }
     }
@@ -152,16 +158,21 @@ impl JwtSession {
         }
     }
 
-    /// Reads the key file again and, when it holds a new valid key, swaps the verifier. A file
-    /// that cannot be read or holds no valid key keeps the last good one and logs an error.
-    /// Returns whether the key changed.
-    pub fn reload(&self) -> bool {
+    /// Reads the key file again (as every secret file is read: [`crate::secret_file`]) and, when
+    /// it holds a new key that passes the checks made at start ([`JwtVerifier::new`]), swaps the
+    /// verifier. A file that cannot be read or holds no valid key keeps the last good one and logs
+    /// an error. Returns whether the key changed.
+    pub async fn reload(&self) -> bool {
         let Some(key_file) = &self.key_file else {
             return false;
         };
-        let path = &key_file.path;
-        let contents = match std::fs::read_to_string(path) {
+        let path = key_file.file.path();
+        let contents = match key_file.file.read().await {
             Ok(contents) => contents,
+            Err(error @ SecretFileError::StillReading) => {
+                tracing::warn!(file = %path.display(), %error, "session key file not re-read: the last good key stays in use");
+                return false;
+            }
             Err(error) => {
                 tracing::error!(file = %path.display(), %error, "session key file cannot be read: the last good key stays in use");
                 return false;
@@ -174,7 +185,7 @@ impl JwtSession {
             .unwrap_or_else(PoisonError::into_inner);
         let mut settings = current.clone();
         if settings.algorithm == JwtAlgorithm::HS256 {
-            let secret = contents.trim_end_matches(['\n', '\r']);
+            let secret = without_line_end(&contents);
             if settings
                 .hs256_secret
                 .as_ref()

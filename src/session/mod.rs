@@ -27,7 +27,7 @@ pub use headers::HeaderSession;
 pub use jwks::{JwksConfigError, JwksSession, JwksSessionSettings};
 pub use jwt::{
     DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
-    KeyFile, sign_hs256,
+    KeyFile, MAX_KEY_FILE_BYTES, sign_hs256,
 };
 pub use token::{token_from_authorization, token_from_cookie_header};
 pub use user::is_valid_user_id;
@@ -76,9 +76,9 @@ impl SessionSource {
 
     /// Re-reads the source's key file, when it has one, and swaps in a new valid key (see
     /// [`JwtSession::reload`]). True when the key changed.
-    pub fn reload_keys(&self) -> bool {
+    pub async fn reload_keys(&self) -> bool {
         match self {
-            Self::Jwt(jwt) => jwt.reload(),
+            Self::Jwt(jwt) => jwt.reload().await,
             Self::Jwks(_) | Self::Forward(_) | Self::Headers(_) => false,
         }
     }

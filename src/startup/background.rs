@@ -49,16 +49,25 @@ pub(super) async fn maintain_rate_limits(rate_limits: Arc<RateLimits>, readiness
 
 /// Re-reads the secrets given as files (`proof.client_token_file`, the session's key file) every
 /// `every` (unless zero) and on each SIGHUP, swapping in what changed.
+///
+/// Runs on the runtime that also serves SIGTERM, so it never reads a file itself: each read runs on
+/// a thread of its own and is awaited with a timeout ([`crate::secret_file`]). A read stuck on a
+/// hung mount is given up on (the last good secret stays) and later reloads of that file are
+/// skipped until it returns, so ticks never pile threads up.
 pub(super) async fn reload_secret_files(
     endpoint: Arc<ProofEndpoint>,
     context: web::Data<AdmissionContext>,
     every: Duration,
 ) {
-    let reload = || {
-        endpoint.token().reload();
-        context.session.reload_keys();
+    // Both at once: a stuck token file does not delay the key's reload, nor the other way round.
+    let reload = || async {
+        tokio::join!(endpoint.token().reload(), context.session.reload_keys());
     };
-    reload();
+    // No read here: start-up has just read each file with the same rules, and a change since is
+    // seen at the first tick or SIGHUP (a SIGHUP before this point ends the process, the handler
+    // not being installed yet). Reads then happen only on a tick or a SIGHUP, never unprompted
+    // beside one.
+
     // Installed whatever the configuration: SIGHUP's default would end the process.
     #[cfg(unix)]
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -91,6 +100,6 @@ pub(super) async fn reload_secret_files(
             () = hangup => tracing::info!("SIGHUP: re-reading the secrets given as files"),
             () = tick => {}
         }
-        reload();
+        reload().await;
     }
 }
