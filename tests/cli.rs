@@ -2443,63 +2443,90 @@ fn mkfifo(path: &Path) {
     assert!(status.success(), "mkfifo failed: {status:?}");
 }
 
+/// Stands for a writer caught half way through a secret file: writes `first` to `path`, has the
+/// service re-read it (its `reload`-th SIGHUP), and as soon as the service has started reading,
+/// writes `rest`. True when the whole write ended within the reader's settling gap of the signal,
+/// so that no read made by the rules could have taken `first` alone; false when this machine
+/// stalled the writer longer, and the service may rightly have taken what a writer that stopped
+/// there leaves behind.
+fn write_in_two_parts_across_a_reload(
+    service: &Service,
+    path: &Path,
+    (first, rest): (&str, &str),
+    reload: usize,
+) -> bool {
+    let mut writer = start_writing_in_place(path, first);
+    let signalled = Instant::now();
+    service.signal("-HUP");
+    wait_for_lines(service, SIGHUP_LINE, reload);
+    writer
+        .write_all(format!("{rest}\n").as_bytes())
+        .expect("finish the write");
+    drop(writer);
+    signalled.elapsed() < proof_bff::secret_file::SETTLE_GAP
+}
+
+/// How many times a half-written file is tried: an attempt whose writer this machine stalled past
+/// the reader's gap proves nothing either way, and is tried again.
+const HALF_WRITTEN_ATTEMPTS: usize = 5;
+
 #[test]
 fn a_token_file_caught_half_written_is_never_sent_to_proof() {
     let upstream = Upstream::start();
-    // Read on SIGHUP only: nothing but the SIGHUP below reads the file.
+    // Read on SIGHUP only: nothing but the SIGHUPs below reads the file.
     let (service, files) = service_with_token_file(&upstream, "0");
-    let mut writer = start_writing_in_place(&files.path("client_token"), "tok_NEW_f");
-    service.signal("-HUP");
-    // The service reads the file as it is now, half written; the writer then finishes at once,
-    // well before a second read a moment later.
-    wait_for_lines(&service, SIGHUP_LINE, 1);
-    writer.write_all(b"ull_7c2e9a\n").expect("finish the write");
-    drop(writer);
-
-    service.process.stdout.wait_for_line(
-        |line| line.contains("the new token is in use"),
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        token_sent_to_proof(&service, &upstream),
-        "Bearer tok_NEW_full_7c2e9a",
-        "Proof was sent the token the file held half way through its write"
-    );
-    let (stdout, _) = service.stop();
-    assert!(!stdout.contains("tok_NEW"), "a token was logged");
+    for attempt in 1..=HALF_WRITTEN_ATTEMPTS {
+        let token = format!("tok_NEW{attempt}_full_7c2e9a");
+        let in_time = write_in_two_parts_across_a_reload(
+            &service,
+            &files.path("client_token"),
+            token.split_at(10),
+            attempt,
+        );
+        wait_for_lines(&service, "the new token is in use", attempt);
+        let sent = token_sent_to_proof(&service, &upstream);
+        if in_time {
+            assert_eq!(
+                sent,
+                format!("Bearer {token}"),
+                "Proof was sent the token the file held half way through its write"
+            );
+            let (stdout, _) = service.stop();
+            assert!(!stdout.contains("tok_NEW"), "a token was logged");
+            return;
+        }
+    }
+    panic!("the writer was stalled past the reader's gap in all {HALF_WRITTEN_ATTEMPTS} attempts");
 }
 
 #[test]
 fn a_session_key_file_caught_half_written_is_never_used() {
     const OLD: &str = "old-session-secret-0123456789abcdef0123456789";
-    const NEW: &str = "new-session-secret-0123456789abcdef0123456789-and-some-more-of-it";
     let upstream = Upstream::start();
     let (service, _files, secret_file) = service_with_session_key_file(&upstream, OLD);
     let status_with = |secret: &str| status_with_session_key(&service, secret);
     assert_eq!(status_with(OLD), 200);
 
-    // Cut short, the new key is still long enough to be an HS256 key, and a wrong one.
-    let (first_part, rest) = NEW.split_at(40);
-    let mut writer = start_writing_in_place(&secret_file, first_part);
-    service.signal("-HUP");
-    wait_for_lines(&service, SIGHUP_LINE, 1);
-    writer
-        .write_all(format!("{rest}\n").as_bytes())
-        .expect("finish the write");
-    drop(writer);
-
-    service.process.stdout.wait_for_line(
-        |line| line.contains("session key file changed"),
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        status_with(NEW),
-        200,
-        "a session signed with the whole new key is refused: the key was taken half written"
-    );
-    assert_eq!(status_with(OLD), 401, "the old key is gone");
-    let (stdout, _) = service.stop();
-    assert!(!stdout.contains(first_part), "the key was logged");
+    for attempt in 1..=HALF_WRITTEN_ATTEMPTS {
+        let new = format!("new-session-secret-{attempt}-0123456789abcdef0123456789-and-more-of-it");
+        // Cut short, the new key is still long enough to be an HS256 key, and a wrong one.
+        let (first_part, rest) = new.split_at(40);
+        let in_time =
+            write_in_two_parts_across_a_reload(&service, &secret_file, (first_part, rest), attempt);
+        wait_for_lines(&service, "session key file changed", attempt);
+        if in_time {
+            assert_eq!(
+                status_with(&new),
+                200,
+                "a session signed with the whole new key is refused: the key was taken half written"
+            );
+            assert_eq!(status_with(OLD), 401, "the old key is gone");
+            let (stdout, _) = service.stop();
+            assert!(!stdout.contains(first_part), "the key was logged");
+            return;
+        }
+    }
+    panic!("the writer was stalled past the reader's gap in all {HALF_WRITTEN_ATTEMPTS} attempts");
 }
 
 #[test]
