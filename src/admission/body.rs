@@ -1,4 +1,5 @@
-//! A request's body, read within bounds: its size (declared or actual) and its time.
+//! A request's body, read within bounds: its size (declared or actual) and its time; or read and
+//! dropped, for a request refused before its body was needed.
 
 use actix_web::error::PayloadError;
 use actix_web::http::header;
@@ -17,11 +18,7 @@ pub async fn read_body(
     limit: usize,
 ) -> Result<Bytes, ApiError> {
     let too_large = ApiError::BodyTooLarge { limit };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large);
     }
@@ -41,4 +38,31 @@ pub async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// Reads and drops the body of a request refused before its body was needed, up to `limit` bytes
+/// and within the request's time, so that the connection can serve the client's next request.
+/// Nothing is kept; a body over `limit`, cut short or too slow simply ends the reading, and the
+/// server then closes the connection after the answer, as it does for any request whose body was
+/// left unread.
+pub async fn discard_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) {
+    let declared = declared_length(req);
+    if declared.is_some_and(|len| len > limit) {
+        return;
+    }
+    let mut read = 0;
+    while let Some(Ok(chunk)) = payload.next().await {
+        read += chunk.len();
+        if read > limit {
+            return;
+        }
+    }
+}
+
+/// The body's length as the request declares it (`Content-Length`), if it does.
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
 }

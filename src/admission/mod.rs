@@ -5,7 +5,8 @@
 //! - [`caller`]: who is calling and from where, in a fixed order: the client's real address,
 //!   whether a session is presented at all, the address's limit, the session, the user's limit,
 //!   each route spending its own budget.
-//! - [`body`]: a request body read within its size and time bounds.
+//! - [`body`]: a request body read within its size and time bounds, or read and dropped for a
+//!   request refused before it was needed.
 //! - [`context`]: what every worker shares to do the above.
 //! - [`error`]: [`ApiError`], every reason the service itself refuses or fails a request, with the
 //!   status, error and code it answers with.
@@ -17,7 +18,7 @@ mod caller;
 mod context;
 mod error;
 
-pub use body::read_body;
+pub use body::{discard_body, read_body};
 pub use caller::{identify, resolve_client_ip};
 pub use context::AdmissionContext;
 pub use error::{ApiError, ValidationError};

@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{CheckoutContext, CheckoutRequest, parse_checkout_request};
-use crate::admission::{AdmissionContext, ApiError, identify, read_body, resolve_client_ip};
+use crate::admission::{
+    AdmissionContext, ApiError, discard_body, identify, read_body, resolve_client_ip,
+};
 use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
 use crate::idempotency::{
@@ -20,7 +22,7 @@ use crate::idempotency::{
 use crate::proof::{
     ProofClient, UpstreamAnswer, UpstreamError, UpstreamFailure, WidgetSessionRequest,
 };
-use crate::rate_limit::{Budget, RATE_LIMIT, RATE_LIMIT_POLICY};
+use crate::rate_limit::{Allowance, Budget, RATE_LIMIT, RATE_LIMIT_POLICY};
 use crate::session::SessionUser;
 use crate::telemetry::{Caller, DetachedCall};
 
@@ -32,18 +34,23 @@ pub async fn start_checkout(
     browser: web::Data<BrowserConfig>,
     proof: web::Data<ProofClient>,
 ) -> Result<HttpResponse, ApiError> {
-    if admission.readiness.is_draining() {
-        // The request is taken in whole (bounded as any body) before the 503, so the connection
-        // closes after a complete exchange: closing under a client still sending can reset the
-        // connection and lose the answer that tells it to go elsewhere.
-        let _ = read_body(&req, payload, admission.max_body_bytes).await;
-        return Err(ApiError::ShuttingDown);
-    }
-    check_caller(&req, &browser)?;
-    let client_ip = resolve_client_ip(&req, &admission);
-    let (user, allowance) = identify(&req, &admission, client_ip, Budget::Checkout).await?;
-    require_json(&req)?;
-    let idempotency_key = idempotency_key(req.headers())?;
+    let admitted = match admit(&req, &admission, &browser).await {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            // Refused before its body was read: the body is read and dropped first (bounded as any
+            // body), so the exchange is complete and the connection stays open for the client's
+            // next request. Closed with the body unread, the connection would be reset by the
+            // kernel, and the client could lose this very answer.
+            discard_body(&req, payload, admission.max_body_bytes).await;
+            return Err(error);
+        }
+    };
+    let Admitted {
+        client_ip,
+        user,
+        allowance,
+        idempotency_key,
+    } = admitted;
     let body = read_body(&req, payload, admission.max_body_bytes).await?;
     let checkout = parse_checkout_request(&body, &context.checkout)?;
     let mut response =
@@ -64,6 +71,38 @@ pub async fn start_checkout(
         headers.insert(RATE_LIMIT, allowance.rate_limit);
     }
     Ok(response)
+}
+
+/// What the checkout knows of its caller before reading the body.
+struct Admitted {
+    client_ip: ClientIp,
+    user: SessionUser,
+    /// None when the shared backend failed and on_backend_error let the request through unchecked.
+    allowance: Option<Allowance>,
+    idempotency_key: Option<IdempotencyKey>,
+}
+
+/// The phases before the body, in order: a draining instance, the browser's rules, the caller,
+/// the body's type and the Idempotency-Key.
+async fn admit(
+    req: &HttpRequest,
+    admission: &AdmissionContext,
+    browser: &BrowserConfig,
+) -> Result<Admitted, ApiError> {
+    if admission.readiness.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    check_caller(req, browser)?;
+    let client_ip = resolve_client_ip(req, admission);
+    let (user, allowance) = identify(req, admission, client_ip, Budget::Checkout).await?;
+    require_json(req)?;
+    let idempotency_key = idempotency_key(req.headers())?;
+    Ok(Admitted {
+        client_ip,
+        user,
+        allowance,
+        idempotency_key,
+    })
 }
 
 /// Asks Proof for the session in a task of the worker's own, which the request waits for: if the

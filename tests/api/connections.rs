@@ -442,3 +442,26 @@ async fn beyond_max_connections_a_new_connection_waits_until_one_closes() {
         .expect("the waiting connection is served once the first closes");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
+
+/// A checkout refused before its body was needed (here: no session) still has its body read, so
+/// the exchange is complete and the connection stays open for the client's next request. Closed
+/// with the body unread, the connection is reset by the kernel, and a client can lose the refusal
+/// itself, or find its next request on a pooled connection unanswered.
+#[tokio::test]
+async fn a_checkout_refused_before_its_body_keeps_the_connection_for_the_next_request() {
+    let app = spawn(|_| {}).await;
+    let mut connection = RawConnection::open(app.port).await;
+    let refused = RawRequest::checkout(app.port, APP_ORIGIN, None)
+        .with_body(br#"{"network":"TRC20","currency":"USDT","amount":"100"}"#);
+    for attempt in 0..3 {
+        let answer = connection.exchange(&refused).await;
+        assert_eq!(answer.status, 401, "attempt {attempt}: {answer:?}");
+        assert_eq!(
+            answer.header("connection"),
+            None,
+            "attempt {attempt}: kept alive"
+        );
+    }
+    let answered = connection.exchange(healthz(&app).head().as_bytes()).await;
+    assert_eq!(answered.status, 200);
+}
