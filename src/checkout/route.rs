@@ -1,6 +1,7 @@
 //! `POST /start-checkout`, as named phases in the order they run: refuse a foreign caller, know who
 //! and where the user is, read and check what they asked for, then ask Proof and relay its answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -16,6 +17,7 @@ use crate::admission::{
 };
 use crate::browser::{BrowserConfig, check_caller};
 use crate::client_ip::ClientIp;
+use crate::http::{DrainHold, Readiness};
 use crate::idempotency::{
     Claim, IDEMPOTENT_REPLAYED, IdempotencyKey, Scope, StoredAnswer, Ticket, idempotency_key,
 };
@@ -58,7 +60,7 @@ pub async fn start_checkout(
             Claimed::Replay(answer) => replay(answer),
             Claimed::First(ticket) => {
                 let upstream_body = widget_session_body(&checkout, &user, client_ip, &context);
-                relay(&ask_proof(&req, &proof, upstream_body, ticket).await?)
+                relay(&ask_proof(&req, &proof, upstream_body, ticket, &admission.readiness).await?)
             }
         };
     let headers = response.headers_mut();
@@ -115,10 +117,12 @@ async fn ask_proof(
     proof: &web::Data<ProofClient>,
     body: Bytes,
     ticket: Option<Ticket>,
+    readiness: &Arc<Readiness>,
 ) -> Result<ProofAnswer, ApiError> {
     let call = DetachedCall::begin(req);
     let proof = proof.clone();
     let (answered, answer) = oneshot::channel();
+    let (hand_over, drain_hold) = oneshot::channel();
     actix_web::rt::spawn(
         async move {
             let result = proof
@@ -134,10 +138,18 @@ async fn ask_proof(
             if let Err((result, _)) = answered.send((result, call.outcome())) {
                 answered_after_client_left(&result, kept);
             }
+            // Held to here: the drain hold the request handed over if its client left.
+            drop(drain_hold);
         }
         .instrument(tracing::Span::current()),
     );
-    let Ok((result, outcome)) = answer.await else {
+    let mut if_left = HoldDrainIfLeft {
+        readiness: readiness.clone(),
+        hand_over: Some(hand_over),
+    };
+    let answer = answer.await;
+    if_left.hand_over = None;
+    let Ok((result, outcome)) = answer else {
         // Only a panic in the task ends it without an answer.
         tracing::error!("the call to Proof ended without an answer");
         return Err(ApiError::Upstream(UpstreamError {
@@ -151,6 +163,24 @@ async fn ask_proof(
         Caller::Request(req).note_upstream(outcome);
     }
     Ok(result?)
+}
+
+/// Dropped with a request whose call to Proof still runs (its client gone): hands that call's task
+/// a hold on the drain, kept to the task's end, so that a drain does not stop the worker, and the
+/// call with it, before Proof's answer is kept for the retry. A request still connected needs
+/// none: the server's drain waits for its connection.
+struct HoldDrainIfLeft {
+    readiness: Arc<Readiness>,
+    hand_over: Option<oneshot::Sender<DrainHold>>,
+}
+
+impl Drop for HoldDrainIfLeft {
+    fn drop(&mut self) {
+        if let Some(hand_over) = self.hand_over.take() {
+            // Taken here, before the connection closes: the drain always sees one or the other.
+            let _ = hand_over.send(self.readiness.hold_drain());
+        }
+    }
 }
 
 /// The end of a checkout's call to Proof that no one waits for any more.

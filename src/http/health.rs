@@ -1,6 +1,7 @@
 //! Liveness and readiness probes, and the readiness they report.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -73,6 +74,23 @@ pub struct Readiness {
     /// Set while the session source cannot verify anyone yet (e.g. no identity provider key set
     /// loaded so far).
     session_backend_not_ready: AtomicBool,
+    /// Work under way that no connection holds open ([`DrainHold`]), and the wake-up when one ends.
+    holds: AtomicUsize,
+    hold_released: Notify,
+}
+
+/// Work that outlives its request and that the drain waits for, as it waits for requests in flight:
+/// a checkout's call to Proof whose client has gone. Stopping the server ends its workers once
+/// their connections are closed, and with them every task they run; a call cut there may have
+/// created a session at Proof whose answer is then never kept for the client's retry.
+#[derive(Debug)]
+pub struct DrainHold(Arc<Readiness>);
+
+impl Drop for DrainHold {
+    fn drop(&mut self) {
+        self.0.holds.fetch_sub(1, Ordering::SeqCst);
+        self.0.hold_released.notify_waiters();
+    }
 }
 
 impl Readiness {
@@ -124,5 +142,25 @@ impl Readiness {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Holds the drain until the returned value is dropped.
+    pub fn hold_drain(self: &Arc<Self>) -> DrainHold {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        DrainHold(self.clone())
+    }
+
+    /// Returns once no [`DrainHold`] is held (at once if none is).
+    pub async fn holds_released(&self) {
+        loop {
+            let released = self.hold_released.notified();
+            let mut released = std::pin::pin!(released);
+            // Registered before the count is read, so a hold released in between is not missed.
+            released.as_mut().enable();
+            if self.holds.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            released.await;
+        }
     }
 }

@@ -10,5 +10,5 @@ mod loopback;
 
 pub use envelope::envelope_response;
 pub use fallback::{method_not_allowed, not_found};
-pub use health::{Readiness, healthz, readyz};
+pub use health::{DrainHold, Readiness, healthz, readyz};
 pub use loopback::is_loopback_host;

@@ -58,6 +58,7 @@ pub struct ApplicationHandle {
     readiness: Arc<Readiness>,
     server: ServerHandle,
     drain_delay: Duration,
+    shutdown_timeout: Duration,
 }
 
 impl ApplicationHandle {
@@ -74,6 +75,17 @@ impl ApplicationHandle {
             tokio::time::sleep(self.drain_delay).await;
         }
         self.readiness.start_draining();
+        // Checkouts whose client has gone may still be at Proof, in tasks no connection holds
+        // open: stopping the server would end them with their workers, before their answers are
+        // kept for the retry. The server keeps serving (new requests get 503) while they finish.
+        if tokio::time::timeout(self.shutdown_timeout, self.readiness.holds_released())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "calls to Proof whose clients had gone still running after shutdown_timeout_s: stopping anyway"
+            );
+        }
         self.server.stop(true).await;
     }
 }
@@ -268,6 +280,7 @@ impl Application {
             readiness: readiness.clone(),
             server: server.handle(),
             drain_delay: config.server.drain_delay,
+            shutdown_timeout: config.server.shutdown_timeout,
         };
         Ok(Self {
             port,

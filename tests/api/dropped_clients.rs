@@ -207,6 +207,107 @@ async fn with_redis_the_retry_on_another_replica_gets_the_answer_of_the_checkout
     left_at_proof_then_retried(&first, &second, &proof, "dropped-keyed-redis").await;
 }
 
+/// A drain (a deploy) waits for the call of a checkout whose client left while Proof held it: the
+/// workers stopped at once would end the call with them, and Proof's answer would never be kept.
+/// The retry on the replica that takes over gets that answer: Proof creates one session.
+#[tokio::test]
+async fn a_drain_waits_for_the_call_of_a_checkout_whose_client_left_and_its_answer_is_replayed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proof =
+        RawUpstream::start([RawBehaviour::AnswerWhenReleased(200, WIDGET_SESSION_BODY)]).await;
+    let configure = |s: &mut Settings| {
+        proof_holding_answers(s, &proof);
+        use_redis(s, &redis);
+    };
+    let leaving = spawn_app_with(configure).await;
+    let mut settings = base_settings(&leaving.proof);
+    configure(&mut settings);
+    let replacement =
+        spawn_with_config(settings.validate().unwrap(), MockServer::start().await).await;
+    // On connections of their own: one idling in a client's pool would hold the drain open by
+    // itself, whatever the drain does about the call.
+    for app in [&leaving, &replacement] {
+        let deadline = Instant::now() + EVENTUALLY;
+        loop {
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            let ready = client.get(app.url("/readyz")).send().await;
+            if ready.is_ok_and(|answer| answer.status() == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let request_id = "dropped-then-drained";
+    let connection = checkout_at_proof(&leaving, &proof, request_id, Some(KEY)).await;
+    drop(connection);
+    client_closed_line(request_id).await;
+
+    let mut drain = leaving.start_drain();
+    // Draining, and still serving while the call is at Proof: new requests are told to go, and
+    // the drain does not end (stopping the server, which would end the call with its worker).
+    let told_to_go = || async {
+        let answer = leaving
+            .checkout_on_own_connection()
+            .json(&checkout_body())
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 503).then_some(answer)
+    };
+    let deadline = Instant::now() + EVENTUALLY;
+    let first = loop {
+        if let Some(answer) = told_to_go().await {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leaving instance never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    expect_error(first, 503, "unavailable", "shutting_down").await;
+    for probe in 0..20 {
+        assert!(
+            told_to_go().await.is_some(),
+            "probe {probe}: the server stopped while the checkout's call was still at Proof"
+        );
+        assert!(
+            !drain.is_finished(),
+            "the drain ended while the checkout's call was still at Proof"
+        );
+    }
+    proof.release();
+    tokio::time::timeout(EVENTUALLY, &mut drain)
+        .await
+        .expect("the drain ends once the call has")
+        .expect("the drain task");
+    // The call ended, and its answer was kept, before the drain did.
+    assert!(
+        !log_events_with_message(
+            request_id,
+            "checkout answered after its client had gone: the answer is kept for a retry"
+        )
+        .is_empty(),
+        "the drain ended before the call's answer was kept"
+    );
+
+    let replay = retry_on(&replacement)
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.text().await.unwrap(), WIDGET_SESSION_BODY);
+    assert_eq!(proof.requests(), 1, "Proof created one session");
+}
+
 #[tokio::test]
 async fn a_checkout_without_a_key_whose_client_left_still_completes_at_proof_and_is_counted_499() {
     let proof =
