@@ -26,10 +26,12 @@ pub(super) enum Decision {
     Stop,
 }
 
-/// The retries of one checkout: how many attempts were made, the once-only `internal_error`
-/// retry, and the deadline. Owned by the loop in [`ProofClient::create_widget_session`], so the
-/// attempt count every error reports comes from one place; [`RetryState::decide`] takes the
-/// clock and the jitter as arguments, so the rules are tested without a network or a real clock.
+/// The retries of one call to Proof: how many attempts were made, the once-only `internal_error`
+/// retry, and the deadline. Owned by the loop in
+/// [`ProofClient::call_with_retries`](super::client::ProofClient::call_with_retries), which the
+/// widget session and the reads alike go through, so the attempt count every error reports comes
+/// from one place; [`RetryState::decide`] takes the clock and the jitter as arguments, so the
+/// rules are tested without a network or a real clock.
 #[derive(Debug)]
 pub(super) struct RetryState {
     attempts: u32,

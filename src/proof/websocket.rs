@@ -83,7 +83,7 @@ impl ProofClient {
     ) -> Result<TransactionUpdates, WebSocketUnavailable> {
         let endpoint = self.endpoint();
         let url = endpoint
-            .url_with_query(&["ws"], "tx_id", merchant_transaction_id)
+            .transaction_updates_url(merchant_transaction_id)
             .map_err(|_| WebSocketUnavailable("the URL could not be built".to_owned()))?;
         let request = self
             .http()
