@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use percent_encoding::percent_decode_str;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
@@ -542,30 +543,11 @@ fn redact(text: String, url: &SecretString) -> String {
         && !password.is_empty()
     {
         text = text.replace(password, "<password>");
-        if let Ok(decoded) = percent_decode(password) {
-            text = text.replace(&decoded, "<password>");
+        if let Ok(decoded) = percent_decode_str(password).decode_utf8() {
+            text = text.replace(&*decoded, "<password>");
         }
     }
     text
-}
-
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
 }
 
 /// How to make a new connection.
