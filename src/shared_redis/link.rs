@@ -17,10 +17,10 @@ use redis::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::{BackendError, Failure, RedisSettings, RedisSetupError};
+use crate::side_thread::SideThread;
 
 /// How long nothing but failures must last before the connection is replaced; also the least time
 /// between two replacements, so a Redis that stays down costs one new connection a second.
@@ -119,9 +119,11 @@ impl RedisLink {
                 .set_response_timeout(None);
             Target::Single(client, config)
         };
-        let runtime = Runtime::start().map_err(RedisSetupError::Thread)?;
+        // Nothing of its own to run: the connection's tasks and the calls are handed to it.
+        let thread = SideThread::start("shared-redis", std::future::pending)
+            .map_err(RedisSetupError::Thread)?;
         let connection = target
-            .connect(&runtime.handle)
+            .connect(thread.handle())
             .map_err(|err| setup_error(&addr, &url, &err))?;
         Ok(Self {
             id: NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed),
@@ -129,7 +131,7 @@ impl RedisLink {
                 target,
                 state: Mutex::new(LinkState::new(connection)),
                 addr: addr.clone(),
-                runtime,
+                thread,
                 url,
             },
             timeout,
@@ -280,7 +282,7 @@ impl RedisLink {
     /// wait for, nor fail, the request that needs it (a dropped request releasing its lock).
     pub fn spawn_detached(&self, command: Cmd) {
         run_detached(
-            &self.link.runtime.handle,
+            self.link.thread.handle(),
             self.link.current(),
             command,
             self.timeout,
@@ -376,7 +378,7 @@ impl RedisLink {
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let runtime = &self.link.runtime.handle;
+        let runtime = self.link.thread.handle();
         let connection = self.link.current();
         // Armed until the call is answered. Declared before `abort`, so dropped after it: an
         // abandoned call's task is aborted first, and the undo is queued behind whatever the task
@@ -403,7 +405,7 @@ impl RedisLink {
         };
         self.link
             .state()
-            .failed(&self.link, &self.link.runtime.handle);
+            .failed(&self.link, self.link.thread.handle());
         Err(self.error(failure))
     }
 
@@ -578,39 +580,11 @@ struct Link {
     target: Target,
     state: Mutex<LinkState>,
     addr: Arc<str>,
-    runtime: Runtime,
+    /// `shared-redis`: its runtime drives the link's connection and runs the calls made on it. It
+    /// stops when the link is dropped.
+    thread: SideThread,
     /// Only to redact it from error texts.
     url: SecretString,
-}
-
-/// A single-threaded runtime on a thread of its own, for the connection's tasks and calls; it
-/// stops when the link is dropped.
-struct Runtime {
-    handle: Handle,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Runtime {
-    fn start() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("shared-redis".to_owned())
-            .spawn(move || {
-                // Returns when the sender is dropped with the link; the runtime and its tasks
-                // are dropped here, on their own thread.
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })?;
-        Ok(Self {
-            handle,
-            _stop: stop,
-        })
-    }
 }
 
 struct LinkState {
