@@ -290,7 +290,7 @@ impl RedisLink {
     }
 
     /// One call bounded by the timeout: on this thread's own connection if it has one, otherwise
-    /// on the link's thread. A connection is replaced after a second of failures.
+    /// on the link's, from the link's thread. A connection is replaced after a second of failures.
     ///
     /// A call that finds its connection lost (Redis restarted, or closed an idle connection) is
     /// made once more, within the same timeout, on the connection that replaces it: a worker's
@@ -308,42 +308,101 @@ impl RedisLink {
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        match self.own_connection() {
-            Some(connection) => {
-                // Armed until the call is answered: dropped with this future, it sends the undo.
-                let pending = undo.and_then(|(command, within)| {
-                    let runtime = Handle::try_current().ok()?;
-                    Some(PendingUndo::new(
-                        runtime,
-                        connection.clone(),
-                        command,
-                        within,
-                    ))
-                });
-                let outcome = match tokio::time::timeout(
-                    self.timeout,
-                    once_more_if_lost(connection, operation),
-                )
-                .await
-                {
-                    Ok(answer) => answer.map_err(|err| describe(&err).redacted(&self.link.url)),
-                    Err(_) => Err(Failure::Timeout(self.timeout)),
-                };
-                if let (Ok(_), Some(pending)) = (&outcome, pending) {
+        let (route, connection) = match self.own_connection() {
+            Some(connection) => (Route::ThisThread, connection),
+            None => (Route::LinkThread, self.link.current()),
+        };
+        // Armed until the call is answered: dropped with this future, it sends the undo. Declared
+        // before the call is awaited, so dropped after it (see `on_link_thread`).
+        let pending = undo.and_then(|(command, within)| {
+            let runtime = self.runtime(route)?;
+            Some(PendingUndo::new(
+                runtime,
+                connection.clone(),
+                command,
+                within,
+            ))
+        });
+        let answer = match route {
+            Route::ThisThread => {
+                tokio::time::timeout(self.timeout, once_more_if_lost(connection, operation))
+                    .await
+                    .map_err(|_| Failure::Timeout(self.timeout))
+            }
+            Route::LinkThread => self.on_link_thread(connection, operation).await,
+        };
+        let outcome =
+            answer.and_then(|answer| answer.map_err(|err| describe(&err).redacted(&self.link.url)));
+        match &outcome {
+            Ok(_) => {
+                if let Some(pending) = pending {
                     pending.answered();
                 }
-                match &outcome {
-                    Ok(_) => self.with_own_state(LinkState::succeeded),
-                    // The runtime is looked up only when a replacement may be needed.
-                    Err(_) => {
-                        if let Ok(runtime) = Handle::try_current() {
-                            self.with_own_state(|state| state.failed(&self.link, &runtime));
-                        }
-                    }
-                }
-                outcome.map_err(|failure| self.error(failure))
+                self.with_state(route, LinkState::succeeded);
             }
-            None => self.call_on_link_thread(operation, undo).await,
+            // The runtime is looked up only when a replacement may be needed.
+            Err(_) => {
+                if let Some(runtime) = self.runtime(route) {
+                    self.with_state(route, |state| state.failed(&self.link, &runtime));
+                }
+            }
+        }
+        outcome.map_err(|failure| self.error(failure))
+    }
+
+    /// Runs the call as a task on the link's thread, and waits for it within the timeout.
+    async fn on_link_thread<T, F, Fut>(
+        &self,
+        connection: Connection,
+        operation: F,
+    ) -> Result<RedisResult<T>, Failure>
+    where
+        F: Fn(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self
+            .link
+            .thread
+            .handle()
+            .spawn(once_more_if_lost(connection, operation));
+        // Dropped before the caller's undo: an abandoned call's task is aborted first, and the
+        // undo is queued behind whatever the task wrote (both run on the link's one thread).
+        let _abort = AbortOnDrop(task.abort_handle());
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(answer)) => Ok(answer),
+            // The call panicked, or the connection's thread is gone (which a live link never lets
+            // happen).
+            Ok(Err(_)) => Err(Failure::Other(
+                "the Redis call ended without an answer".to_owned(),
+            )),
+            // Abandoned (see `AbortOnDrop`).
+            Err(_) => Err(Failure::Timeout(self.timeout)),
+        }
+    }
+
+    /// The runtime a call's undo and a replacement connection go to: the calling thread's for its
+    /// own connection (none outside a runtime), the link's for the link's.
+    fn runtime(&self, route: Route) -> Option<Handle> {
+        match route {
+            Route::ThisThread => Handle::try_current().ok(),
+            Route::LinkThread => Some(self.link.thread.handle().clone()),
+        }
+    }
+
+    /// Updates the state of the connection a call went out on.
+    fn with_state(&self, route: Route, update: impl FnOnce(&mut LinkState)) {
+        match route {
+            Route::ThisThread => {
+                let _ = OWN_CONNECTIONS.try_with(|own| {
+                    if let Some((_, state)) =
+                        own.borrow_mut().iter_mut().find(|(id, _)| *id == self.id)
+                    {
+                        update(state);
+                    }
+                });
+            }
+            Route::LinkThread => update(&mut self.link.state()),
         }
     }
 
@@ -359,62 +418,21 @@ impl RedisLink {
             .flatten()
     }
 
-    fn with_own_state(&self, update: impl FnOnce(&mut LinkState)) {
-        let _ = OWN_CONNECTIONS.try_with(|own| {
-            if let Some((_, state)) = own.borrow_mut().iter_mut().find(|(id, _)| *id == self.id) {
-                update(state);
-            }
-        });
-    }
-
-    /// One call on the link's connection, run on the link's thread.
-    async fn call_on_link_thread<T, F, Fut>(
-        &self,
-        operation: F,
-        undo: Option<(Cmd, Duration)>,
-    ) -> Result<T, BackendError>
-    where
-        F: Fn(Connection) -> Fut + Send + 'static,
-        Fut: Future<Output = RedisResult<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let runtime = self.link.thread.handle();
-        let connection = self.link.current();
-        // Armed until the call is answered. Declared before `abort`, so dropped after it: an
-        // abandoned call's task is aborted first, and the undo is queued behind whatever the task
-        // wrote (both run on the link's one thread).
-        let pending = undo.map(|(command, within)| {
-            PendingUndo::new(runtime.clone(), connection.clone(), command, within)
-        });
-        let task = runtime.spawn(once_more_if_lost(connection, operation));
-        let _abort = AbortOnDrop(task.abort_handle());
-        let failure = match tokio::time::timeout(self.timeout, task).await {
-            Ok(Ok(Ok(value))) => {
-                if let Some(pending) = pending {
-                    pending.answered();
-                }
-                self.link.state().succeeded();
-                return Ok(value);
-            }
-            Ok(Ok(Err(err))) => describe(&err).redacted(&self.link.url),
-            // The call panicked, or the connection's thread is gone (which a live link never lets
-            // happen).
-            Ok(Err(_)) => Failure::Other("the Redis call ended without an answer".to_owned()),
-            // Abandoned (see `AbortOnDrop`).
-            Err(_) => Failure::Timeout(self.timeout),
-        };
-        self.link
-            .state()
-            .failed(&self.link, self.link.thread.handle());
-        Err(self.error(failure))
-    }
-
     fn error(&self, failure: Failure) -> BackendError {
         BackendError {
             addr: self.addr.clone(),
             failure,
         }
     }
+}
+
+/// Which connection a call goes out on.
+#[derive(Clone, Copy)]
+enum Route {
+    /// The calling thread's own ([`RedisLink::connect_this_thread`]), from the calling task.
+    ThisThread,
+    /// The link's, from a task on the link's thread.
+    LinkThread,
 }
 
 /// `operation`, and once more if it found its connection lost: the connection then reconnects
