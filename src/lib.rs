@@ -15,6 +15,7 @@ pub mod sandbox;
 pub mod secret_file;
 pub mod session;
 pub mod shared_redis;
+pub mod side_thread;
 pub mod startup;
 pub mod status;
 pub mod telemetry;

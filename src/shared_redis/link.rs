@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use percent_encoding::percent_decode_str;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
@@ -16,10 +17,10 @@ use redis::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::{BackendError, Failure, RedisSettings, RedisSetupError};
+use crate::side_thread::SideThread;
 
 /// How long nothing but failures must last before the connection is replaced; also the least time
 /// between two replacements, so a Redis that stays down costs one new connection a second.
@@ -118,9 +119,11 @@ impl RedisLink {
                 .set_response_timeout(None);
             Target::Single(client, config)
         };
-        let runtime = Runtime::start().map_err(RedisSetupError::Thread)?;
+        // Nothing of its own to run: the connection's tasks and the calls are handed to it.
+        let thread = SideThread::start("shared-redis", std::future::pending)
+            .map_err(RedisSetupError::Thread)?;
         let connection = target
-            .connect(&runtime.handle)
+            .connect(thread.handle())
             .map_err(|err| setup_error(&addr, &url, &err))?;
         Ok(Self {
             id: NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed),
@@ -128,7 +131,7 @@ impl RedisLink {
                 target,
                 state: Mutex::new(LinkState::new(connection)),
                 addr: addr.clone(),
-                runtime,
+                thread,
                 url,
             },
             timeout,
@@ -279,7 +282,7 @@ impl RedisLink {
     /// wait for, nor fail, the request that needs it (a dropped request releasing its lock).
     pub fn spawn_detached(&self, command: Cmd) {
         run_detached(
-            &self.link.runtime.handle,
+            self.link.thread.handle(),
             self.link.current(),
             command,
             self.timeout,
@@ -287,7 +290,7 @@ impl RedisLink {
     }
 
     /// One call bounded by the timeout: on this thread's own connection if it has one, otherwise
-    /// on the link's thread. A connection is replaced after a second of failures.
+    /// on the link's, from the link's thread. A connection is replaced after a second of failures.
     ///
     /// A call that finds its connection lost (Redis restarted, or closed an idle connection) is
     /// made once more, within the same timeout, on the connection that replaces it: a worker's
@@ -305,42 +308,101 @@ impl RedisLink {
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        match self.own_connection() {
-            Some(connection) => {
-                // Armed until the call is answered: dropped with this future, it sends the undo.
-                let pending = undo.and_then(|(command, within)| {
-                    let runtime = Handle::try_current().ok()?;
-                    Some(PendingUndo::new(
-                        runtime,
-                        connection.clone(),
-                        command,
-                        within,
-                    ))
-                });
-                let outcome = match tokio::time::timeout(
-                    self.timeout,
-                    once_more_if_lost(connection, operation),
-                )
-                .await
-                {
-                    Ok(answer) => answer.map_err(|err| describe(&err).redacted(&self.link.url)),
-                    Err(_) => Err(Failure::Timeout(self.timeout)),
-                };
-                if let (Ok(_), Some(pending)) = (&outcome, pending) {
+        let (route, connection) = match self.own_connection() {
+            Some(connection) => (Route::ThisThread, connection),
+            None => (Route::LinkThread, self.link.current()),
+        };
+        // Armed until the call is answered: dropped with this future, it sends the undo. Declared
+        // before the call is awaited, so dropped after it (see `on_link_thread`).
+        let pending = undo.and_then(|(command, within)| {
+            let runtime = self.runtime(route)?;
+            Some(PendingUndo::new(
+                runtime,
+                connection.clone(),
+                command,
+                within,
+            ))
+        });
+        let answer = match route {
+            Route::ThisThread => {
+                tokio::time::timeout(self.timeout, once_more_if_lost(connection, operation))
+                    .await
+                    .map_err(|_| Failure::Timeout(self.timeout))
+            }
+            Route::LinkThread => self.on_link_thread(connection, operation).await,
+        };
+        let outcome =
+            answer.and_then(|answer| answer.map_err(|err| describe(&err).redacted(&self.link.url)));
+        match &outcome {
+            Ok(_) => {
+                if let Some(pending) = pending {
                     pending.answered();
                 }
-                match &outcome {
-                    Ok(_) => self.with_own_state(LinkState::succeeded),
-                    // The runtime is looked up only when a replacement may be needed.
-                    Err(_) => {
-                        if let Ok(runtime) = Handle::try_current() {
-                            self.with_own_state(|state| state.failed(&self.link, &runtime));
-                        }
-                    }
-                }
-                outcome.map_err(|failure| self.error(failure))
+                self.with_state(route, LinkState::succeeded);
             }
-            None => self.call_on_link_thread(operation, undo).await,
+            // The runtime is looked up only when a replacement may be needed.
+            Err(_) => {
+                if let Some(runtime) = self.runtime(route) {
+                    self.with_state(route, |state| state.failed(&self.link, &runtime));
+                }
+            }
+        }
+        outcome.map_err(|failure| self.error(failure))
+    }
+
+    /// Runs the call as a task on the link's thread, and waits for it within the timeout.
+    async fn on_link_thread<T, F, Fut>(
+        &self,
+        connection: Connection,
+        operation: F,
+    ) -> Result<RedisResult<T>, Failure>
+    where
+        F: Fn(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self
+            .link
+            .thread
+            .handle()
+            .spawn(once_more_if_lost(connection, operation));
+        // Dropped before the caller's undo: an abandoned call's task is aborted first, and the
+        // undo is queued behind whatever the task wrote (both run on the link's one thread).
+        let _abort = AbortOnDrop(task.abort_handle());
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(answer)) => Ok(answer),
+            // The call panicked, or the connection's thread is gone (which a live link never lets
+            // happen).
+            Ok(Err(_)) => Err(Failure::Other(
+                "the Redis call ended without an answer".to_owned(),
+            )),
+            // Abandoned (see `AbortOnDrop`).
+            Err(_) => Err(Failure::Timeout(self.timeout)),
+        }
+    }
+
+    /// The runtime a call's undo and a replacement connection go to: the calling thread's for its
+    /// own connection (none outside a runtime), the link's for the link's.
+    fn runtime(&self, route: Route) -> Option<Handle> {
+        match route {
+            Route::ThisThread => Handle::try_current().ok(),
+            Route::LinkThread => Some(self.link.thread.handle().clone()),
+        }
+    }
+
+    /// Updates the state of the connection a call went out on.
+    fn with_state(&self, route: Route, update: impl FnOnce(&mut LinkState)) {
+        match route {
+            Route::ThisThread => {
+                let _ = OWN_CONNECTIONS.try_with(|own| {
+                    if let Some((_, state)) =
+                        own.borrow_mut().iter_mut().find(|(id, _)| *id == self.id)
+                    {
+                        update(state);
+                    }
+                });
+            }
+            Route::LinkThread => update(&mut self.link.state()),
         }
     }
 
@@ -356,62 +418,21 @@ impl RedisLink {
             .flatten()
     }
 
-    fn with_own_state(&self, update: impl FnOnce(&mut LinkState)) {
-        let _ = OWN_CONNECTIONS.try_with(|own| {
-            if let Some((_, state)) = own.borrow_mut().iter_mut().find(|(id, _)| *id == self.id) {
-                update(state);
-            }
-        });
-    }
-
-    /// One call on the link's connection, run on the link's thread.
-    async fn call_on_link_thread<T, F, Fut>(
-        &self,
-        operation: F,
-        undo: Option<(Cmd, Duration)>,
-    ) -> Result<T, BackendError>
-    where
-        F: Fn(Connection) -> Fut + Send + 'static,
-        Fut: Future<Output = RedisResult<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let runtime = &self.link.runtime.handle;
-        let connection = self.link.current();
-        // Armed until the call is answered. Declared before `abort`, so dropped after it: an
-        // abandoned call's task is aborted first, and the undo is queued behind whatever the task
-        // wrote (both run on the link's one thread).
-        let pending = undo.map(|(command, within)| {
-            PendingUndo::new(runtime.clone(), connection.clone(), command, within)
-        });
-        let task = runtime.spawn(once_more_if_lost(connection, operation));
-        let _abort = AbortOnDrop(task.abort_handle());
-        let failure = match tokio::time::timeout(self.timeout, task).await {
-            Ok(Ok(Ok(value))) => {
-                if let Some(pending) = pending {
-                    pending.answered();
-                }
-                self.link.state().succeeded();
-                return Ok(value);
-            }
-            Ok(Ok(Err(err))) => describe(&err).redacted(&self.link.url),
-            // The call panicked, or the connection's thread is gone (which a live link never lets
-            // happen).
-            Ok(Err(_)) => Failure::Other("the Redis call ended without an answer".to_owned()),
-            // Abandoned (see `AbortOnDrop`).
-            Err(_) => Failure::Timeout(self.timeout),
-        };
-        self.link
-            .state()
-            .failed(&self.link, &self.link.runtime.handle);
-        Err(self.error(failure))
-    }
-
     fn error(&self, failure: Failure) -> BackendError {
         BackendError {
             addr: self.addr.clone(),
             failure,
         }
     }
+}
+
+/// Which connection a call goes out on.
+#[derive(Clone, Copy)]
+enum Route {
+    /// The calling thread's own ([`RedisLink::connect_this_thread`]), from the calling task.
+    ThisThread,
+    /// The link's, from a task on the link's thread.
+    LinkThread,
 }
 
 /// `operation`, and once more if it found its connection lost: the connection then reconnects
@@ -542,30 +563,11 @@ fn redact(text: String, url: &SecretString) -> String {
         && !password.is_empty()
     {
         text = text.replace(password, "<password>");
-        if let Ok(decoded) = percent_decode(password) {
-            text = text.replace(&decoded, "<password>");
+        if let Ok(decoded) = percent_decode_str(password).decode_utf8() {
+            text = text.replace(&*decoded, "<password>");
         }
     }
     text
-}
-
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
 }
 
 /// How to make a new connection.
@@ -596,39 +598,11 @@ struct Link {
     target: Target,
     state: Mutex<LinkState>,
     addr: Arc<str>,
-    runtime: Runtime,
+    /// `shared-redis`: its runtime drives the link's connection and runs the calls made on it. It
+    /// stops when the link is dropped.
+    thread: SideThread,
     /// Only to redact it from error texts.
     url: SecretString,
-}
-
-/// A single-threaded runtime on a thread of its own, for the connection's tasks and calls; it
-/// stops when the link is dropped.
-struct Runtime {
-    handle: Handle,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Runtime {
-    fn start() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("shared-redis".to_owned())
-            .spawn(move || {
-                // Returns when the sender is dropped with the link; the runtime and its tasks
-                // are dropped here, on their own thread.
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })?;
-        Ok(Self {
-            handle,
-            _stop: stop,
-        })
-    }
 }
 
 struct LinkState {

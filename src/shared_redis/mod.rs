@@ -11,21 +11,23 @@
 //!   Redis Cluster hash tag, so all that one operation touches is in one slot; keys are the same
 //!   without a cluster, so moving to one changes nothing.
 //! - **Failures**: each call, connecting included, is bounded by the timeout. A slow, unreachable or
-//!   erroring Redis is a [`BackendError`] whose text names only `host:port`. The connection is
-//!   multiplexed (one per process, whatever the concurrency) and reconnects after an I/O error;
-//!   after a second with nothing but failures it is also replaced outright, which covers what
-//!   reconnecting on I/O errors does not: a connection that went silent, or a server that refused
-//!   our password for a while. Recovery needs no restart. A call that finds its connection lost
-//!   (a Redis restart, an idle connection closed) is sent once more, within the same timeout, on
-//!   the connection that replaces it: each worker's connection hears of a restart only when next
-//!   used, and that request should not be refused for it.
+//!   erroring Redis is a [`BackendError`] whose text names only `host:port`. Each connection is
+//!   multiplexed (one per HTTP worker plus the link's own, whatever the concurrency) and
+//!   reconnects after an I/O error; after a second with nothing but failures it is also replaced
+//!   outright, which covers what reconnecting on I/O errors does not: a connection that went
+//!   silent, or a server that refused our password for a while. Recovery needs no restart. A call
+//!   that finds its connection lost (a Redis restart, an idle connection closed) is sent once
+//!   more, within the same timeout, on the connection that replaces it: each worker's connection
+//!   hears of a restart only when next used, and that request should not be refused for it.
 //! - **Unanswered calls**: a call abandoned on our side may still run once Redis gets to it. One
 //!   whose effect must not outlive its caller (an idempotency lock) carries an undo that is sent,
 //!   unless the call was answered, right behind it on the same connection.
-//! - **Its own thread**: the connection's tasks run on a single-threaded runtime that the link
-//!   owns, and every call is handed to it. actix-web's workers are single-threaded runtimes of
-//!   their own: a connection driven by one of them would stall while that worker is busy, and die
-//!   with it when it stops, failing the other workers' calls.
+//! - **Threads**: an HTTP worker's calls go out on the worker's own connection, driven by its own
+//!   runtime, so a request's call never leaves its worker. Every other call (from a thread with no
+//!   connection of its own, or a clean-up in the background) goes out on the link's connection,
+//!   whose tasks run on the link's own thread (`shared-redis`, a
+//!   [`SideThread`](crate::side_thread::SideThread)): a connection that all may use must not be
+//!   driven by one worker's runtime.
 //! - **Scripts** are called by their SHA1 (`EVALSHA`); when Redis does not know one (a restart, a
 //!   failover, `SCRIPT FLUSH`) the same call is sent once with the script's text (`EVAL`), routed
 //!   like the key, which also caches it on that node.

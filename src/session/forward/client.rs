@@ -1,11 +1,10 @@
 //! The calls to the partner's app, made on a thread of their own.
 //!
-//! awc's client is `!Send` and lives on one thread's runtime, while the session source is shared by
-//! every worker. Rather than a client per worker, one thread runs an actix runtime with one client
-//! (so one connection pool to the app) and makes every call: a checkout hands it an [`AppCall`]
-//! through a channel and waits for the call's flight to land. The call belongs to no worker and to
-//! no checkout, so single flight holds across workers, and a browser that leaves cancels nothing
-//! the others wait on. One thread is plenty: most checkouts are answered from the cache, and a
+//! The thread, `forward-session`, is a [`SideThread`]: it owns the one awc client (so one
+//! connection pool to the app) and makes every call: a checkout hands it an [`AppCall`] through a
+//! channel and waits for the call's flight to land. The call belongs to no worker and to no
+//! checkout, so single flight holds across workers, and a browser that leaves cancels nothing the
+//! others wait on. One thread is plenty: most checkouts are answered from the cache, and a
 //! call spends its time waiting for the app.
 //!
 //! At most `session.forward.max_connections` calls are in flight at once (a [`CallBudget`]; awc's
@@ -36,6 +35,7 @@ use super::credentials::Credentials;
 use super::flights::Flight;
 use crate::call_budget::{BudgetGauges, Busy, CallBudget};
 use crate::session::SessionUser;
+use crate::side_thread::SideThread;
 use crate::telemetry::REQUEST_ID_HEADER;
 use crate::tls_roots::TlsRoots;
 
@@ -74,6 +74,7 @@ struct Queued {
 #[derive(Debug)]
 pub(super) struct AppClient {
     calls: mpsc::UnboundedSender<Queued>,
+    _thread: SideThread,
 }
 
 impl AppClient {
@@ -81,22 +82,11 @@ impl AppClient {
     /// `gauges`: the budget's series, when metrics are served.
     pub fn start(endpoint: AppEndpoint, gauges: Option<BudgetGauges>) -> io::Result<Self> {
         let (calls, queue) = mpsc::unbounded_channel();
-        let (started, starting) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("forward-session".into())
-            .spawn(move || match actix_rt::Runtime::new() {
-                Ok(runtime) => {
-                    let _ = started.send(Ok(()));
-                    runtime.block_on(serve(endpoint, gauges, queue));
-                }
-                Err(error) => {
-                    let _ = started.send(Err(error));
-                }
-            })?;
-        starting
-            .recv()
-            .map_err(|_| io::Error::other("the client thread ended while starting"))??;
-        Ok(Self { calls })
+        let thread = SideThread::start("forward-session", move || serve(endpoint, gauges, queue))?;
+        Ok(Self {
+            calls,
+            _thread: thread,
+        })
     }
 
     /// Hands the call to the client thread. Should the thread be gone, the call is dropped with

@@ -1,12 +1,11 @@
 //! Fetching the key set over HTTP, on a thread of its own.
 //!
-//! Why a thread: awc's client is `!Send` and lives on the runtime that made it, while the key set
-//! is shared by every worker. Rather than giving each worker a client and electing one of them per
-//! fetch, one thread owns the only client and runs the refresh loop (`refresh::run`) on a small
-//! single-threaded actix runtime, as the shared Redis connection does. The loop runs whether or
-//! not requests arrive (the first load, retries while the provider is down, refreshes when the set
-//! goes stale), one fetch at a time; workers only read the shared set and, for an unknown `kid`,
-//! ask the loop and wait. The thread stops when the session source is dropped.
+//! The thread, `session-jwks`, is a [`SideThread`]: it owns the only awc client and runs the
+//! refresh loop (`refresh::run`), rather than each worker having a client and one of them being
+//! elected per fetch. The loop runs whether or not requests arrive (the first load, retries while
+//! the provider is down, refreshes when the set goes stale), one fetch at a time; workers only
+//! read the shared set and, for an unknown `kid`, ask the loop and wait. The thread stops when the
+//! session source is dropped.
 //!
 //! Every request is bounded: [`FETCH_TIMEOUT`] from sending to the last byte, [`MAX_BODY_BYTES`]
 //! of answer, no redirects (a redirect could lead to plain http), TLS with the webpki roots and the
@@ -19,13 +18,13 @@ use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use jsonwebtoken::Algorithm;
-use tokio::sync::oneshot;
 use url::Url;
 
 use super::freshness::freshness;
 use super::keys::KeySet;
 use super::location::{KeySetLocation, Shown, fetch_url};
 use super::refresh::{self, FetchError, Fetched, KeyCache, KeySource};
+use crate::side_thread::SideThread;
 use crate::tls_roots::TlsRoots;
 
 /// One request to the provider, from sending it to reading the last byte of its answer.
@@ -37,7 +36,7 @@ const USER_AGENT: &str = concat!("proof-bff/", env!("CARGO_PKG_VERSION"));
 
 /// The fetcher thread; it stops when this is dropped.
 pub(super) struct Fetcher {
-    _stop: oneshot::Sender<()>,
+    _thread: SideThread,
 }
 
 /// Starts the thread and its refresh loop, which fetches at once.
@@ -48,34 +47,14 @@ pub(super) fn start(
     tls_roots: TlsRoots,
     on_ready: Box<dyn Fn(bool) + Send + Sync>,
 ) -> std::io::Result<Fetcher> {
-    let (stop, stopped) = oneshot::channel::<()>();
-    // The thread reports whether its runtime could be built, so that start-up fails loudly
-    // rather than serving without ever loading keys.
-    let (report, reported) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
-    std::thread::Builder::new()
-        .name("session-jwks".to_owned())
-        .spawn(move || {
-            let runtime = match actix_web::rt::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    let _ = report.send(Err(error));
-                    return;
-                }
-            };
-            let _ = report.send(Ok(()));
-            runtime.block_on(async move {
-                // Made here: the client belongs to this thread's runtime.
-                let mut source = HttpKeySource::new(location, algorithms, &tls_roots);
-                tokio::select! {
-                    _ = stopped => {}
-                    () = refresh::run(&cache, &mut source, &*on_ready) => {}
-                }
-            });
-        })?;
-    reported
-        .recv()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the key set fetcher did not start")))?;
-    Ok(Fetcher { _stop: stop })
+    // Start-up fails loudly if the thread cannot start, rather than serving without ever loading
+    // keys.
+    let thread = SideThread::start("session-jwks", move || async move {
+        // Made here: the client belongs to this thread's runtime.
+        let mut source = HttpKeySource::new(location, algorithms, &tls_roots);
+        refresh::run(&cache, &mut source, &*on_ready).await;
+    })?;
+    Ok(Fetcher { _thread: thread })
 }
 
 /// The provider over HTTP: the discovery document when the key set's URL is not configured, then

@@ -4,10 +4,9 @@
 //! hands the request to an `opentelemetry_http::HttpClient`. The clients it ships with are
 //! reqwest (a second HTTP and TLS stack) or hyper on a tokio multi-thread runtime, which this
 //! service has nowhere: its workers run current-thread runtimes. So, as for the partner app's
-//! session endpoint, one thread runs an actix runtime with one awc client (rustls, the webpki
-//! roots and the CA of `telemetry.otlp_ca_file`), and the exporter's requests reach it through a
-//! channel. Nothing here ever runs on a worker, and a slow or absent collector only delays the
-//! batch thread.
+//! session endpoint, a [`SideThread`], `otlp-export`, owns one awc client (rustls, the webpki roots
+//! and the CA of `telemetry.otlp_ca_file`), and the exporter's requests reach it through a channel.
+//! Nothing here ever runs on a worker, and a slow or absent collector only delays the batch thread.
 
 use std::future::Future;
 use std::io;
@@ -18,6 +17,7 @@ use actix_web::http::{Method, Uri};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::side_thread::SideThread;
 use crate::tls_roots::TlsRoots;
 
 /// The collector's answer is a small protobuf message; anything larger is not one.
@@ -39,6 +39,7 @@ struct Export {
 #[derive(Debug)]
 pub(super) struct AwcExport {
     exports: mpsc::UnboundedSender<Export>,
+    _thread: SideThread,
 }
 
 impl AwcExport {
@@ -46,22 +47,11 @@ impl AwcExport {
     /// The collector's certificate is checked against `tls_roots`.
     pub(super) fn start(timeout: Duration, tls_roots: TlsRoots) -> io::Result<Self> {
         let (exports, queue) = mpsc::unbounded_channel();
-        let (started, starting) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("otlp-export".into())
-            .spawn(move || match actix_rt::Runtime::new() {
-                Ok(runtime) => {
-                    let _ = started.send(Ok(()));
-                    runtime.block_on(serve(queue, timeout, tls_roots));
-                }
-                Err(error) => {
-                    let _ = started.send(Err(error));
-                }
-            })?;
-        starting
-            .recv()
-            .map_err(|_| io::Error::other("the OTLP export thread ended while starting"))??;
-        Ok(Self { exports })
+        let thread = SideThread::start("otlp-export", move || serve(queue, timeout, tls_roots))?;
+        Ok(Self {
+            exports,
+            _thread: thread,
+        })
     }
 }
 
