@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proof_bff::session::sign_hs256;
-use support::eventually::eventually;
+use support::eventually::{EVENTUALLY, eventually};
 use support::free_port;
 use support::process::{Process, bff};
 use support::raw_http::{self, RawRequest, RawResponse};
@@ -29,7 +29,6 @@ const CHECKOUT_BODY: &str = r#"{"network":"TRC20","currency":"USDT","amount":"10
 /// A widget answer with deliberate formatting (spacing, key order, a number with a trailing zero) so
 /// that only a byte-for-byte relay matches it.
 const WIDGET_BODY: &str = r#"{"merchant_transaction_id": "mtx_cli_1", "widget_id":"w_1","signature":"v2:00","amount":"100","fee":1.50}"#;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Scaffolding: temp dirs, config files, the binary.
@@ -1677,8 +1676,8 @@ impl Service {
                 return;
             }
             assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "GET /healthz did not answer 200 within {STARTUP_TIMEOUT:?}\nstderr: {}",
+                started.elapsed() < EVENTUALLY,
+                "GET /healthz did not answer 200 within {EVENTUALLY:?}\nstderr: {}",
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(50));
@@ -2100,7 +2099,7 @@ fn second_signal_cuts_a_drain_short(first: &str, second: &str) {
     // kernel merges with the first.
     service.process.stdout.wait_for_line(
         |line| line.contains("shutdown signal received: draining"),
-        STARTUP_TIMEOUT,
+        EVENTUALLY,
     );
     let signalled = Instant::now();
     service.signal(second);
@@ -2340,14 +2339,9 @@ fn sighup_reloads_the_token_and_a_corrupt_file_keeps_the_last_good_one() {
     assert_eq!(token_seen(), "Bearer pk_old", "no SIGHUP yet");
 
     service.signal("-HUP");
-    let signalled = Instant::now();
-    while token_seen() != "Bearer pk_new" {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(30),
-            "SIGHUP never loaded the new token"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually("SIGHUP loaded the new token", || {
+        token_seen() == "Bearer pk_new"
+    });
 
     // A broken file: the last good token stays, and the operator is told.
     replace_file(&files, "client_token", "not a token\n");
@@ -2375,14 +2369,9 @@ fn sighup_reloads_the_session_key_file_and_a_bad_one_keeps_the_last_good_key() {
 
     replace_file(&files, "session_secret", &format!("{NEW}\n"));
     service.signal("-HUP");
-    let signalled = Instant::now();
-    while status_with(NEW) != 200 {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(30),
-            "SIGHUP never loaded the new session key"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually("SIGHUP loaded the new session key", || {
+        status_with(NEW) == 200
+    });
     assert_eq!(status_with(OLD), 401, "the old key is gone");
 
     // Too short to be an HS256 key: the last good key stays.
