@@ -14,6 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proof_bff::session::sign_hs256;
+use support::eventually::{EVENTUALLY, eventually};
 use support::free_port;
 use support::process::{Process, bff};
 use support::raw_http::{self, RawRequest, RawResponse};
@@ -28,7 +29,6 @@ const CHECKOUT_BODY: &str = r#"{"network":"TRC20","currency":"USDT","amount":"10
 /// A widget answer with deliberate formatting (spacing, key order, a number with a trailing zero) so
 /// that only a byte-for-byte relay matches it.
 const WIDGET_BODY: &str = r#"{"merchant_transaction_id": "mtx_cli_1", "widget_id":"w_1","signature":"v2:00","amount":"100","fee":1.50}"#;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Scaffolding: temp dirs, config files, the binary.
@@ -1620,35 +1620,44 @@ fn start_checkout(port: u16, origin: &str, jwt: &str) -> std::io::Result<RawResp
 struct Service {
     process: Process,
     port: u16,
+    /// The metrics port, when the config sets `metrics.listen`.
+    metrics_port: Option<u16>,
     _dir: TempDir,
 }
 
 impl Service {
-    /// Starts the binary with `config` (its listen address set to a free port) and waits for
-    /// `GET /healthz` to answer 200.
+    /// Starts the binary with `config` (its listen address set to port 0, and the port it took
+    /// read from its log) and waits for `GET /healthz` to answer 200.
     fn start(config: Config, dir: TempDir, env: &[(&str, &str)]) -> Self {
         Self::start_reading_stdout_after(config, dir, env, None)
     }
 
-    /// As [`Service::start`], its stdout left unread until `start` receives.
+    /// As [`Service::start`], its stdout left unread (after the start-up lines) until `start`
+    /// receives.
     fn start_reading_stdout_after(
         config: Config,
         dir: TempDir,
         env: &[(&str, &str)],
         start: Option<mpsc::Receiver<()>>,
     ) -> Self {
-        let port = free_port();
-        let config = config.set_str("server", "listen", &format!("127.0.0.1:{port}"));
+        let config = config.set_str("server", "listen", "127.0.0.1:0");
         let path = config.write_to(&dir);
         let mut command = bff();
         command.arg("--config").arg(&path).envs(env.iter().copied());
+        let mut process = Process::spawn_reading_stdout_after(command, start);
+        let bound = process.bound_addresses();
         let mut service = Self {
-            process: Process::spawn_reading_stdout_after(command, start),
-            port,
+            process,
+            port: bound.listen.port(),
+            metrics_port: bound.metrics.map(|address| address.port()),
             _dir: dir,
         };
         service.wait_until_healthy();
         service
+    }
+
+    fn metrics_port(&self) -> u16 {
+        self.metrics_port.expect("a metrics port")
     }
 
     fn wait_until_healthy(&mut self) {
@@ -1667,8 +1676,8 @@ impl Service {
                 return;
             }
             assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "GET /healthz did not answer 200 within {STARTUP_TIMEOUT:?}\nstderr: {}",
+                started.elapsed() < EVENTUALLY,
+                "GET /healthz did not answer 200 within {EVENTUALLY:?}\nstderr: {}",
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(50));
@@ -1857,10 +1866,9 @@ fn dropped_log_lines(metrics_port: u16) -> u64 {
 #[test]
 fn a_stdout_nobody_reads_never_stalls_a_request_and_dropped_lines_are_counted() {
     let upstream = Upstream::start();
-    let metrics_port = free_port();
     let config = service_config(&upstream)
         .set_str("log", "format", "json")
-        .set_str("metrics", "listen", &format!("127.0.0.1:{metrics_port}"))
+        .set_str("metrics", "listen", "127.0.0.1:0")
         .set("rate_limit", "per_user_burst", "1000000")
         .set("rate_limit", "per_user_per_minute", "1000000")
         .set("rate_limit", "per_ip_burst", "1000000")
@@ -1874,6 +1882,7 @@ fn a_stdout_nobody_reads_never_stalls_a_request_and_dropped_lines_are_counted() 
         &[("RUST_LOG", "trace")],
         Some(start_reading),
     );
+    let metrics_port = service.metrics_port();
     let jwt = session_jwt(JWT_SECRET);
     let checkout = |step: usize| {
         let response = start_checkout(service.port, APP_ORIGIN, &jwt)
@@ -1899,7 +1908,7 @@ fn a_stdout_nobody_reads_never_stalls_a_request_and_dropped_lines_are_counted() 
     // Once stdout is read again, the buffered lines come out, then the warning (within ten
     // seconds of the first drop), and new requests are logged again.
     read_stdout.send(()).unwrap();
-    let warning = eventually(Duration::from_secs(60), || {
+    let warning = eventually("the dropped-lines warning", || {
         service.stdout().lines().find_map(|line| {
             let line: serde_json::Value = serde_json::from_str(line).ok()?;
             (line["fields"]["message"] == "log lines dropped: standard output did not keep up")
@@ -1921,18 +1930,6 @@ fn a_stdout_nobody_reads_never_stalls_a_request_and_dropped_lines_are_counted() 
             .any(|line| line.contains("request completed")),
         "requests are logged again once stdout is read"
     );
-}
-
-/// Polls `probe` until it answers, or fails the test after `limit`.
-fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "nothing after {limit:?}");
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `proof-bff healthcheck` as the image's `HEALTHCHECK` runs it: no `--url`, the config file named
@@ -2102,7 +2099,7 @@ fn second_signal_cuts_a_drain_short(first: &str, second: &str) {
     // kernel merges with the first.
     service.process.stdout.wait_for_line(
         |line| line.contains("shutdown signal received: draining"),
-        STARTUP_TIMEOUT,
+        EVENTUALLY,
     );
     let signalled = Instant::now();
     service.signal(second);
@@ -2342,14 +2339,9 @@ fn sighup_reloads_the_token_and_a_corrupt_file_keeps_the_last_good_one() {
     assert_eq!(token_seen(), "Bearer pk_old", "no SIGHUP yet");
 
     service.signal("-HUP");
-    let signalled = Instant::now();
-    while token_seen() != "Bearer pk_new" {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(30),
-            "SIGHUP never loaded the new token"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually("SIGHUP loaded the new token", || {
+        token_seen() == "Bearer pk_new"
+    });
 
     // A broken file: the last good token stays, and the operator is told.
     replace_file(&files, "client_token", "not a token\n");
@@ -2377,14 +2369,9 @@ fn sighup_reloads_the_session_key_file_and_a_bad_one_keeps_the_last_good_key() {
 
     replace_file(&files, "session_secret", &format!("{NEW}\n"));
     service.signal("-HUP");
-    let signalled = Instant::now();
-    while status_with(NEW) != 200 {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(30),
-            "SIGHUP never loaded the new session key"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually("SIGHUP loaded the new session key", || {
+        status_with(NEW) == 200
+    });
     assert_eq!(status_with(OLD), 401, "the old key is gone");
 
     // Too short to be an HS256 key: the last good key stays.
@@ -2824,18 +2811,23 @@ fn the_idempotency_store_costs_the_process_what_it_counts_and_no_more_than_its_b
             .await;
         proof
     });
-    let metrics_port = free_port();
     let config = Config::valid()
         .set_str("proof", "base_url", &proof.uri())
         .set("proof", "max_attempts", "1")
         .set_str("log", "level", "warn")
-        .set_str("metrics", "listen", &format!("127.0.0.1:{metrics_port}"))
+        .set_str("metrics", "listen", "127.0.0.1:0")
         .set("checkout", "idempotency_max_bytes", BOUND.to_string())
         .set("rate_limit", "per_user_burst", "1000000")
         .set("rate_limit", "per_user_per_minute", "1000000")
         .set("rate_limit", "per_ip_burst", "1000000")
         .set("rate_limit", "per_ip_per_minute", "1000000");
-    let service = Service::start(config, TempDir::new(), &[]);
+    // Quiet but for the start-up lines that say which ports it took.
+    let service = Service::start(
+        config,
+        TempDir::new(),
+        &[("RUST_LOG", "warn,proof_bff::startup=info")],
+    );
+    let metrics_port = service.metrics_port();
     let pid = service.process.id();
     let jwt = session_jwt(JWT_SECRET);
 

@@ -5,12 +5,17 @@
 
 #[path = "support/redis.rs"]
 mod redis_support;
+// The test support's limit for waiting; this binary uses only that part of it.
+#[allow(dead_code)]
+#[path = "support/eventually.rs"]
+mod eventually;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::HeaderValue;
+use eventually::{EVENTUALLY, eventually_async};
 use proof_bff::rate_limit::redis::{
     BackendError, Failure, RedisLimiter, RedisSettings, RedisSetupError,
 };
@@ -23,8 +28,6 @@ const KEY_SECRET: &[u8] = b"the replicas' shared key secret";
 const PREFIX: &str = "proof-bff-test";
 /// The per-call bound where a test is not about timeouts: generous, for a busy 2-core CI machine.
 const RELAXED: Duration = Duration::from_secs(5);
-/// How long a test waits for what takes a second or two on a healthy machine.
-const EVENTUALLY: Duration = Duration::from_secs(30);
 const GCRA_SCRIPT: &str = include_str!("../src/rate_limit/redis_gcra.lua");
 
 fn quotas(burst: u32, per_minute: u32) -> RateLimitConfig {
@@ -522,15 +525,7 @@ async fn keys_expire_when_their_state_is_fresh_again() {
         );
     }
 
-    let deadline = Instant::now() + EVENTUALLY;
-    while !server.keys().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "keys left behind: {:?}",
-            server.keys()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async("every key expired", || server.keys().is_empty()).await;
     // Gone means fresh: the whole burst again.
     let allowance = limiter.check_user("grace").await.unwrap().expect("allowed");
     assert_eq!(parse_rate_limit(&allowance.rate_limit).1, 1);

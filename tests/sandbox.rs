@@ -6,10 +6,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
+use support::eventually::EVENTUALLY;
 use support::free_port;
 use support::process::{Process, bff};
-
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running binary, killed on drop, with what it prints captured.
 struct Service {
@@ -18,25 +17,50 @@ struct Service {
 }
 
 impl Service {
+    /// Starts the binary and reads the port it bound from its log. Outside sandbox mode it binds
+    /// port 0. In sandbox mode the demo page's origin (and so the allowed `Origin`) is derived
+    /// from the configured port before anything is bound, so it gets a port that was free a
+    /// moment ago; when another process took it in between, the binary exits and the test starts
+    /// it again on another one, so a test never talks to a service it did not start.
     fn start(args: &[&str], env: &[(&str, String)]) -> Self {
-        let port = free_port();
-        let mut command = bff();
-        command
-            .args(args)
-            .env("PROOF_BFF__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("PROOF_BFF__LOG__FORMAT", "json");
-        for (key, value) in env {
-            command.env(key, value);
+        let sandbox = args.contains(&"--sandbox");
+        for _ in 0..5 {
+            let asked = if sandbox { free_port() } else { 0 };
+            let mut command = bff();
+            command
+                .args(args)
+                .env("PROOF_BFF__SERVER__LISTEN", format!("127.0.0.1:{asked}"))
+                .env("PROOF_BFF__LOG__FORMAT", "json");
+            for (key, value) in env {
+                command.env(key, value);
+            }
+            let mut process = Process::spawn(command);
+            match process.bound_addresses_or_exit() {
+                Ok(bound) => {
+                    let port = bound.listen.port();
+                    assert!(
+                        asked == 0 || port == asked,
+                        "asked for {asked}, bound {port}"
+                    );
+                    return Self { process, port };
+                }
+                Err(status) => {
+                    // Its stderr read to the end.
+                    process.wait_for_exit(EVENTUALLY);
+                    let stderr = process.stderr.text();
+                    assert!(
+                        stderr.contains("in use"),
+                        "proof-bff exited during start-up with {status:?}\nstderr: {stderr}"
+                    );
+                }
+            }
         }
-        Self {
-            process: Process::spawn(command),
-            port,
-        }
+        panic!("no free port for the sandbox after five tries");
     }
 
     /// Waits for a printed line that satisfies `wanted`.
     fn wait_for_line(&self, wanted: impl Fn(&str) -> bool) -> String {
-        self.process.stdout.wait_for_line(wanted, STARTUP_TIMEOUT)
+        self.process.stdout.wait_for_line(wanted, EVENTUALLY)
     }
 
     fn address(&self) -> String {
@@ -46,7 +70,7 @@ impl Service {
     async fn wait_until_healthy(&self) {
         let client = reqwest::Client::new();
         let started = Instant::now();
-        while started.elapsed() < STARTUP_TIMEOUT {
+        while started.elapsed() < EVENTUALLY {
             if let Ok(response) = client
                 .get(format!("{}/healthz", self.address()))
                 .send()

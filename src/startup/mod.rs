@@ -158,6 +158,17 @@ impl Application {
             keep_alive: config.server.keep_alive,
         };
         let local_addr = listener.local_addr()?;
+        // The addresses as bound: with port 0 in the config this is the only place that says
+        // which port the service took.
+        tracing::info!(
+            listen = %local_addr,
+            metrics = metrics_listener
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?
+                .map(tracing::field::display),
+            "sockets bound"
+        );
         let workers = effective_workers(config.server.workers);
         // One HTTP service per worker, each with its own upstream client.
         let reload_context = context.clone();

@@ -20,6 +20,13 @@ use sha2::Sha256;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+// The same waiting as the service's own tests; this crate uses only part of it.
+#[allow(dead_code)]
+#[path = "../../tests/support/eventually.rs"]
+mod eventually;
+
+use eventually::{EVENTUALLY, eventually_async};
+
 const TOKEN: &str = "pk_test_stand_in_9c1e5b2d4f60a8e1";
 const ORIGIN: &str = "https://partner.example.com";
 const STEP: Duration = Duration::from_millis(200);
@@ -1062,10 +1069,6 @@ fn the_sandbox_defaults_match_the_documented_ones() {
 // The WebSocket: the clock is moved by hand, and each frame is awaited with a generous patience, so
 // that only a stand-in that never sends fails.
 
-/// How long "eventually" may take: far beyond the announcer's 100 ms tick, so that a busy machine
-/// is not mistaken for a stand-in that never delivers.
-const PATIENCE: Duration = Duration::from_secs(60);
-
 /// The documented `tx.update` fields, in the documented order (`payment_method` is optional and
 /// the stand-in has none).
 const UPDATE_FIELDS: [&str; 9] = [
@@ -1092,8 +1095,8 @@ impl StandIn {
     fn ws_request(&self, tx_id: &str) -> awc::ws::WebsocketsRequest {
         let url = self.base_url.replacen("http://", "ws://", 1);
         awc::Client::builder()
-            .connector(awc::Connector::new().timeout(PATIENCE))
-            .timeout(PATIENCE)
+            .connector(awc::Connector::new().timeout(EVENTUALLY))
+            .timeout(EVENTUALLY)
             .finish()
             .ws(format!("{url}/ws?tx_id={tx_id}"))
     }
@@ -1150,10 +1153,10 @@ fn refusal(result: Result<impl Sized, WsClientError>) -> u16 {
 async fn next_frame(
     socket: &mut (impl Stream<Item = Result<Frame, WsProtocolError>> + Unpin),
 ) -> Frame {
-    match tokio::time::timeout(PATIENCE, socket.next()).await {
+    match tokio::time::timeout(EVENTUALLY, socket.next()).await {
         Ok(Some(Ok(frame))) => frame,
         Ok(other) => panic!("expected a frame, got {other:?}"),
-        Err(_) => panic!("no frame within {PATIENCE:?}"),
+        Err(_) => panic!("no frame within {EVENTUALLY:?}"),
     }
 }
 
@@ -1191,10 +1194,10 @@ async fn assert_closed_normally(
         Frame::Close(Some(reason)) => assert_eq!(reason.code, CloseCode::Normal),
         other => panic!("expected a normal close, got {other:?}"),
     }
-    match tokio::time::timeout(PATIENCE, socket.next()).await {
+    match tokio::time::timeout(EVENTUALLY, socket.next()).await {
         Ok(None | Some(Err(_))) => {}
         Ok(Some(Ok(frame))) => panic!("a frame after the close: {frame:?}"),
-        Err(_) => panic!("the connection was still open {PATIENCE:?} after the close"),
+        Err(_) => panic!("the connection was still open {EVENTUALLY:?} after the close"),
     }
 }
 
@@ -1215,18 +1218,6 @@ fn assert_agrees(update: &Value, poll: &Value) {
         update["occurred_at"], poll["updated_at"],
         "{update} vs {poll}"
     );
-}
-
-/// Waits, with a generous patience, until `done` holds.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "not within {PATIENCE:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -1335,7 +1326,7 @@ async fn the_websocket_sends_each_status_once_in_order_and_closes_after_the_term
     })
     .await;
     let controls = app.controls.clone();
-    eventually("the connection is released", || {
+    eventually_async("the connection is released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1426,7 +1417,7 @@ async fn the_websocket_answers_pings_with_pongs_and_a_close_with_a_close() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually("the connection is released", || {
+    eventually_async("the connection is released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1461,7 +1452,7 @@ async fn the_connection_counter_counts_accepted_websockets_only() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually("both connections are released", || {
+    eventually_async("both connections are released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1525,7 +1516,7 @@ async fn websockets_beyond_max_websockets_are_refused_with_503() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually("the place is freed", || controls.open_websockets() == 0).await;
+    eventually_async("the place is freed", || controls.open_websockets() == 0).await;
     local(async {
         let (_, mut second) = app.ws(&second_id).await.expect("upgraded");
         assert_eq!(next_update(&mut second).await["status"], "pending");
@@ -1561,7 +1552,7 @@ async fn ping(
         .await
         .unwrap();
     let controls = app.controls.clone();
-    eventually("the stand-in receives the ping", || {
+    eventually_async("the stand-in receives the ping", || {
         controls.websocket_pings() == count
     })
     .await;
@@ -1625,7 +1616,7 @@ async fn a_silent_websocket_sends_nothing_and_answers_no_ping_until_the_client_g
     })
     .await;
     let controls = app.controls.clone();
-    eventually(
+    eventually_async(
         "the connection is released once the client has gone",
         || controls.open_websockets() == 0,
     )
@@ -1656,7 +1647,7 @@ async fn a_garbage_websocket_sends_frames_that_are_not_events_and_still_answers_
     })
     .await;
     let controls = app.controls.clone();
-    eventually("the connection is released", || {
+    eventually_async("the connection is released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1689,7 +1680,7 @@ async fn an_oversized_frame_websocket_sends_all_50_mib_to_a_client_that_takes_th
     })
     .await;
     let controls = app.controls.clone();
-    eventually("the connection is released", || {
+    eventually_async("the connection is released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1712,7 +1703,7 @@ async fn a_close_at_once_websocket_closes_normally_before_any_frame() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually("the connection is released", || {
+    eventually_async("the connection is released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1778,14 +1769,14 @@ async fn connections_keep_their_fault_and_switching_back_to_none_restores_the_st
         next_pong(&mut garbage).await;
         assert_nothing_arrives(&mut garbage, "a garbage connection after the switch").await;
         let controls = app.controls.clone();
-        eventually("only the faulty connections are open", || {
+        eventually_async("only the faulty connections are open", || {
             controls.open_websockets() == 2
         })
         .await;
     })
     .await;
     let controls = app.controls.clone();
-    eventually("the faulty connections are released", || {
+    eventually_async("the faulty connections are released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1836,7 +1827,7 @@ async fn hundreds_of_websockets_held_open_at_once_are_each_served() {
             assert_closed_normally(socket).await;
         }
         let controls = app.controls.clone();
-        eventually("only the silent connections are open", || {
+        eventually_async("only the silent connections are open", || {
             controls.open_websockets() == EACH
         })
         .await;
@@ -1844,7 +1835,7 @@ async fn hundreds_of_websockets_held_open_at_once_are_each_served() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually("every connection is released", || {
+    eventually_async("every connection is released", || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1876,8 +1867,8 @@ async fn webhooks(partner: &MockServer, count: usize) -> Vec<wiremock::Request> 
             return received;
         }
         assert!(
-            started.elapsed() < PATIENCE,
-            "{} of {count} webhooks within {PATIENCE:?}",
+            started.elapsed() < EVENTUALLY,
+            "{} of {count} webhooks within {EVENTUALLY:?}",
             received.len()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

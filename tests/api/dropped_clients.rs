@@ -22,9 +22,6 @@ use crate::helpers::*;
 use crate::metrics::{sample, scrape};
 use crate::redis_support::RedisServer;
 
-/// How long a test waits for what takes a moment on a healthy machine.
-const EVENTUALLY: Duration = Duration::from_secs(30);
-
 const KEY: &str = "\"0b7c4a52-dropped-phone-changing-networks\"";
 
 const CLIENT_CLOSED_CHECKOUTS: &str =

@@ -21,6 +21,7 @@ use secrecy::SecretString;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
+pub use crate::support::eventually::{EVENTUALLY, eventually_async};
 pub use crate::support::free_port;
 pub use crate::support::output::CapturedOutput;
 pub use crate::support::raw_http::{RawConnection, RawRequest, RawResponse};

@@ -12,9 +12,6 @@ use crate::errors::expect_error;
 use crate::helpers::*;
 use crate::redis_support::RedisServer;
 
-/// How long a test waits for what takes a second or two on a healthy machine.
-const EVENTUALLY: Duration = Duration::from_secs(30);
-
 const KEY: &str = "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"";
 
 fn with_key(request: RequestBuilder, key: &str) -> RequestBuilder {

@@ -15,9 +15,6 @@ use secrecy::SecretString;
 use crate::helpers::*;
 
 const STATUS_STEP: Duration = Duration::from_secs(10);
-/// How long a test waits for what takes a second or two on a healthy machine.
-const EVENTUALLY: Duration = Duration::from_secs(30);
-
 struct Live {
     app: TestApp,
     clock: StandInClock,
@@ -112,15 +109,6 @@ fn event_ids(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until `ready` holds, for at most [`EVENTUALLY`].
-async fn eventually(what: &str, ready: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + EVENTUALLY;
-    while !ready() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn two_streams_of_one_transaction_share_one_upstream_websocket() {
     let live = live(|_, _, _| {}).await;
@@ -129,7 +117,7 @@ async fn two_streams_of_one_transaction_share_one_upstream_websocket() {
     let mut second = live.open_stream(&transaction).await;
     assert_eq!(read_until(&mut first, "pending").await, ["pending"]);
     assert_eq!(read_until(&mut second, "pending").await, ["pending"]);
-    eventually("the watcher's WebSocket opened", || {
+    eventually_async("the watcher's WebSocket opened", || {
         live.controls.open_websockets() == 1
     })
     .await;
@@ -149,7 +137,7 @@ async fn two_streams_of_one_transaction_share_one_upstream_websocket() {
         1,
         "one WebSocket for two streams"
     );
-    eventually("the WebSocket closed with the transaction", || {
+    eventually_async("the WebSocket closed with the transaction", || {
         live.controls.open_websockets() == 0
     })
     .await;
@@ -161,14 +149,14 @@ async fn the_last_stream_closing_closes_the_upstream_websocket() {
     let transaction = live.transaction().await;
     let mut stream = live.open_stream(&transaction).await;
     read_until(&mut stream, "pending").await;
-    eventually("the watcher's WebSocket opened", || {
+    eventually_async("the watcher's WebSocket opened", || {
         live.controls.open_websockets() == 1
     })
     .await;
 
     drop(stream);
 
-    eventually("the WebSocket closed with its last stream", || {
+    eventually_async("the WebSocket closed with its last stream", || {
         live.controls.open_websockets() == 0
     })
     .await;
@@ -236,7 +224,7 @@ async fn checkouts_answer_while_watchers_hold_every_websocket_they_may() {
         assert_eq!(read_until(&mut stream, "pending").await, ["pending"]);
         streams.push(stream);
     }
-    eventually("every WebSocket the budget allows is open", || {
+    eventually_async("every WebSocket the budget allows is open", || {
         live.controls.open_websockets() == MAX_WATCHERS
     })
     .await;
@@ -289,7 +277,7 @@ async fn many_browsers_on_one_transaction_across_workers_make_one_websocket() {
         assert_eq!(read_until(&mut stream, "pending").await, ["pending"]);
         streams.push(stream);
     }
-    eventually("the watcher's WebSocket opened", || {
+    eventually_async("the watcher's WebSocket opened", || {
         live.controls.open_websockets() == 1
     })
     .await;
@@ -312,11 +300,11 @@ async fn a_silent_websocket_does_not_hide_a_completed_transaction() {
     let mut stream = live.open_stream(&transaction).await;
     read_until(&mut stream, "pending").await;
     // Silent for the confirm interval: pinged, unanswered, closed, and reopened after its backoff.
-    eventually("the silent WebSocket was pinged", || {
+    eventually_async("the silent WebSocket was pinged", || {
         live.controls.websocket_pings() >= 1
     })
     .await;
-    eventually(
+    eventually_async(
         "the unanswered WebSocket was closed and opened again",
         || live.controls.websocket_connections() >= 2,
     )
@@ -339,11 +327,11 @@ async fn a_websocket_that_sends_what_is_not_an_event_is_closed_and_the_watcher_p
     let transaction = live.transaction().await;
     let mut stream = live.open_stream(&transaction).await;
     read_until(&mut stream, "pending").await;
-    eventually("the garbage WebSocket was accepted", || {
+    eventually_async("the garbage WebSocket was accepted", || {
         live.controls.websocket_connections() >= 1
     })
     .await;
-    eventually("the garbage WebSocket was closed", || {
+    eventually_async("the garbage WebSocket was closed", || {
         live.controls.open_websockets() == 0
     })
     .await;
@@ -363,7 +351,7 @@ async fn a_websocket_frame_announced_beyond_the_limit_is_refused_before_its_payl
     let transaction = live.transaction().await;
     let mut stream = live.open_stream(&transaction).await;
     read_until(&mut stream, "pending").await;
-    eventually("the oversized frame's connection ended", || {
+    eventually_async("the oversized frame's connection ended", || {
         !live.controls.oversized_frame_sends().is_empty()
     })
     .await;

@@ -14,8 +14,6 @@ use wiremock::MockServer;
 use crate::helpers::*;
 use crate::redis_support::{RedisCluster, RedisServer};
 
-/// How long a test waits for what takes a second or two on a healthy machine.
-const EVENTUALLY: Duration = Duration::from_secs(20);
 /// The per-call bound where a test is not about timeouts: generous, for a busy CI machine.
 const RELAXED_TIMEOUT_MS: u64 = 5000;
 

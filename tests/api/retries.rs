@@ -191,61 +191,41 @@ async fn a_502_upstream_unavailable_then_200_returns_the_200() {
 }
 
 #[tokio::test]
-async fn a_persistent_502_upstream_unavailable_is_tried_exactly_max_attempts_times() {
-    for max_attempts in [3, 4] {
+async fn a_persistent_retryable_error_is_tried_as_often_as_its_rule_allows() {
+    // (max_attempts, Proof's answer, attempts made)
+    for (max_attempts, (status, error, code), attempts) in [
+        // A 502 upstream_unavailable or upstream_error: exactly max_attempts times.
+        (
+            3,
+            (502, "upstream_unavailable", "upstream_invalid_response"),
+            3,
+        ),
+        (
+            4,
+            (502, "upstream_unavailable", "upstream_invalid_response"),
+            4,
+        ),
+        (2, (502, "upstream_error", "provider_error"), 2),
+        // A 500 internal_error once and no more, though max_attempts would allow more.
+        (5, (500, "internal_error", "db_error"), 2),
+    ] {
         let app = spawn_app_with(|s| s.proof.max_attempts = max_attempts).await;
-        app.proof_answers(proof_error_answer(
-            502,
-            "upstream_unavailable",
-            "upstream_invalid_response",
-        ))
-        .await;
+        app.proof_answers(proof_error_answer(status, error, code))
+            .await;
 
         let answer = checkout(&app, None).await;
 
         answer.assert_envelope(502, "upstream_error", "provider_error");
         let requests = app.proof_requests().await;
-        assert_eq!(
-            requests.len(),
-            max_attempts as usize,
-            "max_attempts = {max_attempts}"
-        );
+        let row = format!("{status} {error}, max_attempts = {max_attempts}");
+        assert_eq!(requests.len(), attempts, "{row}");
         assert_identical(&requests);
         assert!(
-            answer.elapsed >= min_backoff_sum(max_attempts - 1),
-            "max_attempts = {max_attempts}: {:?}",
+            answer.elapsed >= min_backoff_sum(attempts as u32 - 1),
+            "{row}: {:?}",
             answer.elapsed
         );
     }
-}
-
-#[tokio::test]
-async fn a_persistent_502_upstream_error_is_tried_exactly_max_attempts_times() {
-    let app = spawn_app_with(|s| s.proof.max_attempts = 2).await;
-    app.proof_answers(proof_error_answer(502, "upstream_error", "provider_error"))
-        .await;
-
-    let answer = checkout(&app, None).await;
-
-    answer.assert_envelope(502, "upstream_error", "provider_error");
-    let requests = app.proof_requests().await;
-    assert_eq!(requests.len(), 2);
-    assert_identical(&requests);
-}
-
-#[tokio::test]
-async fn a_500_internal_error_is_retried_once_and_no_more() {
-    // max_attempts would allow more: the once-only rule is what stops the retries.
-    let app = spawn_app_with(|s| s.proof.max_attempts = 5).await;
-    app.proof_answers(proof_error_answer(500, "internal_error", "db_error"))
-        .await;
-
-    let answer = checkout(&app, None).await;
-
-    answer.assert_envelope(502, "upstream_error", "provider_error");
-    let requests = app.proof_requests().await;
-    assert_eq!(requests.len(), 2);
-    assert_identical(&requests);
 }
 
 #[tokio::test]

@@ -8,14 +8,15 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod eventually;
 pub mod output;
 pub mod process;
 pub mod raw_http;
 
 use std::net::TcpListener;
 
-/// A loopback port that was free a moment ago: for a service that binds the address itself, or,
-/// left unbound, for a peer that refuses every connection.
+/// A loopback port that was free a moment ago, left unbound: for a peer that refuses every
+/// connection. A service the test starts binds port 0 and says which port it took.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

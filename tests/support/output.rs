@@ -2,9 +2,21 @@
 //! a [`CapturedOutput`], and a child process's pipes are read into one by a thread.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// The message of the line a service writes once its sockets are bound.
+pub const SOCKETS_BOUND: &str = "sockets bound";
+
+/// Where a service listens, as it logged at start.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddresses {
+    pub listen: SocketAddr,
+    /// The metrics port, when it has one.
+    pub metrics: Option<SocketAddr>,
+}
 
 /// Bytes written so far, shared by the writer and the test that reads them.
 #[derive(Clone, Default)]
@@ -13,28 +25,35 @@ pub struct CapturedOutput(Arc<Mutex<Vec<u8>>>);
 impl CapturedOutput {
     /// Everything `pipe` yields until its end, read into memory by a thread.
     pub fn read_from(pipe: impl Read + Send + 'static) -> (Self, JoinHandle<()>) {
-        Self::read_once(pipe, None)
+        Self::read_once(pipe, None, None)
     }
 
     /// As [`read_from`](Self::read_from), but nothing is read from `pipe` until `start` receives
     /// (or its sender is dropped): the writer meets a full pipe, as with a stalled log shipper.
+    ///
+    /// With `pause_after`, what is written up to a line containing it is read first: the lines a
+    /// service writes at start (the ports it bound) still reach the test.
     pub fn read_once(
         pipe: impl Read + Send + 'static,
         start: Option<std::sync::mpsc::Receiver<()>>,
+        pause_after: Option<&'static str>,
     ) -> (Self, JoinHandle<()>) {
         let captured = Self::default();
         let sink = captured.clone();
         let reader = thread::spawn(move || {
-            if let Some(start) = start {
-                let _ = start.recv();
-            }
+            let mut start = start;
             let mut pipe = pipe;
             let mut chunk = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut chunk) {
-                if n == 0 {
-                    break;
+            loop {
+                let paused_now = start.is_some()
+                    && pause_after.is_none_or(|marker| sink.text().contains(marker));
+                if paused_now && let Some(start) = start.take() {
+                    let _ = start.recv();
                 }
-                sink.bytes().extend_from_slice(&chunk[..n]);
+                match pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink.bytes().extend_from_slice(&chunk[..n]),
+                }
             }
         });
         (captured, reader)
@@ -90,17 +109,35 @@ impl CapturedOutput {
 
     /// Waits for a complete line that satisfies `wanted`, and returns it.
     pub fn wait_for_line(&self, wanted: impl Fn(&str) -> bool, timeout: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            if let Some(line) = self.lines().into_iter().find(|line| wanted(line)) {
-                return line;
-            }
-            assert!(
-                started.elapsed() < timeout,
+        super::eventually::within(timeout, || {
+            self.lines().into_iter().find(|line| wanted(line))
+        })
+        .unwrap_or_else(|| {
+            panic!(
                 "the line never came within {timeout:?}; output so far:\n{}",
                 self.text()
-            );
-            thread::sleep(Duration::from_millis(20));
+            )
+        })
+    }
+
+    /// The addresses a service logged as bound at start (`sockets bound`, in the JSON or the
+    /// pretty format): how a test learns the ports of a service told to bind port 0.
+    pub fn bound_addresses(&self, timeout: Duration) -> BoundAddresses {
+        let line = self.wait_for_line(|line| line.contains(SOCKETS_BOUND), timeout);
+        let field = |name: &str| -> Option<SocketAddr> {
+            let value = match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(event) => event["fields"][name].as_str()?.to_owned(),
+                // The pretty format writes `name=value` after the message.
+                Err(_) => line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix(&format!("{name}=")))?
+                    .to_owned(),
+            };
+            Some(value.parse().unwrap_or_else(|_| panic!("{name} in {line}")))
+        };
+        BoundAddresses {
+            listen: field("listen").unwrap_or_else(|| panic!("no listen address in {line}")),
+            metrics: field("metrics"),
         }
     }
 }
