@@ -1,10 +1,12 @@
 //! Configuration: the settings as an operator writes them ([`settings`]), where they are read from
-//! ([`load`]), and their validation into the typed values each capability runs on ([`validate`]).
+//! ([`load`]), and their validation into the typed values each capability runs on ([`validate`]),
+//! with the checks many keys share written once ([`range`]).
 //! Capabilities own their typed configuration (`BrowserConfig`, `SessionSource`, `ProofConfig`,
 //! `RateLimitConfig`, …); this folder builds them and is the only place that knows the file's shape.
 
 mod listen;
 mod load;
+mod range;
 mod session;
 mod settings;
 mod validate;

@@ -6,6 +6,7 @@ use actix_web::http::Uri;
 use actix_web::http::header::HeaderName;
 
 use super::ConfigError;
+use super::range::range;
 use super::settings::*;
 use super::validate::{read_secret, read_secret_file};
 use crate::client_ip::ClientIpResolver;
@@ -145,36 +146,31 @@ fn validate_forward(s: ForwardSettings) -> Result<SessionSource, ConfigError> {
             ));
         }
     }
-    if !(MIN_FORWARD_TIMEOUT_MS..=MAX_FORWARD_TIMEOUT_MS).contains(&s.timeout_ms) {
-        return Err(ConfigError::key(
-            "session.forward.timeout_ms",
-            format!(
-                "must be between {MIN_FORWARD_TIMEOUT_MS} and {MAX_FORWARD_TIMEOUT_MS} \
-                 (shorter, the app could seldom answer in time)"
-            ),
-        ));
-    }
-    if s.cache_ttl_s > MAX_FORWARD_CACHE_TTL_S {
-        return Err(ConfigError::key(
-            "session.forward.cache_ttl_s",
-            format!("must be at most {MAX_FORWARD_CACHE_TTL_S} (0 turns the cache off)"),
-        ));
-    }
-    if !(1..=MAX_FORWARD_CACHE_ENTRIES).contains(&s.cache_max_entries) {
-        return Err(ConfigError::key(
-            "session.forward.cache_max_entries",
-            format!(
-                "must be between 1 and {MAX_FORWARD_CACHE_ENTRIES} (cache_ttl_s = 0 turns the cache off)"
-            ),
-        ));
-    }
+    range(
+        "session.forward.timeout_ms",
+        s.timeout_ms,
+        MIN_FORWARD_TIMEOUT_MS..=MAX_FORWARD_TIMEOUT_MS,
+        " (shorter, the app could seldom answer in time)",
+    )?;
+    range(
+        "session.forward.cache_ttl_s",
+        s.cache_ttl_s,
+        0..=MAX_FORWARD_CACHE_TTL_S,
+        " (0 turns the cache off)",
+    )?;
+    range(
+        "session.forward.cache_max_entries",
+        s.cache_max_entries,
+        1..=MAX_FORWARD_CACHE_ENTRIES,
+        " (cache_ttl_s = 0 turns the cache off)",
+    )?;
     // For the whole instance, not per worker: one thread makes every call to the app.
-    if s.max_connections == 0 {
-        return Err(ConfigError::key(
-            "session.forward.max_connections",
-            "must be at least 1",
-        ));
-    }
+    range(
+        "session.forward.max_connections",
+        s.max_connections,
+        1..=usize::MAX,
+        "",
+    )?;
     let tls_roots = TlsRoots::with_ca_file(&s.ca_file)
         .map_err(|problem| ConfigError::key("session.forward.ca_file", problem))?;
     let session = ForwardSession::new(ForwardConfig {

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::ConfigError;
 use super::listen::ListenAddress;
+use super::range::range;
 use super::session::validate_session;
 use super::settings::*;
 use crate::browser::BrowserConfig;
@@ -130,51 +131,44 @@ impl Settings {
 fn validate_server(s: ServerSettings) -> Result<ServerConfig, ConfigError> {
     let listen =
         ListenAddress::parse(&s.listen).map_err(|e| ConfigError::key("server.listen", e))?;
-    if s.max_body_bytes == 0 {
-        return Err(ConfigError::key(
-            "server.max_body_bytes",
-            "must be at least 1",
-        ));
-    }
+    range(
+        "server.max_body_bytes",
+        s.max_body_bytes,
+        1..=usize::MAX,
+        "",
+    )?;
     // Below the lower bound honest requests time out (even /healthz); the upper bounds keep
     // deadlines far from the clock's range.
-    if !(MIN_CLIENT_REQUEST_TIMEOUT_MS..=MAX_CLIENT_REQUEST_TIMEOUT_MS)
-        .contains(&s.client_request_timeout_ms)
-    {
-        return Err(ConfigError::key(
-            "server.client_request_timeout_ms",
-            format!(
-                "must be between {MIN_CLIENT_REQUEST_TIMEOUT_MS} and {MAX_CLIENT_REQUEST_TIMEOUT_MS} \
-                 (the server's clock has 500 ms granularity: a shorter timeout refuses honest requests with 408)"
-            ),
-        ));
-    }
-    if s.shutdown_timeout_s < MIN_SHUTDOWN_TIMEOUT_S {
-        return Err(ConfigError::key(
-            "server.shutdown_timeout_s",
-            format!(
-                "must be at least {MIN_SHUTDOWN_TIMEOUT_S}: a drain needs time to finish the requests in flight"
-            ),
-        ));
-    }
-    if s.keep_alive_s > MAX_KEEP_ALIVE_S {
-        return Err(ConfigError::key(
-            "server.keep_alive_s",
-            format!("must be at most {MAX_KEEP_ALIVE_S} (0 turns keep-alive off)"),
-        ));
-    }
-    if s.drain_delay_s > MAX_DRAIN_DELAY_S {
-        return Err(ConfigError::key(
-            "server.drain_delay_s",
-            format!("must be at most {MAX_DRAIN_DELAY_S}"),
-        ));
-    }
-    if s.max_connections == 0 {
-        return Err(ConfigError::key(
-            "server.max_connections",
-            "must be at least 1",
-        ));
-    }
+    range(
+        "server.client_request_timeout_ms",
+        s.client_request_timeout_ms,
+        MIN_CLIENT_REQUEST_TIMEOUT_MS..=MAX_CLIENT_REQUEST_TIMEOUT_MS,
+        " (the server's clock has 500 ms granularity: a shorter timeout refuses honest requests with 408)",
+    )?;
+    range(
+        "server.shutdown_timeout_s",
+        s.shutdown_timeout_s,
+        MIN_SHUTDOWN_TIMEOUT_S..=u64::MAX,
+        ": a drain needs time to finish the requests in flight",
+    )?;
+    range(
+        "server.keep_alive_s",
+        s.keep_alive_s,
+        0..=MAX_KEEP_ALIVE_S,
+        " (0 turns keep-alive off)",
+    )?;
+    range(
+        "server.drain_delay_s",
+        s.drain_delay_s,
+        0..=MAX_DRAIN_DELAY_S,
+        "",
+    )?;
+    range(
+        "server.max_connections",
+        s.max_connections,
+        1..=usize::MAX,
+        "",
+    )?;
     Ok(ServerConfig {
         listen,
         workers: s.workers,
@@ -214,14 +208,13 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
     let rate_limit_key_secret = key_secret_from_client_token(client_token.expose_secret());
     let origin = normalise_origin(&s.origin).map_err(|e| ConfigError::key("proof.origin", e))?;
     let at_least = |key: &str, ms: u64, min: u64| {
-        if ms < min {
-            Err(ConfigError::key(
-                key,
-                format!("must be at least {min}: shorter, no call to Proof could succeed"),
-            ))
-        } else {
-            Ok(Duration::from_millis(ms))
-        }
+        range(
+            key,
+            ms,
+            min..=u64::MAX,
+            ": shorter, no call to Proof could succeed",
+        )
+        .map(Duration::from_millis)
     };
     let connect_timeout = at_least(
         "proof.connect_timeout_ms",
@@ -234,24 +227,24 @@ fn validate_proof(s: ProofSettings) -> Result<(ProofConfig, [u8; 32]), ConfigErr
         MIN_PROOF_REQUEST_TIMEOUT_MS,
     )?;
     let deadline = at_least("proof.deadline_ms", s.deadline_ms, MIN_PROOF_DEADLINE_MS)?;
-    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&s.max_attempts) {
-        return Err(ConfigError::key(
-            "proof.max_attempts",
-            format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
-        ));
-    }
-    if !(1..=MAX_PROOF_CONNECTIONS).contains(&s.max_connections) {
-        return Err(ConfigError::key(
-            "proof.max_connections",
-            format!("must be between 1 and {MAX_PROOF_CONNECTIONS}"),
-        ));
-    }
-    if s.token_reload_s > MAX_TOKEN_RELOAD_S {
-        return Err(ConfigError::key(
-            "proof.token_reload_s",
-            format!("must be at most {MAX_TOKEN_RELOAD_S} (0: only on SIGHUP)"),
-        ));
-    }
+    range(
+        "proof.max_attempts",
+        s.max_attempts,
+        1..=MAX_ATTEMPTS_LIMIT,
+        "",
+    )?;
+    range(
+        "proof.max_connections",
+        s.max_connections,
+        1..=MAX_PROOF_CONNECTIONS,
+        "",
+    )?;
+    range(
+        "proof.token_reload_s",
+        s.token_reload_s,
+        0..=MAX_TOKEN_RELOAD_S,
+        " (0: only on SIGHUP)",
+    )?;
     let address = s.address.trim();
     if address.len() > 256 || address.chars().any(char::is_control) {
         return Err(ConfigError::key(
@@ -415,15 +408,12 @@ fn validate_rate_limit(
     if let Some(redis_url) = &redis_url {
         validate_redis_url(redis_url).map_err(|problem| ConfigError::key(url_key, problem))?;
     }
-    if !(MIN_REDIS_TIMEOUT_MS..=MAX_REDIS_TIMEOUT_MS).contains(&s.redis_timeout_ms) {
-        return Err(ConfigError::key(
-            "rate_limit.redis_timeout_ms",
-            format!(
-                "must be between {MIN_REDIS_TIMEOUT_MS} and {MAX_REDIS_TIMEOUT_MS} \
-                 (shorter, a healthy Redis would count as unreachable)"
-            ),
-        ));
-    }
+    range(
+        "rate_limit.redis_timeout_ms",
+        s.redis_timeout_ms,
+        MIN_REDIS_TIMEOUT_MS..=MAX_REDIS_TIMEOUT_MS,
+        " (shorter, a healthy Redis would count as unreachable)",
+    )?;
     for (key, value) in [
         ("rate_limit.per_user_burst", s.per_user_burst),
         ("rate_limit.per_user_per_minute", s.per_user_per_minute),
@@ -434,9 +424,7 @@ fn validate_rate_limit(
             s.status_per_user_per_minute,
         ),
     ] {
-        if value == 0 {
-            return Err(ConfigError::key(key, "must be at least 1"));
-        }
+        range(key, value, 1..=u32::MAX, "")?;
     }
     let quotas = RateLimitConfig {
         per_user_burst: s.per_user_burst,
@@ -509,28 +497,24 @@ fn validate_idempotency(
     shared: Option<SharedBackend>,
     proof_deadline: Duration,
 ) -> Result<IdempotencyStore, ConfigError> {
-    if !(1..=MAX_IDEMPOTENCY_TTL_S).contains(&s.idempotency_ttl_s) {
-        return Err(ConfigError::key(
-            "checkout.idempotency_ttl_s",
-            format!("must be between 1 and {MAX_IDEMPOTENCY_TTL_S}"),
-        ));
-    }
-    if s.dedupe_window_ms > MAX_DEDUPE_WINDOW_MS {
-        return Err(ConfigError::key(
-            "checkout.dedupe_window_ms",
-            format!("must be at most {MAX_DEDUPE_WINDOW_MS} (0 turns it off)"),
-        ));
-    }
-    if !IDEMPOTENCY_MAX_BYTES.contains(&s.idempotency_max_bytes) {
-        return Err(ConfigError::key(
-            "checkout.idempotency_max_bytes",
-            format!(
-                "must be between {} (1 MiB) and {} (16 GiB)",
-                IDEMPOTENCY_MAX_BYTES.start(),
-                IDEMPOTENCY_MAX_BYTES.end()
-            ),
-        ));
-    }
+    range(
+        "checkout.idempotency_ttl_s",
+        s.idempotency_ttl_s,
+        1..=MAX_IDEMPOTENCY_TTL_S,
+        "",
+    )?;
+    range(
+        "checkout.dedupe_window_ms",
+        s.dedupe_window_ms,
+        0..=MAX_DEDUPE_WINDOW_MS,
+        " (0 turns it off)",
+    )?;
+    range(
+        "checkout.idempotency_max_bytes",
+        s.idempotency_max_bytes,
+        IDEMPOTENCY_MAX_BYTES,
+        " (1 MiB to 16 GiB)",
+    )?;
     let config = IdempotencyConfig {
         key_ttl: Duration::from_secs(s.idempotency_ttl_s),
         // In range, so it fits any 64-bit usize; a 32-bit one saturates, and the bound is then
@@ -645,32 +629,30 @@ const MAX_STREAM_DURATION_S: u64 = 24 * 3600;
 const MIN_WEBHOOK_PATH_SECRET: usize = 16;
 
 fn validate_status(s: StatusSettings) -> Result<StatusConfig, ConfigError> {
-    if !(1..=MAX_POLL_INTERVAL_S).contains(&s.poll_interval_s) {
-        return Err(ConfigError::key(
-            "status.poll_interval_s",
-            format!("must be between 1 and {MAX_POLL_INTERVAL_S}"),
-        ));
-    }
+    range(
+        "status.poll_interval_s",
+        s.poll_interval_s,
+        1..=MAX_POLL_INTERVAL_S,
+        "",
+    )?;
     for (key, value) in [
         ("status.max_streams_per_user", s.max_streams_per_user),
         ("status.max_streams", s.max_streams),
     ] {
-        if value == 0 {
-            return Err(ConfigError::key(key, "must be at least 1"));
-        }
+        range(key, value, 1..=usize::MAX, "")?;
     }
-    if !(1..=MAX_STREAM_DURATION_S).contains(&s.max_stream_duration_s) {
-        return Err(ConfigError::key(
-            "status.max_stream_duration_s",
-            format!("must be between 1 and {MAX_STREAM_DURATION_S}"),
-        ));
-    }
-    if !(1..=MAX_CONFIRM_INTERVAL_S).contains(&s.confirm_interval_s) {
-        return Err(ConfigError::key(
-            "status.confirm_interval_s",
-            format!("must be between 1 and {MAX_CONFIRM_INTERVAL_S}"),
-        ));
-    }
+    range(
+        "status.max_stream_duration_s",
+        s.max_stream_duration_s,
+        1..=MAX_STREAM_DURATION_S,
+        "",
+    )?;
+    range(
+        "status.confirm_interval_s",
+        s.confirm_interval_s,
+        1..=MAX_CONFIRM_INTERVAL_S,
+        "",
+    )?;
     let webhook_path = match s.webhook_path.trim() {
         "" => None,
         path => Some(validate_webhook_path(path)?),
