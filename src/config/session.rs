@@ -10,7 +10,7 @@ use super::range::range;
 use super::settings::*;
 use super::validate::{read_secret, read_secret_file};
 use crate::client_ip::ClientIpResolver;
-use crate::http::is_loopback_host;
+use crate::http::{UrlRules, outbound_url};
 use crate::session::forward::is_json_pointer;
 use crate::session::{
     ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtAlgorithm,
@@ -224,26 +224,19 @@ fn forward_url(raw: &str) -> Result<Uri, ConfigError> {
             "is required: your app's endpoint that answers who is signed in",
         ));
     }
-    let url = url::Url::parse(raw.trim())
-        .map_err(|e| ConfigError::key(KEY, format!("is not a valid URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::key(KEY, "must be an https:// URL"));
-    }
-    if url.scheme() == "http" && !is_loopback_host(&url) {
-        return Err(ConfigError::key(
-            KEY,
-            "must be https:// (http:// only for a loopback host: 127.0.0.0/8, ::1 or localhost): the session cookies travel to it",
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::key(
-            KEY,
-            "must not carry a user name or password",
-        ));
-    }
-    if url.fragment().is_some() {
-        return Err(ConfigError::key(KEY, "must not carry a fragment"));
-    }
+    let url = outbound_url(
+        raw,
+        &UrlRules {
+            not_http: "must be an https:// URL",
+            credentials: "must not carry a user name or password",
+            query_allowed: true,
+            https_unless_loopback: Some(
+                "must be https:// (http:// only for a loopback host: 127.0.0.0/8, ::1 or \
+                 localhost): the session cookies travel to it",
+            ),
+        },
+    )
+    .map_err(|problem| ConfigError::key(KEY, problem))?;
     url.as_str()
         .parse()
         .map_err(|e| ConfigError::key(KEY, format!("is not a valid URL ({e})")))

@@ -17,7 +17,7 @@ use crate::browser::BrowserConfig;
 use crate::browser::origin::{AllowedOrigins, normalise_origin};
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::{ClientIpResolver, ClientIpSource, TrustedProxies};
-use crate::http::is_loopback_host;
+use crate::http::{HTTPS_UNLESS_LOOPBACK, UrlRules, outbound_url};
 use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
 use crate::proof::{
     MAX_CLIENT_TOKEN_BYTES, ProofConfig, ProofEndpoint, ProofEndpointSettings, check_client_token,
@@ -285,29 +285,17 @@ fn widget_session_url(base_url: &str) -> Result<(url::Url, String), ConfigError>
             "is required: the base URL Proof gave you at onboarding",
         ));
     }
-    // The value is never echoed: a URL may carry a password, and a malformed one cannot be
-    // trusted to be redacted. The parser's own messages name the fault without the input.
-    let url = url::Url::parse(base_url.trim())
-        .map_err(|e| ConfigError::key(KEY, format!("is not a valid URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::key(KEY, "must be an https:// URL"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::key(
-            KEY,
-            "must not carry a user name or password: the client token is the credential",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::key(KEY, "must not carry a query or fragment"));
-    }
-    // The client token travels in every request: in clear text only to this very machine.
-    if url.scheme() == "http" && !is_loopback_host(&url) {
-        return Err(ConfigError::key(
-            KEY,
-            "must be https:// (http:// only for a loopback host: 127.0.0.0/8, ::1 or localhost)",
-        ));
-    }
+    let url = outbound_url(
+        base_url,
+        &UrlRules {
+            not_http: "must be an https:// URL",
+            credentials: "must not carry a user name or password: the client token is the credential",
+            query_allowed: false,
+            // The client token travels in every request: in clear text only to this very machine.
+            https_unless_loopback: Some(HTTPS_UNLESS_LOOPBACK),
+        },
+    )
+    .map_err(|problem| ConfigError::key(KEY, problem))?;
     let base = url.as_str().trim_end_matches('/');
     let widget_session = format!("{base}/widget/session");
     Ok((url, widget_session))
@@ -601,20 +589,17 @@ fn validate_telemetry(s: &TelemetrySettings) -> Result<Option<TracesConfig>, Con
 /// takes it) with `/v1/traces` added; a URL that already ends in `/v1/traces` is taken as it is.
 /// The value is never echoed: a typo next to a token would otherwise reach the logs.
 fn otlp_traces_url(endpoint: &str) -> Result<url::Url, String> {
-    let mut url = url::Url::parse(endpoint).map_err(|e| format!("is not a valid URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err("must be an http:// or https:// URL (e.g. \"http://127.0.0.1:4318\")".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "must not carry a user name or password: give the collector's credentials as \
-             OTEL_EXPORTER_OTLP_HEADERS"
-                .into(),
-        );
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not carry a query or fragment".into());
-    }
+    let mut url = outbound_url(
+        endpoint,
+        &UrlRules {
+            not_http: "must be an http:// or https:// URL (e.g. \"http://127.0.0.1:4318\")",
+            credentials: "must not carry a user name or password: give the collector's credentials \
+                          as OTEL_EXPORTER_OTLP_HEADERS",
+            query_allowed: false,
+            // Spans carry no secret, and a collector in the same pod or network is usual.
+            https_unless_loopback: None,
+        },
+    )?;
     if !url.path().ends_with("/v1/traces") {
         let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
         url.set_path(&path);

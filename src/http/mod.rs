@@ -1,6 +1,7 @@
 //! The HTTP pieces every route shares: the error envelope, the health probes, answers for unknown
-//! routes, and the bounds on what one client connection may hold back; and which upstream hosts
-//! may be called over plain `http://`.
+//! routes, and the bounds on what one client connection may hold back; and what an upstream URL
+//! may be (`http(s)://`, no credentials, plain `http://` only to this machine when a secret
+//! travels there), one check for every upstream the service calls.
 
 pub mod connection;
 mod envelope;
@@ -11,4 +12,4 @@ mod loopback;
 pub use envelope::envelope_response;
 pub use fallback::{method_not_allowed, not_found};
 pub use health::{DrainHold, Readiness, healthz, readyz};
-pub use loopback::is_loopback_host;
+pub use loopback::{HTTPS_UNLESS_LOOPBACK, UrlRules, is_loopback_host, outbound_url};

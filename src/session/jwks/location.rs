@@ -4,7 +4,7 @@ use std::fmt;
 
 use url::Url;
 
-use crate::http::is_loopback_host;
+use crate::http::{HTTPS_UNLESS_LOOPBACK, UrlRules, outbound_url};
 
 /// The key set's address: configured, or found through OpenID Connect discovery.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,24 +48,15 @@ impl fmt::Debug for KeySetLocation {
 /// proxy), with no user name, password or fragment. The key set decides who may sign in, so it
 /// is never read over a network in clear text.
 pub fn fetch_url(text: &str) -> Result<Url, String> {
-    // The parser's messages name the fault, never the input.
-    let url = Url::parse(text.trim()).map_err(|e| format!("is not a valid URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err("must be an https:// URL".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry a user name or password".into());
-    }
-    if url.fragment().is_some() {
-        return Err("must not carry a fragment".into());
-    }
-    if url.scheme() == "http" && !is_loopback_host(&url) {
-        return Err(
-            "must be https:// (http:// only for a loopback host: 127.0.0.0/8, ::1 or localhost)"
-                .into(),
-        );
-    }
-    Ok(url)
+    outbound_url(
+        text,
+        &UrlRules {
+            not_http: "must be an https:// URL",
+            credentials: "must not carry a user name or password",
+            query_allowed: true,
+            https_unless_loopback: Some(HTTPS_UNLESS_LOOPBACK),
+        },
+    )
 }
 
 /// A URL as logs show it: scheme, host, port and path, without a query that might carry a key.
