@@ -1,12 +1,13 @@
 //! Configuration: the settings as an operator writes them ([`settings`]), where they are read from
 //! ([`load`]), and their validation into the typed values each capability runs on ([`validate`]),
-//! with the checks many keys share written once ([`range`]).
+//! with the checks many keys share written once ([`range`], [`secrets`]).
 //! Capabilities own their typed configuration (`BrowserConfig`, `SessionSource`, `ProofConfig`,
 //! `RateLimitConfig`, …); this folder builds them and is the only place that knows the file's shape.
 
 mod listen;
 mod load;
 mod range;
+mod secrets;
 mod session;
 mod settings;
 mod validate;

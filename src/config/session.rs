@@ -7,8 +7,8 @@ use actix_web::http::header::HeaderName;
 
 use super::ConfigError;
 use super::range::range;
+use super::secrets::{read_secret, read_secret_file};
 use super::settings::*;
-use super::validate::{read_secret, read_secret_file};
 use crate::client_ip::ClientIpResolver;
 use crate::http::{UrlRules, outbound_url};
 use crate::session::forward::is_json_pointer;

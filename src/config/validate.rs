@@ -2,7 +2,6 @@
 //! bound or called, so `check-config` catches every problem start-up could hit. Each problem is one
 //! line naming the key; a secret or a URL's password is never quoted.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::ConfigError;
 use super::listen::ListenAddress;
 use super::range::range;
+use super::secrets::read_secret;
 use super::session::validate_session;
 use super::settings::*;
 use crate::browser::BrowserConfig;
@@ -26,7 +26,6 @@ use crate::rate_limit::redis::RedisLimiter;
 use crate::rate_limit::{
     BackendErrorPolicy, RateLimitConfig, RateLimits, key_secret_from_client_token,
 };
-use crate::secret_file::{SecretFile, without_line_end};
 use crate::session::{DevSession, SessionSource};
 use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 use crate::status::StatusConfig;
@@ -299,47 +298,6 @@ fn widget_session_url(base_url: &str) -> Result<(url::Url, String), ConfigError>
     let base = url.as_str().trim_end_matches('/');
     let widget_session = format!("{base}/widget/session");
     Ok((url, widget_session))
-}
-
-/// A secret given inline or as a file: exactly one of the two, never both. The file is read as on
-/// every reload ([`SecretFile`]: a regular file of at most `max_bytes`, read until two reads
-/// agree, with a timeout), so start-up refuses what a reload would, and never hangs on it.
-pub(super) fn read_secret(
-    key: &str,
-    inline: SecretString,
-    file_key: &str,
-    file: &str,
-    max_bytes: u64,
-) -> Result<Option<SecretString>, ConfigError> {
-    let has_inline = !inline.expose_secret().is_empty();
-    match (has_inline, file.trim().is_empty()) {
-        (true, false) => Err(ConfigError::key(
-            key,
-            format!("set either {key} or {file_key}, not both"),
-        )),
-        (true, true) => Ok(Some(inline)),
-        (false, true) => Ok(None),
-        (false, false) => {
-            let contents = read_secret_file(file_key, file, max_bytes)?;
-            let secret = without_line_end(&contents);
-            if secret.is_empty() {
-                return Err(ConfigError::key(file_key, format!("{file:?} is empty")));
-            }
-            Ok(Some(SecretString::from(secret)))
-        }
-    }
-}
-
-/// A secret file's whole contents, read as on every reload; the error names the file, never what
-/// it holds.
-pub(super) fn read_secret_file(
-    file_key: &str,
-    file: &str,
-    max_bytes: u64,
-) -> Result<String, ConfigError> {
-    SecretFile::new(PathBuf::from(file.trim()), max_bytes)
-        .read_blocking()
-        .map_err(|e| ConfigError::key(file_key, format!("{file:?} {e}")))
 }
 
 fn validate_browser(s: BrowserSettings) -> Result<BrowserConfig, ConfigError> {
