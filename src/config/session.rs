@@ -13,8 +13,8 @@ use crate::client_ip::ClientIpResolver;
 use crate::http::{UrlRules, outbound_url};
 use crate::session::forward::is_json_pointer;
 use crate::session::{
-    ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwksSessionSettings, JwtAlgorithm,
-    JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, MAX_KEY_FILE_BYTES, SessionSource,
+    ForwardConfig, ForwardSession, HeaderSession, JwksSession, JwtAlgorithm, JwtSession,
+    JwtVerifier, JwtVerifierSettings, KeyFile, MAX_KEY_FILE_BYTES, SessionSource,
 };
 use crate::tls_roots::TlsRoots;
 
@@ -42,20 +42,7 @@ fn validate_jwks(s: JwksSettings) -> Result<SessionSource, ConfigError> {
     }
     let tls_roots = TlsRoots::with_ca_file(&s.ca_file)
         .map_err(|problem| ConfigError::key("session.jwks.ca_file", problem))?;
-    let session = JwksSession::new(JwksSessionSettings {
-        issuer: s.issuer,
-        jwks_url: s.jwks_url,
-        algorithms: s.algorithms,
-        audience: s.audience.trim().to_owned(),
-        cookie: s.cookie,
-        bearer: s.bearer,
-        user_id_claim: s.user_id_claim.trim().to_owned(),
-        email_claim: s.email_claim.trim().to_owned(),
-        leeway_s: s.leeway_s,
-        min_refresh_interval_s: s.min_refresh_interval_s,
-        tls_roots,
-    })
-    .map_err(|e| ConfigError(e.to_string()))?;
+    let session = JwksSession::new(s, tls_roots).map_err(|e| ConfigError(e.to_string()))?;
     Ok(SessionSource::Jwks(session))
 }
 

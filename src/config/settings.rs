@@ -5,6 +5,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use crate::session::JwksSettings;
 use crate::session::JwtAlgorithm;
 use crate::telemetry::LogFormat;
 
@@ -112,41 +113,6 @@ impl Default for SessionSettings {
             jwks: JwksSettings::default(),
             forward: ForwardSettings::default(),
             headers: HeaderSessionSettings::default(),
-        }
-    }
-}
-
-/// `[session.jwks]`: tokens from an identity provider, verified with its published key set.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JwksSettings {
-    pub issuer: String,
-    pub jwks_url: String,
-    pub algorithms: Vec<String>,
-    pub audience: String,
-    pub cookie: String,
-    pub bearer: bool,
-    pub user_id_claim: String,
-    pub email_claim: String,
-    pub leeway_s: u64,
-    pub min_refresh_interval_s: u64,
-    pub ca_file: String,
-}
-
-impl Default for JwksSettings {
-    fn default() -> Self {
-        Self {
-            issuer: String::new(),
-            jwks_url: String::new(),
-            algorithms: vec!["RS256".into()],
-            audience: String::new(),
-            cookie: "session".into(),
-            bearer: false,
-            user_id_claim: "sub".into(),
-            email_claim: "email".into(),
-            leeway_s: 30,
-            min_refresh_interval_s: 30,
-            ca_file: String::new(),
         }
     }
 }

@@ -44,9 +44,12 @@ use crate::tls_roots::TlsRoots;
 /// The longest `min_refresh_interval_s`: beyond a day a rotated key would go unnoticed too long.
 const MAX_MIN_REFRESH_INTERVAL_S: u64 = 24 * 3600;
 
-/// What the source needs; the configuration layer fills it in from `[session.jwks]`.
-#[derive(Debug)]
-pub struct JwksSessionSettings {
+/// `[session.jwks]`, as the operator writes it: tokens from an identity provider, verified with
+/// its published key set. `ca_file` is read by the configuration into the [`TlsRoots`] the source
+/// is built with.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksSettings {
     pub issuer: String,
     /// Empty: found through OpenID Connect discovery under the issuer.
     pub jwks_url: String,
@@ -58,8 +61,25 @@ pub struct JwksSessionSettings {
     pub email_claim: String,
     pub leeway_s: u64,
     pub min_refresh_interval_s: u64,
-    /// What the fetches trust: the public roots, and the provider's CA from `ca_file`.
-    pub tls_roots: TlsRoots,
+    pub ca_file: String,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            jwks_url: String::new(),
+            algorithms: vec!["RS256".into()],
+            audience: String::new(),
+            cookie: "session".into(),
+            bearer: false,
+            user_id_claim: "sub".into(),
+            email_claim: "email".into(),
+            leeway_s: 30,
+            min_refresh_interval_s: 30,
+            ca_file: String::new(),
+        }
+    }
 }
 
 /// A setting of `[session.jwks]` that cannot work: the setting's name and the problem.
@@ -99,8 +119,10 @@ impl std::fmt::Debug for JwksSession {
 impl JwksSession {
     /// Checks the settings and prepares the source, without fetching anything. No problem quotes a
     /// URL: the parser's messages name the fault without the input.
-    pub fn new(settings: JwksSessionSettings) -> Result<Self, JwksConfigError> {
-        let JwksSessionSettings {
+    /// `tls_roots`: what the fetches trust (the public roots, and the provider's CA from
+    /// `ca_file`).
+    pub fn new(settings: JwksSettings, tls_roots: TlsRoots) -> Result<Self, JwksConfigError> {
+        let JwksSettings {
             issuer,
             jwks_url,
             algorithms,
@@ -111,7 +133,7 @@ impl JwksSession {
             email_claim,
             leeway_s,
             min_refresh_interval_s,
-            tls_roots,
+            ca_file: _,
         } = settings;
         let fault = |setting, problem| JwksConfigError { setting, problem };
         let issuer = issuer.trim();
@@ -140,9 +162,9 @@ impl JwksSession {
         };
         let rules = ClaimRules::new(
             Some(issuer.to_owned()),
-            Some(audience),
-            user_id_claim,
-            email_claim,
+            Some(audience.trim().to_owned()),
+            user_id_claim.trim().to_owned(),
+            email_claim.trim().to_owned(),
             leeway_s,
         )
         .map_err(|ClaimRulesError { setting, problem }| fault(setting, problem))?;

@@ -24,7 +24,7 @@ use crate::telemetry::Metrics;
 
 pub use forward::{ForwardConfig, ForwardSession};
 pub use headers::HeaderSession;
-pub use jwks::{JwksConfigError, JwksSession, JwksSessionSettings};
+pub use jwks::{JwksConfigError, JwksSession, JwksSettings};
 pub use jwt::{
     DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
     KeyFile, MAX_KEY_FILE_BYTES, sign_hs256,
