@@ -474,3 +474,35 @@ async fn sigterm_ends_open_event_streams_and_the_process_exits_without_waiting_t
     let status = service.process.wait_for_exit(Duration::from_secs(30));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "exit: {status:?}");
 }
+
+/// The sandbox reads the secret files it is given as the service does: a FIFO given as the token
+/// file (a mount that never answers would do the same) is refused at once, naming the key, rather
+/// than waited on forever before anything starts.
+#[test]
+fn a_fifo_as_the_sandbox_token_file_is_refused_not_waited_on() {
+    let dir = std::env::temp_dir().join(format!("proof-bff-sandbox-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let fifo = dir.join("client_token");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed: {made:?}");
+
+    let mut command = bff();
+    command
+        .arg("--sandbox")
+        .env("PROOF_BFF__SERVER__LISTEN", "127.0.0.1:0")
+        .env("PROOF_BFF__PROOF__CLIENT_TOKEN_FILE", &fifo);
+    let mut process = Process::spawn(command);
+    let status = process.wait_for_exit(EVENTUALLY);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(2),
+        "--sandbox with a FIFO as the token file: {status:?}"
+    );
+    let stderr = process.stderr.text();
+    assert!(stderr.contains("proof.client_token_file"), "{stderr}");
+}

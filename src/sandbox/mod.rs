@@ -8,6 +8,7 @@
 mod routes;
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 
 use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -15,7 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 pub use routes::{demo_css, demo_js, demo_page, login};
 
 use crate::config::{ConfigError, ListenAddress, PresetValue, SessionSourceName, Settings};
-use crate::session::{DevSession, JwtAlgorithm};
+use crate::proof::MAX_CLIENT_TOKEN_BYTES;
+use crate::secret_file::{SecretFile, without_line_end};
+use crate::session::{DevSession, JwtAlgorithm, MAX_KEY_FILE_BYTES};
 use proof_stand_in::StandInConfig;
 
 /// The Origin the sandbox's BFF presents to the stand-in, registered there.
@@ -64,12 +67,7 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     }
     let client_token = match proof.client_token_file.trim() {
         "" => proof.client_token.clone(),
-        path => SecretString::from(
-            std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("proof.client_token_file: {e}")))?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
-        ),
+        path => read_secret_file("proof.client_token_file", path, MAX_CLIENT_TOKEN_BYTES)?,
     };
 
     let page_origins = page_origins(&settings.server.listen)?;
@@ -93,12 +91,7 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     }
     let session_secret = match jwt.secret_file.trim() {
         "" => jwt.secret.clone(),
-        path => SecretString::from(
-            std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("session.jwt.secret_file: {e}")))?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
-        ),
+        path => read_secret_file("session.jwt.secret_file", path, MAX_KEY_FILE_BYTES)?,
     };
     let session = DevSession::new(session_secret, jwt.cookie.clone(), SESSION_TTL_S);
 
@@ -118,6 +111,16 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
             session,
         },
     ))
+}
+
+/// A secret file read as the service reads it at start and on every reload (a regular file within
+/// its bound, read until two reads agree, with a timeout), so the stand-in is given what the
+/// service will send it, and a file that would hang the service hangs nothing here either.
+fn read_secret_file(key: &str, path: &str, max_bytes: u64) -> Result<SecretString, ConfigError> {
+    let contents = SecretFile::new(PathBuf::from(path), max_bytes)
+        .read_blocking()
+        .map_err(|e| ConfigError::key(key, format!("{path:?} {e}")))?;
+    Ok(SecretString::from(without_line_end(&contents)))
 }
 
 /// The origins the demo page is served from: the listen port on 127.0.0.1 and localhost.
