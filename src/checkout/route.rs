@@ -144,7 +144,7 @@ async fn ask_proof(
         .instrument(tracing::Span::current()),
     );
     let mut if_left = HoldDrainIfLeft {
-        readiness: readiness.clone(),
+        readiness,
         hand_over: Some(hand_over),
     };
     let answer = answer.await;
@@ -169,12 +169,12 @@ async fn ask_proof(
 /// a hold on the drain, kept to the task's end, so that a drain does not stop the worker, and the
 /// call with it, before Proof's answer is kept for the retry. A request still connected needs
 /// none: the server's drain waits for its connection.
-struct HoldDrainIfLeft {
-    readiness: Arc<Readiness>,
+struct HoldDrainIfLeft<'a> {
+    readiness: &'a Arc<Readiness>,
     hand_over: Option<oneshot::Sender<DrainHold>>,
 }
 
-impl Drop for HoldDrainIfLeft {
+impl Drop for HoldDrainIfLeft<'_> {
     fn drop(&mut self) {
         if let Some(hand_over) = self.hand_over.take() {
             // Taken here, before the connection closes: the drain always sees one or the other.

@@ -390,7 +390,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn churn_at_the_bound_never_grows_the_tables_past_what_is_counted() {
+    async fn churn_at_the_bound_never_takes_the_store_past_it() {
         let bound = 512 * 1024;
         let store = MemoryStore::new(bound);
         for round in 0..40 {

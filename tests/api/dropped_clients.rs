@@ -130,6 +130,17 @@ async fn wait_for_log(request_id: &str, message: &str) -> serde_json::Value {
     }
 }
 
+/// The request ended once, as a client gone before anything was sent to Proof: logged with what
+/// it had reached, counted as a 499, no longer in flight, and Proof never called.
+async fn assert_left_before_proof(app: &TestApp, request_id: &str) {
+    let span = client_closed_line(request_id).await;
+    assert_eq!(span["reached"], "before_proof", "{span}");
+    let text = scrape(app).await;
+    assert_eq!(sample(&text, CLIENT_CLOSED_CHECKOUTS), Some(1.0), "{text}");
+    assert_eq!(sample(&text, IN_FLIGHT), Some(0.0), "{text}");
+    app.assert_proof_not_called().await;
+}
+
 /// The retry of the keyed checkout, as a page that reconnected sends it.
 fn retry_on(app: &TestApp) -> RequestBuilder {
     app.checkout_on_own_connection()
@@ -366,13 +377,7 @@ async fn a_client_that_leaves_before_its_body_arrives_is_499_before_proof() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(connection);
-
-    let span = client_closed_line(request_id).await;
-    assert_eq!(span["reached"], "before_proof", "{span}");
-    let text = scrape(&app).await;
-    assert_eq!(sample(&text, CLIENT_CLOSED_CHECKOUTS), Some(1.0), "{text}");
-    assert_eq!(sample(&text, IN_FLIGHT), Some(0.0), "{text}");
-    app.assert_proof_not_called().await;
+    assert_left_before_proof(&app, request_id).await;
 }
 
 #[tokio::test]
@@ -414,13 +419,7 @@ async fn a_client_that_leaves_during_a_slow_session_check_is_499_before_proof() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(connection);
-
-    let span = client_closed_line(request_id).await;
-    assert_eq!(span["reached"], "before_proof", "{span}");
-    let text = scrape(&app).await;
-    assert_eq!(sample(&text, CLIENT_CLOSED_CHECKOUTS), Some(1.0), "{text}");
-    assert_eq!(sample(&text, IN_FLIGHT), Some(0.0), "{text}");
-    app.assert_proof_not_called().await;
+    assert_left_before_proof(&app, request_id).await;
 }
 
 #[tokio::test]
