@@ -4,6 +4,10 @@
 //! Every entry lives equally long, so the order of insertion is the order of expiry: one queue
 //! gives both the expired entries and the oldest ones, and each insertion first drops what has
 //! expired from its front. Memory is bounded by the capacity, whatever the traffic.
+//!
+//! Written here rather than taken from `moka`: measured side by side, this is several times faster
+//! per lookup and smaller, and it always keeps the newest answer (BENCHMARKS.md, "The forward
+//! session cache").
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
