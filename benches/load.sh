@@ -30,7 +30,7 @@
 #                   production: the service never waits for an export
 #   --sample-ratio R  telemetry.sample_ratio with --otlp (default 1.0)
 #
-# The two backends with one worker, as in README.md, "Performance":
+# The two backends with one worker, as in BENCHMARKS.md, "Rate limits in Redis":
 #
 #   bash benches/load.sh --compare --workers 1 --runs 5 10
 #

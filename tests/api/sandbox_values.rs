@@ -1,5 +1,5 @@
 //! The sandbox's documented test values, through the real service in front of the embedded
-//! stand-in for Proof: what a frontend sees for each (the README's table).
+//! stand-in for Proof: what a frontend sees for each (the table in docs/sandbox.md, "Test values").
 
 use std::net::TcpListener;
 use std::time::Duration;
