@@ -2,6 +2,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 
 use super::envelope_response;
 
@@ -15,16 +16,14 @@ pub async fn not_found() -> HttpResponse {
     )
 }
 
-pub async fn method_not_allowed() -> HttpResponse {
+/// A method the path does not take; `allow` lists the ones it does (RFC 9110: a 405 carries them).
+pub fn method_not_allowed(allow: HeaderValue) -> HttpResponse {
     let mut response = envelope_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
         "method_not_allowed",
         "this route does not accept that method",
     );
-    response.headers_mut().insert(
-        actix_web::http::header::ALLOW,
-        actix_web::http::header::HeaderValue::from_static("POST, OPTIONS"),
-    );
+    response.headers_mut().insert(header::ALLOW, allow);
     response
 }

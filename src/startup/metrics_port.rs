@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, web};
 
+use super::routes::Served;
 use crate::checkout::CheckoutContext;
 use crate::http;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
@@ -78,12 +79,16 @@ fn metrics_service(
             METRICS_CONNECTION_LIMITS.client_request_timeout,
         ))
         .app_data(web::Data::new(scrape))
-        .route("/metrics", web::get().to(render_metrics))
+        .configure(|app| {
+            super::routes::register(app, |route| {
+                (route.served == Served::MetricsPort).then(|| route.path.to_owned())
+            });
+        })
         .default_service(web::to(http::not_found));
     connection::http1(app, METRICS_CONNECTION_LIMITS, local_addr)
 }
 
-async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
+pub(super) async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
     let live = LiveState {
         rate_limit_keys: scrape.rate_limits.in_memory().map(|limiter| limiter.len()),
         idempotency_store: scrape

@@ -4,6 +4,7 @@
 
 mod background;
 mod metrics_port;
+mod routes;
 mod signals;
 
 use std::net::TcpListener;
@@ -11,25 +12,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
 use self::background::{maintain_rate_limits, reload_secret_files};
 use self::metrics_port::{MetricsScrape, build_metrics_server};
+pub use self::routes::{ROUTES, Route, Served, WEBHOOK_PATH};
 use self::signals::ShutdownSignals;
 
 use crate::admission::AdmissionContext;
 use crate::browser::cors;
 use crate::call_budget::CallBudget;
-use crate::checkout::{self, CheckoutContext};
+use crate::checkout::CheckoutContext;
 use crate::config::AppConfig;
 use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
 use crate::http::{self, Readiness};
 use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::RateLimits;
-use crate::sandbox;
 use crate::status;
 use crate::telemetry::{self, BffRootSpan, HiddenRoute, Metrics, RequestIdMiddleware, Traces};
 
@@ -221,55 +221,26 @@ impl Application {
                         app.app_data(web::Data::from(traces));
                     }
                 })
-                .service(
-                    web::resource("/start-checkout")
-                        .route(web::post().to(checkout::start_checkout))
-                        .route(web::method(Method::OPTIONS).to(cors::preflight))
-                        .default_service(web::to(http::method_not_allowed)),
-                )
-                .service(
-                    web::resource("/checkout/{merchant_transaction_id}")
-                        .route(web::get().to(status::transaction_status))
-                        .default_service(web::to(http::method_not_allowed)),
-                )
-                .service(
-                    web::resource("/checkout/{merchant_transaction_id}/events")
-                        .route(web::get().to(status::transaction_events))
-                        .default_service(web::to(http::method_not_allowed)),
-                )
-                .service(
-                    web::resource("/kyc-status")
-                        .route(web::get().to(status::kyc_status))
-                        .default_service(web::to(http::method_not_allowed)),
-                )
-                // Some health checkers probe with HEAD: the same answer, its body left out.
-                .route("/healthz", web::get().to(http::healthz))
-                .route("/healthz", web::head().to(http::healthz))
-                .route("/readyz", web::get().to(http::readyz))
-                .route("/readyz", web::head().to(http::readyz))
                 .configure(|app| {
-                    // Proof's webhook, only where the operator put it.
+                    // Proof's webhook only where the operator put it: its path is a secret, so
+                    // the route is named by a label wherever it is reported.
                     if let Some(path) = &webhook_path {
                         app.app_data(web::Data::new(HiddenRoute {
                             path: path.clone(),
                             label: "{status.webhook_path}",
-                        }))
-                        .service(
-                            web::resource(path.as_str())
-                                .route(web::post().to(status::webhook))
-                                .default_service(web::to(http::method_not_allowed)),
-                        );
+                        }));
                     }
-                })
-                .configure(|app| {
                     // The demo page and dev login exist only in sandbox mode.
+                    let in_sandbox = sandbox.is_some();
                     if let Some(session) = sandbox {
-                        app.app_data(session)
-                            .route("/", web::get().to(sandbox::demo_page))
-                            .route("/sandbox/demo.js", web::get().to(sandbox::demo_js))
-                            .route("/sandbox/demo.css", web::get().to(sandbox::demo_css))
-                            .route("/sandbox/login", web::post().to(sandbox::login));
+                        app.app_data(session);
                     }
+                    routes::register(app, |route| match route.served {
+                        Served::Always => Some(route.path.to_owned()),
+                        Served::Webhook => webhook_path.clone(),
+                        Served::Sandbox => in_sandbox.then(|| route.path.to_owned()),
+                        Served::MetricsPort => None,
+                    });
                 })
                 .default_service(web::to(http::not_found));
             connection::http1(app, limits, local_addr)
