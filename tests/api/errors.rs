@@ -1241,6 +1241,47 @@ async fn an_unknown_route_is_a_404_and_another_method_on_start_checkout_a_405_en
     }
 }
 
+/// RFC 9110: a 405 lists the methods the path does take. Each path's own list, not the checkout's
+/// for every path; and the probes answer another method with 405 too, not the unknown-route 404.
+#[tokio::test]
+async fn another_method_on_a_known_path_is_a_405_whose_allow_names_that_paths_methods() {
+    use reqwest::Method;
+    const WEBHOOK: &str = "/proof-webhook/0123456789abcdef0123456789abcdef";
+    let app = spawn_app_with(|s| s.status.webhook_path = WEBHOOK.into()).await;
+    app.proof_must_not_be_called().await;
+    for (method, path, allow) in [
+        (Method::GET, "/start-checkout", "POST, OPTIONS"),
+        (Method::POST, "/checkout/tx-1", "GET"),
+        (Method::OPTIONS, "/checkout/tx-1/events", "GET"),
+        (Method::DELETE, "/kyc-status", "GET"),
+        (Method::POST, "/healthz", "GET, HEAD"),
+        (Method::TRACE, "/readyz", "GET, HEAD"),
+        (Method::GET, WEBHOOK, "POST"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .header("Origin", APP_ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = into_parts(response).await;
+        let answer = check_envelope(
+            status,
+            headers,
+            body,
+            405,
+            "invalid_request",
+            "method_not_allowed",
+        );
+        assert_eq!(
+            answer.headers.get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_method_other_than_get_on_a_probe_is_a_4xx_envelope() {
     let app = spawn_app().await;
