@@ -14,6 +14,7 @@ mod idempotency;
 mod jwks;
 mod live_status;
 mod metrics;
+mod openapi;
 mod probes;
 mod rate_limit;
 mod redis_backend;
