@@ -7,7 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::admission::ApiError;
+use crate::admission::{ApiError, discard_body, read_body};
 use crate::browser::{BrowserConfig, check_caller};
 use crate::http::envelope_response;
 use crate::session::DevSession;
@@ -44,6 +44,10 @@ pub async fn demo_css() -> HttpResponse {
         .body(STYLE)
 }
 
+/// A user id and an email of at most 256 characters each, as JSON, fit well within this; anything
+/// larger is refused in the envelope before it is buffered.
+const LOGIN_MAX_BODY_BYTES: usize = 4096;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
@@ -55,11 +59,16 @@ pub struct LoginRequest {
 /// would. The same Origin check as the checkout applies.
 pub async fn login(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     browser: web::Data<BrowserConfig>,
     session: web::Data<DevSession>,
 ) -> Result<HttpResponse, ApiError> {
-    check_caller(&req, &browser)?;
+    if let Err(refused) = check_caller(&req, &browser) {
+        // Read and dropped, so the connection can serve the page's next request.
+        discard_body(&req, payload, LOGIN_MAX_BODY_BYTES).await;
+        return Err(refused.into());
+    }
+    let body = read_body(&req, payload, LOGIN_MAX_BODY_BYTES).await?;
     let Ok(login) = serde_json::from_slice::<LoginRequest>(&body) else {
         return Ok(envelope_response(
             StatusCode::BAD_REQUEST,

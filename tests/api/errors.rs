@@ -453,6 +453,42 @@ async fn a_body_over_max_body_bytes_with_a_content_length_is_413_body_too_large(
     app.assert_proof_not_called().await;
 }
 
+/// The sandbox's login reads its body within a bound of its own, in the envelope like every other
+/// refusal (the framework's default reader answered a large body with a bare `text/plain` 413).
+#[tokio::test]
+async fn a_large_sandbox_login_body_is_413_body_too_large_in_the_envelope() {
+    let proof = wiremock::MockServer::start().await;
+    let mut config = base_settings(&proof).validate().unwrap();
+    config.sandbox = Some(proof_bff::session::DevSession::new(
+        secrecy::SecretString::from(JWT_SECRET),
+        "session".into(),
+        600,
+    ));
+    let app = spawn_with_config(config, proof).await;
+    let login = |body: String| {
+        app.client
+            .post(app.url("/sandbox/login"))
+            .header("Origin", APP_ORIGIN)
+            .header("Content-Type", "application/json")
+            .body(body)
+    };
+    for size in [5_000, 300_000] {
+        let body = format!(
+            "{{\"user_id\":\"u-1\",\"email\":\"a@example.org\",\"pad\":\"{}\"}}",
+            "x".repeat(size)
+        );
+        let response = login(body).send().await.unwrap();
+        expect_error(response, 413, "invalid_request", "body_too_large").await;
+    }
+    // An ordinary login still signs the user in.
+    let response = login(r#"{"user_id":"u-1","email":"a@example.org"}"#.into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("set-cookie").is_some());
+}
+
 #[tokio::test]
 async fn a_chunked_body_over_max_body_bytes_is_413_body_too_large() {
     let app = spawn_app_with(|s| s.server.max_body_bytes = 64).await;
