@@ -9,18 +9,6 @@ use super::{ConfigError, Settings};
 pub const ENV_PREFIX: &str = "PROOF_BFF";
 const ENV_SEPARATOR: &str = "__";
 
-/// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &[
-    "browser.allowed_origins",
-    "client_ip.trusted_proxies",
-    "session.forward.cookies",
-    "checkout.networks",
-    "checkout.currencies",
-    "checkout.types",
-    "checkout.redirect_url_origins",
-    "session.jwks.algorithms",
-];
-
 /// Where settings come from, lowest precedence first.
 #[derive(Debug, Default)]
 pub struct SettingsSources {
@@ -122,7 +110,10 @@ fn environment_overrides(
         let value = value
             .into_string()
             .map_err(|_| ConfigError(format!("{name}: not valid UTF-8")))?;
-        let value = if LIST_KEYS.contains(&key.as_str()) {
+        let is_list = Settings::LIST_KEYS
+            .iter()
+            .any(|keys| keys.contains(&key.as_str()));
+        let value = if is_list {
             PresetValue::List(
                 value
                     .split(',')

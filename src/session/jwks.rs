@@ -21,6 +21,7 @@
 //! keeps the last good set.
 
 mod algorithms;
+mod config;
 mod fetch;
 mod freshness;
 mod keys;
