@@ -1,7 +1,7 @@
 //! Configuration, as far as no single capability owns it: the file's top-level shape
 //! ([`Settings`], composing each capability's section by its type), where settings are read from
 //! ([`load`]), the one [`ConfigError`], the checks many keys share, written once ([`range`],
-//! [`secrets`], [`ListenAddress`]; what an upstream URL may be is `http::outbound_url`), and
+//! [`secrets`], [`ListenAddress`], and what an upstream URL may be: [`outbound_url`]), and
 //! [`Settings::validate`], which asks each capability to build its section in order.
 //!
 //! Each capability owns its section: the serde struct with its documented defaults, its checks, its
@@ -14,6 +14,7 @@ mod load;
 mod range;
 mod secrets;
 mod settings;
+mod upstream_url;
 mod validate;
 
 pub use listen::ListenAddress;
@@ -21,6 +22,7 @@ pub use load::{ENV_PREFIX, PresetValue, SettingsSources};
 pub(crate) use range::range;
 pub(crate) use secrets::{read_secret, read_secret_file};
 pub use settings::Settings;
+pub use upstream_url::{HTTPS_UNLESS_LOOPBACK, UrlRules, outbound_url};
 pub use validate::AppConfig;
 // Named by the tests and the sandbox when they choose a source or a backend.
 pub use crate::rate_limit::{OnBackendError, RateLimitBackend};
