@@ -129,3 +129,24 @@ fn environment_overrides(
     }
     Ok(overrides)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each section names its own list keys: a name that is not one of its keys would be refused
+    /// as unknown, and one that is not a list could not take the items.
+    #[test]
+    fn every_list_key_takes_comma_separated_items_from_the_environment() {
+        for key in Settings::LIST_KEYS.iter().flat_map(|keys| keys.iter()) {
+            let name = format!(
+                "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+                key.replace('.', ENV_SEPARATOR)
+            );
+            let env = [(name.into(), "RS256, ES256".into())];
+            if let Err(error) = Settings::load_with_env(&SettingsSources::default(), env) {
+                panic!("{key}: {error}");
+            }
+        }
+    }
+}

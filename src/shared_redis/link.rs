@@ -641,7 +641,8 @@ struct LinkState {
 }
 
 impl Link {
-    /// The running thread, started now if it was not yet.
+    /// The running thread, started now if it was not yet. The application starts it before it
+    /// serves, so a call never waits here for a thread to start.
     fn running(&self) -> Result<&Running, RedisSetupError> {
         if let Some(running) = self.running.get() {
             return Ok(running);
