@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use proof_bff::cli::{Cli, Command, healthcheck};
-use proof_bff::config::{AppConfig, ConfigError, ListenAddress, Settings, SettingsSources};
+use proof_bff::config::{AppConfig, ConfigError, Settings, SettingsSources};
 use proof_bff::sandbox::{self, SandboxPlan};
 use proof_bff::startup::{Application, Stopped};
 use proof_bff::telemetry;
@@ -89,8 +89,10 @@ fn main() -> ExitCode {
 fn configured_healthz_url(cli: &Cli) -> Result<String, String> {
     let settings =
         Settings::load(&settings_sources(cli)).map_err(|error| format!("config error: {error}"))?;
-    let listen = ListenAddress::parse(&settings.server.listen)
-        .map_err(|problem| format!("config error: server.listen: {problem}"))?;
+    let listen = settings
+        .server
+        .listen_address()
+        .map_err(|error| format!("config error: {error}"))?;
     Ok(healthcheck::healthz_url(&listen))
 }
 

@@ -912,7 +912,10 @@ fn watched_port() -> TcpListener {
 fn assert_never_connected(listener: &TcpListener) {
     match listener.accept() {
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("check-config connected to the identity provider: {other:?}"),
+        other => panic!(
+            "check-config connected to {}: {other:?}",
+            listener.local_addr().unwrap()
+        ),
     }
 }
 
@@ -932,6 +935,87 @@ fn check_config_accepts_a_jwks_source_without_fetching_anything() {
         &[("PROOF_BFF__SESSION__JWKS__ALGORITHMS", "RS256,EdDSA")],
     ));
     assert_never_connected(&provider);
+}
+
+/// Every backend a deployment may name, each on a watched loopback port: the shared Redis, the
+/// partner's app (`session.source = "forward"`) and the trace collector.
+fn every_backend_watched(
+    redis: &TcpListener,
+    app: &TcpListener,
+    collector: &TcpListener,
+) -> Config {
+    let at = |listener: &TcpListener| listener.local_addr().unwrap();
+    forward_source()
+        .set_str(
+            "session.forward",
+            "url",
+            &format!("http://{}/whoami", at(app)),
+        )
+        .set_str("rate_limit", "backend", "redis")
+        .set_str(
+            "rate_limit",
+            "redis_url",
+            &format!("redis://{}/0", at(redis)),
+        )
+        .set_str(
+            "telemetry",
+            "otlp_endpoint",
+            &format!("http://{}", at(collector)),
+        )
+}
+
+#[test]
+fn check_config_connects_to_no_backend() {
+    let (redis, app, collector) = (watched_port(), watched_port(), watched_port());
+    let config = every_backend_watched(&redis, &app, &collector);
+    // `output()` returns once the process has exited: anything it connected is queued by now.
+    assert_passes(&check_config_with(&config, &[]));
+    for listener in [&redis, &app, &collector] {
+        assert_never_connected(listener);
+    }
+}
+
+/// How many threads of this process are named `name` (Linux names them in `/proc`, cut to 15
+/// bytes). No other test of this binary runs the service in its own process, so a thread of the
+/// service's here can only come from the test that counts it.
+#[cfg(target_os = "linux")]
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .count()
+}
+
+/// What `check-config` runs, in this process where its threads can be counted: validating the
+/// settings describes the Redis link and the session source's client, and starts neither; the
+/// application starts them.
+#[cfg(target_os = "linux")]
+#[test]
+fn validating_the_settings_starts_no_thread() {
+    use proof_bff::config::{Settings, SettingsSources};
+
+    let (redis, app, collector) = (watched_port(), watched_port(), watched_port());
+    let dir = TempDir::new();
+    let sources = SettingsSources {
+        file: Some(every_backend_watched(&redis, &app, &collector).write_to(&dir)),
+        ..SettingsSources::default()
+    };
+    let settings = Settings::load_with_env(&sources, []).expect("the settings load");
+    let config = settings.validate().expect("the settings are valid");
+    for thread in ["shared-redis", "forward-session", "otlp-export"] {
+        assert_eq!(threads_named(thread), 0, "{thread} started by validation");
+    }
+    // The count sees the thread once something starts it.
+    let link = config.rate_limit.shared_link().expect("the Redis backend");
+    link.start().expect("the link's thread starts");
+    assert_eq!(threads_named("shared-redis"), 1);
+    for listener in [&redis, &app, &collector] {
+        assert_never_connected(listener);
+    }
 }
 
 #[test]

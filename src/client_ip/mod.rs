@@ -16,8 +16,10 @@
 //! This module owns the resolution: where the address is read from ([`ClientIpSource`]), the
 //! outcome ([`ClientIp`]) and the walk along the chain ([`ClientIpResolver`]). Which peers are
 //! trusted is [`trusted`]; the syntax of what the headers say (`X-Forwarded-For` entries,
-//! `Forwarded` elements, single-address values) is [`headers`].
+//! `Forwarded` elements, single-address values) is [`headers`]; the `[client_ip]` settings are
+//! [`config`].
 
+mod config;
 mod headers;
 mod trusted;
 
@@ -25,6 +27,7 @@ use std::net::IpAddr;
 
 use headers::{forwarded_element_for, is_token, single_ip};
 
+pub use config::ClientIpSettings;
 pub use headers::parse_ip_entry;
 pub use trusted::TrustedProxies;
 

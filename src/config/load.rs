@@ -9,18 +9,6 @@ use super::{ConfigError, Settings};
 pub const ENV_PREFIX: &str = "PROOF_BFF";
 const ENV_SEPARATOR: &str = "__";
 
-/// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &[
-    "browser.allowed_origins",
-    "client_ip.trusted_proxies",
-    "session.forward.cookies",
-    "checkout.networks",
-    "checkout.currencies",
-    "checkout.types",
-    "checkout.redirect_url_origins",
-    "session.jwks.algorithms",
-];
-
 /// Where settings come from, lowest precedence first.
 #[derive(Debug, Default)]
 pub struct SettingsSources {
@@ -122,7 +110,10 @@ fn environment_overrides(
         let value = value
             .into_string()
             .map_err(|_| ConfigError(format!("{name}: not valid UTF-8")))?;
-        let value = if LIST_KEYS.contains(&key.as_str()) {
+        let is_list = Settings::LIST_KEYS
+            .iter()
+            .any(|keys| keys.contains(&key.as_str()));
+        let value = if is_list {
             PresetValue::List(
                 value
                     .split(',')
@@ -137,4 +128,25 @@ fn environment_overrides(
         overrides.push((key, value));
     }
     Ok(overrides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each section names its own list keys: a name that is not one of its keys would be refused
+    /// as unknown, and one that is not a list could not take the items.
+    #[test]
+    fn every_list_key_takes_comma_separated_items_from_the_environment() {
+        for key in Settings::LIST_KEYS.iter().flat_map(|keys| keys.iter()) {
+            let name = format!(
+                "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+                key.replace('.', ENV_SEPARATOR)
+            );
+            let env = [(name.into(), "RS256, ES256".into())];
+            if let Err(error) = Settings::load_with_env(&SettingsSources::default(), env) {
+                panic!("{key}: {error}");
+            }
+        }
+    }
 }

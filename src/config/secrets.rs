@@ -11,7 +11,7 @@ use crate::secret_file::{SecretFile, without_line_end};
 /// A secret given inline or as a file: exactly one of the two, never both. The file is read as on
 /// every reload ([`SecretFile`]: a regular file of at most `max_bytes`, read until two reads
 /// agree, with a timeout), so start-up refuses what a reload would, and never hangs on it.
-pub(super) fn read_secret(
+pub(crate) fn read_secret(
     key: &str,
     inline: SecretString,
     file_key: &str,
@@ -39,7 +39,7 @@ pub(super) fn read_secret(
 
 /// A secret file's whole contents, read as on every reload; the error names the file, never what
 /// it holds.
-pub(super) fn read_secret_file(
+pub(crate) fn read_secret_file(
     file_key: &str,
     file: &str,
     max_bytes: u64,

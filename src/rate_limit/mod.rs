@@ -9,8 +9,10 @@
 //!
 //! The state lives in this process ([`RateLimiter`], one instance) or in a Redis shared by every
 //! replica ([`redis::RedisLimiter`]); the routes see one type, [`RateLimits`], which also
-//! applies `on_backend_error` when the shared backend fails.
+//! applies `on_backend_error` when the shared backend fails. The `[rate_limit]` settings, the
+//! shared backend's included, are [`config`].
 
+mod config;
 mod memory;
 pub mod redis;
 
@@ -21,6 +23,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use config::{OnBackendError, RateLimitBackend, RateLimitSettings, SharedBackend};
 pub use memory::RateLimiter;
 
 use crate::shared_redis::{BackendError, WarningThrottle};

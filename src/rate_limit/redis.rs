@@ -60,7 +60,7 @@ pub struct RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// A limiter on a link of its own (see [`with_link`](Self::with_link)).
+    /// A limiter on a link of its own (see [`with_link`](Self::with_link)), its thread started.
     pub fn new(
         settings: RedisSettings,
         quotas: &RateLimitConfig,
@@ -68,6 +68,7 @@ impl RedisLimiter {
     ) -> Result<Self, RedisSetupError> {
         let keys = KeyHasher::new(&settings.key_prefix, key_secret)?;
         let link = Arc::new(RedisLink::new(&settings)?);
+        link.start()?;
         Ok(Self::with_link(link, keys, quotas))
     }
 

@@ -8,7 +8,6 @@
 mod routes;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 
 use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,9 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 pub use routes::{demo_css, demo_js, demo_page, login};
 
 use crate::config::{ConfigError, ListenAddress, PresetValue, SessionSourceName, Settings};
-use crate::proof::MAX_CLIENT_TOKEN_BYTES;
-use crate::secret_file::{SecretFile, without_line_end};
-use crate::session::{DevSession, JwtAlgorithm, MAX_KEY_FILE_BYTES};
+use crate::http::ServerSettings;
+use crate::session::{DevSession, JwtAlgorithm};
 use proof_stand_in::StandInConfig;
 
 /// The Origin the sandbox's BFF presents to the stand-in, registered there.
@@ -26,7 +24,8 @@ pub const SANDBOX_PROOF_ORIGIN: &str = "https://sandbox.partner.example";
 /// How long a sandbox login lasts.
 pub const SESSION_TTL_S: u64 = 8 * 3600;
 
-/// Sandbox defaults, applied under the config file and the environment.
+/// Sandbox defaults, applied under the config file and the environment. They are key names, like
+/// the file's, because the preset is one more source of them beneath the file.
 pub fn preset() -> Vec<(String, PresetValue)> {
     let s = |k: &str, v: &str| (k.to_owned(), PresetValue::Str(v.to_owned()));
     vec![
@@ -65,12 +64,12 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     if proof.client_token.expose_secret().is_empty() && proof.client_token_file.trim().is_empty() {
         proof.client_token = SecretString::from(format!("sandbox_{}", random_hex(16)));
     }
-    let client_token = match proof.client_token_file.trim() {
-        "" => proof.client_token.clone(),
-        path => read_secret_file("proof.client_token_file", path, MAX_CLIENT_TOKEN_BYTES)?,
-    };
+    // Read as the service reads it, so the stand-in is given what the service will send it.
+    let client_token = proof
+        .client_token()?
+        .unwrap_or_else(|| SecretString::from(""));
 
-    let page_origins = page_origins(&settings.server.listen)?;
+    let page_origins = page_origins(&settings.server)?;
     if settings.browser.allowed_origins.is_empty() {
         settings.browser.allowed_origins = page_origins.clone();
     }
@@ -89,10 +88,7 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     if jwt.secret.expose_secret().is_empty() && jwt.secret_file.trim().is_empty() {
         jwt.secret = SecretString::from(random_hex(32));
     }
-    let session_secret = match jwt.secret_file.trim() {
-        "" => jwt.secret.clone(),
-        path => read_secret_file("session.jwt.secret_file", path, MAX_KEY_FILE_BYTES)?,
-    };
+    let session_secret = jwt.secret()?.unwrap_or_else(|| SecretString::from(""));
     let session = DevSession::new(session_secret, jwt.cookie.clone(), SESSION_TTL_S);
 
     let registered_origin = settings.proof.origin.trim().to_owned();
@@ -100,7 +96,7 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     // With a webhook receiver configured, the stand-in calls it as Proof would.
     let webhook_path = settings.status.webhook_path.trim();
     if !webhook_path.is_empty() {
-        let port = listen_port(&settings.server.listen)?;
+        let port = settings.server.listen_address()?.port();
         stand_in.webhook_url = Some(format!("http://127.0.0.1:{port}{webhook_path}"));
     }
     Ok((
@@ -113,29 +109,13 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     ))
 }
 
-/// A secret file read as the service reads it at start and on every reload (a regular file within
-/// its bound, read until two reads agree, with a timeout), so the stand-in is given what the
-/// service will send it, and a file that would hang the service hangs nothing here either.
-fn read_secret_file(key: &str, path: &str, max_bytes: u64) -> Result<SecretString, ConfigError> {
-    let contents = SecretFile::new(PathBuf::from(path), max_bytes)
-        .read_blocking()
-        .map_err(|e| ConfigError::key(key, format!("{path:?} {e}")))?;
-    Ok(SecretString::from(without_line_end(&contents)))
-}
-
 /// The origins the demo page is served from: the listen port on 127.0.0.1 and localhost.
-fn page_origins(listen: &str) -> Result<Vec<String>, ConfigError> {
-    let port = listen_port(listen)?;
+fn page_origins(server: &ServerSettings) -> Result<Vec<String>, ConfigError> {
+    let port = server.listen_address()?.port();
     Ok(vec![
         format!("http://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
     ])
-}
-
-fn listen_port(listen: &str) -> Result<u16, ConfigError> {
-    Ok(ListenAddress::parse(listen)
-        .map_err(|e| ConfigError(format!("server.listen: {e}")))?
-        .port())
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -7,6 +7,8 @@
 //! same rules as a session token's claims; a header sent twice is refused, since a proxy that
 //! overwrites it sends it once and two values can only mean that one came from the client.
 
+mod config;
+
 use std::net::IpAddr;
 
 use actix_web::http::header::{HeaderMap, HeaderName};
@@ -14,6 +16,8 @@ use actix_web::http::header::{HeaderMap, HeaderName};
 use super::user::is_valid_user_id;
 use super::{SessionError, SessionUser, UserEmail};
 use crate::client_ip::TrustedProxies;
+
+pub use config::HeaderSessionSettings;
 
 #[derive(Debug, Clone)]
 pub struct HeaderSession {

@@ -21,6 +21,7 @@
 //! keeps the last good set.
 
 mod algorithms;
+mod config;
 mod fetch;
 mod freshness;
 mod keys;
@@ -41,46 +42,10 @@ use super::token::session_token;
 use super::{SessionError, SessionUser};
 use crate::tls_roots::TlsRoots;
 
+pub use self::config::JwksSettings;
+
 /// The longest `min_refresh_interval_s`: beyond a day a rotated key would go unnoticed too long.
 const MAX_MIN_REFRESH_INTERVAL_S: u64 = 24 * 3600;
-
-/// `[session.jwks]`, as the operator writes it: tokens from an identity provider, verified with
-/// its published key set. `ca_file` is read by the configuration into the [`TlsRoots`] the source
-/// is built with.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JwksSettings {
-    pub issuer: String,
-    /// Empty: found through OpenID Connect discovery under the issuer.
-    pub jwks_url: String,
-    pub algorithms: Vec<String>,
-    pub audience: String,
-    pub cookie: String,
-    pub bearer: bool,
-    pub user_id_claim: String,
-    pub email_claim: String,
-    pub leeway_s: u64,
-    pub min_refresh_interval_s: u64,
-    pub ca_file: String,
-}
-
-impl Default for JwksSettings {
-    fn default() -> Self {
-        Self {
-            issuer: String::new(),
-            jwks_url: String::new(),
-            algorithms: vec!["RS256".into()],
-            audience: String::new(),
-            cookie: "session".into(),
-            bearer: false,
-            user_id_claim: "sub".into(),
-            email_claim: "email".into(),
-            leeway_s: 30,
-            min_refresh_interval_s: 30,
-            ca_file: String::new(),
-        }
-    }
-}
 
 /// A setting of `[session.jwks]` that cannot work: the setting's name and the problem.
 #[derive(Debug, thiserror::Error)]

@@ -433,5 +433,8 @@ fn public_key_pem_for<'a>(
     Ok(pem)
 }
 
+mod config;
 #[cfg(test)]
 mod tests;
+
+pub use config::JwtSettings;

@@ -3,12 +3,14 @@
 //! [`jwks`]; the partner's app asked about an opaque session, [`forward`]; an auth proxy's
 //! headers, [`headers`]) turns a request into a [`SessionUser`] or a [`SessionError`], and the
 //! routes ask nothing else. The token sources share where a token travels (`token`) and what its
-//! claims must say (`claims`).
+//! claims must say (`claims`). `[session]` names the source (`config`); each source owns its own
+//! table and builds itself from it, starting nothing until [`SessionSource::start`].
 //!
 //! The user's email is personal data. It is carried in [`UserEmail`], which cannot be printed by
 //! accident, so that request logging and error reporting stay free of it.
 
 mod claims;
+mod config;
 pub mod forward;
 pub mod headers;
 pub mod jwks;
@@ -22,12 +24,13 @@ use actix_web::HttpRequest;
 
 use crate::telemetry::Metrics;
 
-pub use forward::{ForwardConfig, ForwardSession};
-pub use headers::HeaderSession;
+pub use config::{SessionSettings, SessionSourceName};
+pub use forward::{ForwardConfig, ForwardSession, ForwardSettings};
+pub use headers::{HeaderSession, HeaderSessionSettings};
 pub use jwks::{JwksConfigError, JwksSession, JwksSettings};
 pub use jwt::{
-    DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtVerifier, JwtVerifierSettings,
-    KeyFile, MAX_KEY_FILE_BYTES, sign_hs256,
+    DevSession, JwtAlgorithm, JwtConfigError, JwtSession, JwtSettings, JwtVerifier,
+    JwtVerifierSettings, KeyFile, MAX_KEY_FILE_BYTES, sign_hs256,
 };
 pub use token::{token_from_authorization, token_from_cookie_header};
 pub use user::is_valid_user_id;

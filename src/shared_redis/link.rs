@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use percent_encoding::percent_decode_str;
@@ -81,10 +81,10 @@ impl std::fmt::Debug for RedisLink {
 }
 
 impl RedisLink {
-    /// Checks the URL and timeout, starts the connection's thread and prepares the connection,
-    /// without waiting for Redis: a replica may start while Redis is down, its calls fail with
-    /// [`BackendError`] until Redis is reachable, and [`ping`](Self::ping) tells readiness. Needs no
-    /// runtime, so a configuration check can build one too.
+    /// Checks the URL and timeout and prepares how to connect, without starting anything: no
+    /// thread, no connection, so a configuration check can build one and leave nothing behind.
+    /// [`start`](Self::start) starts the connection's thread; a link never started starts it on
+    /// its first call.
     pub fn new(settings: &RedisSettings) -> Result<Self, RedisSetupError> {
         let RedisSettings {
             url,
@@ -119,25 +119,27 @@ impl RedisLink {
                 .set_response_timeout(None);
             Target::Single(client, config)
         };
-        // Nothing of its own to run: the connection's tasks and the calls are handed to it.
-        let thread = SideThread::start("shared-redis", std::future::pending)
-            .map_err(RedisSetupError::Thread)?;
-        let connection = target
-            .connect(thread.handle())
-            .map_err(|err| setup_error(&addr, &url, &err))?;
         Ok(Self {
             id: NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed),
             link: Link {
                 target,
-                state: Mutex::new(LinkState::new(connection)),
+                running: OnceLock::new(),
+                starting: Mutex::new(()),
                 addr: addr.clone(),
-                thread,
                 url,
             },
             timeout,
             addr,
             cluster,
         })
+    }
+
+    /// Starts the connection's thread and prepares its connection, without waiting for Redis: a
+    /// replica may start while Redis is down, its calls fail with [`BackendError`] until Redis is
+    /// reachable, and [`ping`](Self::ping) tells readiness. Does nothing once started. Fails when
+    /// the system refuses the thread, so a start-up fails loudly rather than serving without it.
+    pub fn start(&self) -> Result<(), RedisSetupError> {
+        self.link.running().map(drop)
     }
 
     /// Gives the calling thread a connection of its own, used by every later call made on this
@@ -281,12 +283,19 @@ impl RedisLink {
     /// Runs `command` in the background, unbounded by any request: for clean-up that must not
     /// wait for, nor fail, the request that needs it (a dropped request releasing its lock).
     pub fn spawn_detached(&self, command: Cmd) {
-        run_detached(
-            self.link.thread.handle(),
-            self.link.current(),
-            command,
-            self.timeout,
-        );
+        match self.link.running() {
+            Ok(running) => run_detached(
+                running.thread.handle(),
+                running.current(),
+                command,
+                self.timeout,
+            ),
+            Err(error) => tracing::warn!(
+                redis = %self.addr,
+                %error,
+                "shared Redis: a clean-up was not sent"
+            ),
+        }
     }
 
     /// One call bounded by the timeout: on this thread's own connection if it has one, otherwise
@@ -310,7 +319,10 @@ impl RedisLink {
     {
         let (route, connection) = match self.own_connection() {
             Some(connection) => (Route::ThisThread, connection),
-            None => (Route::LinkThread, self.link.current()),
+            None => match self.link.running() {
+                Ok(running) => (Route::LinkThread, running.current()),
+                Err(error) => return Err(self.error(Failure::Other(error.to_string()))),
+            },
         };
         // Armed until the call is answered: dropped with this future, it sends the undo. Declared
         // before the call is awaited, so dropped after it (see `on_link_thread`).
@@ -361,8 +373,13 @@ impl RedisLink {
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let task = self
-            .link
+        // The link runs: the connection came from it.
+        let Some(running) = self.link.running.get() else {
+            return Err(Failure::Other(
+                "the shared Redis connection's thread is not running".to_owned(),
+            ));
+        };
+        let task = running
             .thread
             .handle()
             .spawn(once_more_if_lost(connection, operation));
@@ -386,7 +403,7 @@ impl RedisLink {
     fn runtime(&self, route: Route) -> Option<Handle> {
         match route {
             Route::ThisThread => Handle::try_current().ok(),
-            Route::LinkThread => Some(self.link.thread.handle().clone()),
+            Route::LinkThread => Some(self.link.running.get()?.thread.handle().clone()),
         }
     }
 
@@ -402,7 +419,11 @@ impl RedisLink {
                     }
                 });
             }
-            Route::LinkThread => update(&mut self.link.state()),
+            Route::LinkThread => {
+                if let Some(running) = self.link.running.get() {
+                    update(&mut running.state());
+                }
+            }
         }
     }
 
@@ -593,16 +614,24 @@ impl Target {
     }
 }
 
-/// The current connection, and when to replace it.
+/// How to connect, and the connection's thread once started.
 struct Link {
     target: Target,
-    state: Mutex<LinkState>,
+    /// `shared-redis` and its connection, from [`RedisLink::start`] (or the first call) on.
+    running: OnceLock<Running>,
+    /// Held while the thread starts, so two first calls start one thread.
+    starting: Mutex<()>,
     addr: Arc<str>,
+    /// Only to redact it from error texts.
+    url: SecretString,
+}
+
+/// The link's own thread and its current connection.
+struct Running {
     /// `shared-redis`: its runtime drives the link's connection and runs the calls made on it. It
     /// stops when the link is dropped.
     thread: SideThread,
-    /// Only to redact it from error texts.
-    url: SecretString,
+    state: Mutex<LinkState>,
 }
 
 struct LinkState {
@@ -612,6 +641,31 @@ struct LinkState {
 }
 
 impl Link {
+    /// The running thread, started now if it was not yet. The application starts it before it
+    /// serves, so a call never waits here for a thread to start.
+    fn running(&self) -> Result<&Running, RedisSetupError> {
+        if let Some(running) = self.running.get() {
+            return Ok(running);
+        }
+        let _one_start = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = self.running.get() {
+            return Ok(running);
+        }
+        // Nothing of its own to run: the connection's tasks and the calls are handed to it.
+        let thread = SideThread::start("shared-redis", std::future::pending)
+            .map_err(RedisSetupError::Thread)?;
+        let connection = self
+            .target
+            .connect(thread.handle())
+            .map_err(|err| setup_error(&self.addr, &self.url, &err))?;
+        Ok(self.running.get_or_init(|| Running {
+            thread,
+            state: Mutex::new(LinkState::new(connection)),
+        }))
+    }
+}
+
+impl Running {
     fn state(&self) -> MutexGuard<'_, LinkState> {
         // The state stays consistent whatever panicked while holding it: every field is written
         // in one assignment.

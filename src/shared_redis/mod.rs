@@ -27,7 +27,8 @@
 //!   connection of its own, or a clean-up in the background) goes out on the link's connection,
 //!   whose tasks run on the link's own thread (`shared-redis`, a
 //!   [`SideThread`](crate::side_thread::SideThread)): a connection that all may use must not be
-//!   driven by one worker's runtime.
+//!   driven by one worker's runtime. Building a link starts nothing, so a configuration check
+//!   leaves no thread behind; the application starts it ([`RedisLink::start`]).
 //! - **Scripts** are called by their SHA1 (`EVALSHA`); when Redis does not know one (a restart, a
 //!   failover, `SCRIPT FLUSH`) the same call is sent once with the script's text (`EVAL`), routed
 //!   like the key, which also caches it on that node.

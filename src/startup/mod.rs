@@ -108,6 +108,10 @@ impl Application {
         let endpoint = Arc::new(config.proof.endpoint);
         let readiness = Arc::new(Readiness::default());
         let rate_limits = Arc::new(config.rate_limit);
+        // The configuration only described the link (a check starts nothing); it runs from here.
+        if let Some(link) = rate_limits.shared_link() {
+            link.start().map_err(std::io::Error::other)?;
+        }
         // Not ready until the first check has reached a backend that checkouts need.
         readiness.set_rate_limit_backend_reachable(rate_limits.required_backend().is_none());
         let metrics = web::Data::new(Metrics::new());

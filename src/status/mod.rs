@@ -10,7 +10,10 @@
 //! session, the user's limit) with two differences: a request without `Origin` is served (a
 //! same-origin `GET` sends none), and it spends the status reads' own budget (a per-address limit
 //! of its own and `status_per_user_per_minute`), so polling never eats into the checkout's.
+//!
+//! The `[status]` settings are [`config`].
 
+mod config;
 mod event;
 mod kyc;
 mod limits;
@@ -26,6 +29,7 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
+pub use config::{StatusConfig, StatusSettings};
 pub use kyc::kyc_status;
 pub use limits::StreamLimits;
 pub use stream::transaction_events;
@@ -33,21 +37,6 @@ pub use transaction::transaction_status;
 pub use watcher::{WatchTimings, Watchers};
 pub use webhook::{MAX_WEBHOOK_BYTES, webhook};
 use websocket_budget::WebSocketBudget;
-
-/// The `[status]` settings, checked.
-#[derive(Debug, Clone)]
-pub struct StatusConfig {
-    pub poll_interval: Duration,
-    pub max_streams_per_user: usize,
-    pub max_streams: usize,
-    pub max_stream_duration: Duration,
-    /// Where Proof's webhook is received; `None`: no receiver.
-    pub webhook_path: Option<String>,
-    /// WebSockets to Proof open at once, one per watched transaction; zero: watchers only poll.
-    pub max_watchers: usize,
-    /// How often a transaction whose WebSocket is open is still read with a `GET`.
-    pub confirm_interval: Duration,
-}
 
 /// What every worker shares for the event streams: the watchers, the stream counts.
 #[derive(Debug)]

@@ -10,10 +10,11 @@
 //! OpenTelemetry spans when `telemetry.otlp_endpoint` is set. The JSON lines are written as text
 //! ([`json_line`], [`json_text`]), copy a span's fields from the JSON object they are kept in
 //! ([`span_fields`]) and leave through a batching writer thread that a worker never waits on
-//! ([`stdout_writer`]).
+//! ([`stdout_writer`]). The `[telemetry]`, `[metrics]` and `[log]` settings are [`config`].
 
 #[cfg(test)]
 mod captured_lines;
+mod config;
 mod json_line;
 mod json_text;
 mod logging;
@@ -25,6 +26,7 @@ mod span_fields;
 mod stdout_writer;
 mod traces;
 
+pub use config::{LogSettings, MetricsSettings, TelemetrySettings};
 pub use logging::{
     LogConfig, LogFormat, LogGuard, dropped_log_lines, init, install, report_dropped_lines,
     subscriber, subscriber_with_filter,

@@ -21,6 +21,7 @@
 mod answer;
 mod cache;
 mod client;
+mod config;
 mod credentials;
 mod flights;
 
@@ -34,6 +35,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{HttpMessage, HttpRequest};
 
 pub use answer::is_json_pointer;
+pub use config::ForwardSettings;
 
 use answer::UserFields;
 use cache::SessionCache;

@@ -10,7 +10,7 @@
 use url::Url;
 
 /// 127.0.0.0/8, `::1` and the name `localhost`.
-pub fn is_loopback_host(url: &url::Url) -> bool {
+fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
