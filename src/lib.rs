@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod config_checks;
 pub mod http;
 pub mod idempotency;
 pub mod proof;

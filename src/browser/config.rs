@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::origin::AllowedOrigins;
-use crate::config::ConfigError;
+use crate::config_checks::ConfigError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

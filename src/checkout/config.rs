@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::policy::CheckoutPolicy;
-use crate::config::{ConfigError, range};
+use crate::config_checks::{ConfigError, range};
 use crate::idempotency::{DEFAULT_MAX_BYTES, IdempotencyConfig, IdempotencyStore};
 use crate::rate_limit::SharedBackend;
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::{ClientIpResolver, ClientIpSource, TrustedProxies};
-use crate::config::ConfigError;
+use crate::config_checks::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

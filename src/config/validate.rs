@@ -4,11 +4,11 @@
 //! and hands one section's product to the next that needs it. Each problem is one line naming
 //! the key; a secret or a URL's password is never quoted.
 
-use super::listen::ListenAddress;
 use super::{ConfigError, Settings};
 use crate::browser::BrowserConfig;
 use crate::checkout::CheckoutPolicy;
 use crate::client_ip::ClientIpResolver;
+use crate::config_checks::ListenAddress;
 use crate::http::{ServerConfig, ServerSettings};
 use crate::idempotency::IdempotencyStore;
 use crate::proof::ProofConfig;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, ListenAddress, range};
+use crate::config_checks::{ConfigError, ListenAddress, range};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::endpoint::{ProofEndpoint, ProofEndpointSettings};
 use super::token::{MAX_CLIENT_TOKEN_BYTES, check_client_token};
 use crate::browser::origin::normalise_origin;
-use crate::config::{
+use crate::config_checks::{
     ConfigError, HTTPS_UNLESS_LOOPBACK, UrlRules, outbound_url, range, read_secret,
 };
 use crate::rate_limit::key_secret_from_client_token;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::redis::RedisLimiter;
 use super::{BackendErrorPolicy, RateLimitConfig, RateLimits};
-use crate::config::{ConfigError, named_setting, range, read_secret};
+use crate::config_checks::{ConfigError, named_setting, range, read_secret};
 use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 
 #[derive(Debug, Deserialize)]

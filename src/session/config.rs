@@ -10,7 +10,7 @@ use super::headers::HeaderSessionSettings;
 use super::jwks::JwksSettings;
 use super::jwt::JwtSettings;
 use crate::client_ip::ClientIpResolver;
-use crate::config::{ConfigError, named_setting};
+use crate::config_checks::{ConfigError, named_setting};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

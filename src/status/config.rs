@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, range};
+use crate::config_checks::{ConfigError, range};
 
 /// `[status]`: the transaction event streams and the webhook receiver.
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::logging::{LogConfig, LogFormat};
 use super::traces::TracesConfig;
-use crate::config::{ConfigError, ListenAddress, UrlRules, outbound_url};
+use crate::config_checks::{ConfigError, ListenAddress, UrlRules, outbound_url};
 use crate::tls_roots::TlsRoots;
 
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP.

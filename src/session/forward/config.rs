@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::answer::is_json_pointer;
 use super::{ForwardConfig, ForwardSession};
-use crate::config::{ConfigError, UrlRules, outbound_url, range};
+use crate::config_checks::{ConfigError, UrlRules, outbound_url, range};
 use crate::session::config::is_cookie_name;
 use crate::tls_roots::TlsRoots;
 

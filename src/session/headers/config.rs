@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::HeaderSession;
 use crate::client_ip::{ClientIpResolver, ClientIpSettings};
-use crate::config::ConfigError;
+use crate::config_checks::ConfigError;
 
 /// `[session.headers]`: an auth proxy in front already resolved the user into headers.
 #[derive(Debug, Deserialize)]

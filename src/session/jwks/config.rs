@@ -3,7 +3,7 @@
 //! provider answers.
 
 use super::JwksSession;
-use crate::config::ConfigError;
+use crate::config_checks::ConfigError;
 use crate::session::config::is_cookie_name;
 use crate::tls_roots::TlsRoots;
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use url::Url;
 
-use crate::config::{HTTPS_UNLESS_LOOPBACK, UrlRules, outbound_url};
+use crate::config_checks::{HTTPS_UNLESS_LOOPBACK, UrlRules, outbound_url};
 
 /// The key set's address: configured, or found through OpenID Connect discovery.
 #[derive(Clone, PartialEq, Eq)]

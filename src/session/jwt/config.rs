@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{
     JwtAlgorithm, JwtSession, JwtVerifier, JwtVerifierSettings, KeyFile, MAX_KEY_FILE_BYTES,
 };
-use crate::config::{ConfigError, read_secret, read_secret_file};
+use crate::config_checks::{ConfigError, read_secret, read_secret_file};
 use crate::session::config::is_cookie_name;
 
 #[derive(Debug, Deserialize)]
