@@ -8,6 +8,7 @@ use crate::config_checks::ConfigError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct BrowserSettings {
     pub allowed_origins: Vec<String>,
     pub require_csrf_header: bool,

@@ -13,6 +13,7 @@ use crate::rate_limit::SharedBackend;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct CheckoutSettings {
     pub networks: Vec<String>,
     pub currencies: Vec<String>,

@@ -8,6 +8,7 @@ use crate::config_checks::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct ClientIpSettings {
     pub trusted_proxies: Vec<String>,
     pub source: String,

@@ -12,6 +12,9 @@ mod load;
 mod settings;
 mod validate;
 
+#[cfg(test)]
+mod example_file;
+
 pub use load::{ENV_PREFIX, PresetValue, SettingsSources};
 pub use settings::Settings;
 pub use validate::AppConfig;

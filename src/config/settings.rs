@@ -16,6 +16,7 @@ use crate::telemetry::{LogSettings, MetricsSettings, TelemetrySettings};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Settings {
     pub server: ServerSettings,
     pub proof: ProofSettings,

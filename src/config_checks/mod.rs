@@ -37,6 +37,17 @@ macro_rules! named_setting {
             $($variant),+
         }
 
+        /// The name it is written with: for the test that holds `config.toml.example` to the
+        /// defaults.
+        #[cfg(test)]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(match self {
+                    $(Self::$variant => $text,)+
+                })
+            }
+        }
+
         impl TryFrom<String> for $name {
             type Error = String;
 
@@ -50,3 +61,13 @@ macro_rules! named_setting {
     };
 }
 pub(crate) use named_setting;
+
+/// A secret in a settings struct, written as an empty string whatever it holds: for the test that
+/// holds `config.toml.example` to the defaults, which never needs a secret's value.
+#[cfg(test)]
+pub(crate) fn serialize_redacted<S: serde::Serializer>(
+    _secret: &secrecy::SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("")
+}

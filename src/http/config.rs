@@ -9,6 +9,7 @@ use crate::config_checks::{ConfigError, ListenAddress, range};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct ServerSettings {
     pub listen: String,
     pub workers: usize,

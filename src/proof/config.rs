@@ -17,8 +17,13 @@ use crate::rate_limit::key_secret_from_client_token;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct ProofSettings {
     pub base_url: String,
+    #[cfg_attr(
+        test,
+        serde(serialize_with = "crate::config_checks::serialize_redacted")
+    )]
     pub client_token: SecretString,
     pub client_token_file: String,
     pub token_reload_s: u64,

@@ -16,8 +16,13 @@ use crate::shared_redis::{KeyHasher, RedisLink, RedisSettings, RedisSetupError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct RateLimitSettings {
     pub backend: RateLimitBackend,
+    #[cfg_attr(
+        test,
+        serde(serialize_with = "crate::config_checks::serialize_redacted")
+    )]
     pub redis_url: SecretString,
     pub redis_url_file: String,
     pub redis_cluster: bool,

@@ -14,6 +14,7 @@ use crate::config_checks::{ConfigError, named_setting};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct SessionSettings {
     pub source: SessionSourceName,
     pub jwt: JwtSettings,

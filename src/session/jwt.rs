@@ -6,6 +6,7 @@
 //! than every request, and the only distinction leaked to callers is "missing", "expired" (so the
 //! frontend can refresh instead of showing an error) and "invalid".
 
+use crate::config_checks::named_setting;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,27 +32,10 @@ pub const DEFAULT_EMAIL_CLAIM: &str = "email";
 /// RFC 7518 §3.2: an HMAC-SHA256 key shorter than the hash output weakens the signature.
 const MIN_HS256_SECRET_BYTES: usize = 32;
 
-/// The signature algorithm the identity provider uses. Pinned by configuration so that a token
-/// cannot choose how it is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub enum JwtAlgorithm {
-    HS256,
-    RS256,
-    ES256,
-}
-
-impl TryFrom<String> for JwtAlgorithm {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        match name.as_str() {
-            "HS256" => Ok(Self::HS256),
-            "RS256" => Ok(Self::RS256),
-            "ES256" => Ok(Self::ES256),
-            _ => Err(format!("{name:?} is not one of HS256, RS256, ES256")),
-        }
-    }
+named_setting! {
+    /// The signature algorithm the identity provider uses. Pinned by configuration so that a token
+    /// cannot choose how it is checked.
+    JwtAlgorithm { HS256 = "HS256", RS256 = "RS256", ES256 = "ES256" }
 }
 
 impl JwtAlgorithm {

@@ -10,6 +10,7 @@ use crate::config_checks::{ConfigError, range};
 /// `[status]`: the transaction event streams and the webhook receiver.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct StatusSettings {
     pub poll_interval_s: u64,
     pub max_streams_per_user: usize,

@@ -11,6 +11,7 @@ use crate::tls_roots::TlsRoots;
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct TelemetrySettings {
     /// The collector's base URL (`/v1/traces` is added); empty: traces off.
     pub otlp_endpoint: String,
@@ -32,12 +33,14 @@ impl Default for TelemetrySettings {
 /// `[metrics]`: Prometheus `GET /metrics` on a port of its own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct MetricsSettings {
     pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,

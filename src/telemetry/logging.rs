@@ -7,6 +7,7 @@
 //! warning once stdout moves again ([`report_dropped_lines`]). Requests are never slowed down by
 //! their log lines.
 
+use crate::config_checks::named_setting;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,24 +29,9 @@ pub struct LogConfig {
     pub level: String,
 }
 
-/// `log.format`: JSON lines for log pipelines, or compact text for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-impl TryFrom<String> for LogFormat {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        match name.as_str() {
-            "json" => Ok(Self::Json),
-            "pretty" => Ok(Self::Pretty),
-            _ => Err(format!("{name:?} is not one of json, pretty")),
-        }
-    }
+named_setting! {
+    /// `log.format`: JSON lines for log pipelines, or compact text for people.
+    LogFormat { Json = "json", Pretty = "pretty" }
 }
 
 /// Builds the subscriber: JSON lines or human-readable, `RUST_LOG` winning over `log.level`.

@@ -15,6 +15,7 @@ use crate::tls_roots::TlsRoots;
 /// `[session.forward]`: opaque app sessions, resolved by asking the partner's app.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct ForwardSettings {
     pub url: String,
     pub cookies: Vec<String>,

@@ -11,6 +11,7 @@ use crate::config_checks::ConfigError;
 /// `[session.headers]`: an auth proxy in front already resolved the user into headers.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct HeaderSessionSettings {
     pub user_id_header: String,
     pub email_header: String,

@@ -12,6 +12,7 @@ use crate::tls_roots::TlsRoots;
 /// is built with.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct JwksSettings {
     pub issuer: String,
     /// Empty: found through OpenID Connect discovery under the issuer.

@@ -12,10 +12,15 @@ use crate::session::config::is_cookie_name;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct JwtSettings {
     pub cookie: String,
     pub bearer: bool,
     pub algorithm: JwtAlgorithm,
+    #[cfg_attr(
+        test,
+        serde(serialize_with = "crate::config_checks::serialize_redacted")
+    )]
     pub secret: SecretString,
     pub secret_file: String,
     pub public_key_pem_file: String,
