@@ -14,7 +14,7 @@ use actix_web::{App, HttpResponse, web};
 
 use crate::checkout::CheckoutContext;
 use crate::http;
-use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
+use crate::http::connection::{self, ConnectionDrain, ConnectionLimits, RequestBodyBound};
 use crate::idempotency::MemoryStore;
 use crate::rate_limit::RateLimits;
 use crate::status;
@@ -74,13 +74,20 @@ fn metrics_service(
     InitError = (),
 > {
     let app = App::new()
+        // Scrapes are served through the service's drain, until the process stops.
         .wrap(RequestBodyBound::new(
             METRICS_CONNECTION_LIMITS.client_request_timeout,
+            ConnectionDrain::never(),
         ))
         .app_data(web::Data::new(scrape))
         .route("/metrics", web::get().to(render_metrics))
         .default_service(web::to(http::not_found));
-    connection::http1(app, METRICS_CONNECTION_LIMITS, local_addr)
+    connection::http1(
+        app,
+        METRICS_CONNECTION_LIMITS,
+        local_addr,
+        ConnectionDrain::never(),
+    )
 }
 
 async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {
