@@ -1051,4 +1051,116 @@ mod tests {
             Duration::from_millis(300)
         );
     }
+
+    /// Everything until `needle` has arrived; `None` if the connection closes first.
+    async fn read_until(stream: &mut tokio::net::TcpStream, needle: &[u8]) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !received
+            .windows(needle.len())
+            .any(|window| window == needle)
+        {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+        Some(received)
+    }
+
+    /// Everything until the server closes the connection.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut received = Vec::new();
+        let read = stream.read_to_end(&mut received);
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the connection closed")
+            .expect("a clean close");
+        received
+    }
+
+    async fn request(port: u16, path: &str) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+    }
+
+    /// An answer whose body is still streaming has been returned by the app, its write buffer
+    /// flushed, and its socket has nothing to read: it is still not idle, and closing idle
+    /// connections must not cut it.
+    #[tokio::test]
+    async fn closing_idle_connections_leaves_an_answer_that_is_still_streaming_whole() {
+        use actix_web::{HttpResponse, web};
+        use futures_util::StreamExt;
+
+        let drain = ConnectionDrain::following(Arc::new(Readiness::default()));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local_addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            client_request_timeout: Duration::from_secs(3600),
+            keep_alive: Duration::from_secs(3600),
+        };
+        let server_drain = drain.clone();
+        let server = actix_web::dev::Server::build()
+            .workers(1)
+            .disable_signals()
+            .listen("test", listener, move || {
+                let released = released.clone();
+                let stream = move || {
+                    let mut released = released.clone();
+                    async move {
+                        let rest = async move {
+                            let _ = released.wait_for(|released| *released).await;
+                            Ok::<_, Error>(Bytes::from_static(b"second"))
+                        };
+                        let first = ready(Ok::<_, Error>(Bytes::from_static(b"first")));
+                        HttpResponse::Ok().streaming(
+                            futures_util::stream::once(first)
+                                .chain(futures_util::stream::once(rest)),
+                        )
+                    }
+                };
+                let app = App::new()
+                    .wrap(RequestBodyBound::new(
+                        limits.client_request_timeout,
+                        server_drain.clone(),
+                    ))
+                    .route("/stream", web::get().to(stream));
+                http1(app, limits, local_addr, server_drain.clone())
+            })
+            .unwrap()
+            .run();
+        let server_handle = server.handle();
+        tokio::spawn(server);
+        let port = local_addr.port();
+
+        let mut streaming = request(port, "/stream").await;
+        let first = read_until(&mut streaming, b"first")
+            .await
+            .expect("the stream's first part");
+        // Answered (404, no body) and idle.
+        let mut idle = request(port, "/elsewhere").await;
+        read_until(&mut idle, b"\r\n\r\n").await.expect("an answer");
+
+        drain.close_idle();
+        // The idle connection is closed, woken by the same call that would wake the streaming
+        // one, had it been taken for idle: by now it has had its chance to be closed.
+        assert_eq!(read_to_close(&mut idle).await, b"");
+        release.send_replace(true);
+        let rest = read_to_close(&mut streaming).await;
+        let answer = [first, rest].concat();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.contains("second") && answer.ends_with("\r\n0\r\n\r\n"),
+            "the stream was cut: {answer:?}"
+        );
+        server_handle.stop(false).await;
+    }
 }
