@@ -1052,21 +1052,30 @@ mod tests {
         );
     }
 
+    /// A limit far above what a busy machine needs, for what must happen.
+    const EVENTUALLY: Duration = Duration::from_secs(30);
+
     /// Everything until `needle` has arrived; `None` if the connection closes first.
     async fn read_until(stream: &mut tokio::net::TcpStream, needle: &[u8]) -> Option<Vec<u8>> {
         use tokio::io::AsyncReadExt;
         let mut received = Vec::new();
         let mut buffer = [0u8; 4096];
-        while !received
-            .windows(needle.len())
-            .any(|window| window == needle)
-        {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
+        let read = async {
+            while !received
+                .windows(needle.len())
+                .any(|window| window == needle)
+            {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => received.extend_from_slice(&buffer[..n]),
+                }
             }
-        }
-        Some(received)
+            true
+        };
+        let arrived = tokio::time::timeout(EVENTUALLY, read)
+            .await
+            .expect("the server sent it, or closed");
+        arrived.then_some(received)
     }
 
     /// Everything until the server closes the connection.
@@ -1074,7 +1083,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let mut received = Vec::new();
         let read = stream.read_to_end(&mut received);
-        tokio::time::timeout(Duration::from_secs(30), read)
+        tokio::time::timeout(EVENTUALLY, read)
             .await
             .expect("the connection closed")
             .expect("a clean close");
