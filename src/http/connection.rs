@@ -30,10 +30,11 @@
 //! request received) reads the end of the stream, so the server closes it; an idle connection
 //! waiting for its next request is woken for that. Bytes that are already there when an idle
 //! connection is looked at are read, and that request is answered (and closed) like any other: a
-//! request is either read and answered, or not read at all. An answer is never cut: the server writes an answer's body after the handler returns,
-//! sometimes without polling it (an empty one), so "handed over whole" is known from the body
-//! being dropped ([`HeldBody`]), not from the handler's return; and only once the server's write
-//! buffer has been flushed is the socket's write side idle.
+//! request is either read and answered, or not read at all. An answer is never cut: the server
+//! writes an answer's body after the handler returns, sometimes without polling it (an empty
+//! one), so "handed over whole" is known from the body being dropped ([`HeldBody`]), not from the
+//! handler's return; and only once the server's write buffer has been flushed is the socket's
+//! write side idle.
 //!
 //! And one thing the server answers by itself, outside the app: a request it cannot parse (400)
 //! or whose head is too large (431) gets a bare answer with an empty body, no request id, and
@@ -347,7 +348,7 @@ impl Timer {
 /// socket, which says nothing of the drain.
 #[derive(Default)]
 struct DrainWatch {
-    started: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    closing: Option<Pin<Box<dyn Future<Output = ()>>>>,
     /// The task last registered. One wake-up is shared by every connection of every worker,
     /// behind one lock: a connection registers again only when its task changes.
     registered: Option<Waker>,
@@ -363,14 +364,14 @@ impl DrainWatch {
         {
             return false;
         }
-        if self.started.is_none() {
-            self.started = drain.idle_closing();
+        if self.closing.is_none() {
+            self.closing = drain.idle_closing();
         }
-        let Some(started) = &mut self.started else {
+        let Some(closing) = &mut self.closing else {
             return false;
         };
-        if started.as_mut().poll(cx).is_ready() {
-            self.started = None;
+        if closing.as_mut().poll(cx).is_ready() {
+            self.closing = None;
             return true;
         }
         self.registered = Some(cx.waker().clone());
