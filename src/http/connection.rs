@@ -45,6 +45,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::{Future, Ready, ready};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -67,6 +68,7 @@ use actix_web::{App, Error, HttpMessage, HttpRequest};
 use bytes::Bytes;
 use futures_util::stream::Stream;
 use pin_project_lite::pin_project;
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -422,10 +424,21 @@ impl ClientStream {
         if !self.idle() {
             return Poll::Pending;
         }
-        if self.clock.drain.closes_idle() || self.drain_watch.closing(&self.clock.drain, cx) {
+        let closing =
+            self.clock.drain.closes_idle() || self.drain_watch.closing(&self.clock.drain, cx);
+        if closing && !self.bytes_waiting() {
             return Poll::Ready(Ok(()));
         }
         Poll::Pending
+    }
+
+    /// Whether the client has sent bytes that the runtime has not seen yet. The runtime reads a
+    /// socket only once it has seen it readable, and the close can wake a connection before it
+    /// has looked: a request already sent is then read (the runtime wakes the connection when it
+    /// sees it), not cut off unread.
+    fn bytes_waiting(&self) -> bool {
+        let mut byte = [MaybeUninit::uninit()];
+        matches!(SockRef::from(&self.io).peek(&mut byte), Ok(n) if n > 0)
     }
 
     /// Writes `buf`, or, when it ends with the server's bare refusal, what comes before it and
