@@ -284,14 +284,6 @@ impl ResponseError for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::ShuttingDown => {
-                // The server writes the Connection header itself from the response head: a
-                // draining instance closes the connection so the client's next request goes to a
-                // fresh one, on another instance.
-                response
-                    .head_mut()
-                    .set_connection_type(actix_web::http::ConnectionType::Close);
-            }
             _ => {}
         }
         response

@@ -1,5 +1,6 @@
 //! Bounds on what one client can hold back: a request that never finishes arriving, or an answer
-//! never read, must not keep a connection, a worker or a graceful drain waiting.
+//! never read, must not keep a connection, a worker or a graceful drain waiting. And the drain's
+//! end of every connection: idle ones close at once, busy ones after their answer.
 //!
 //! The HTTP/1 server (actix-http) bounds the headers of a connection's first request and idle
 //! keep-alive time itself, but nothing else a client can withhold:
@@ -19,6 +20,22 @@
 //! - A write that makes no progress waits forever. [`ClientStream`] ends a connection whose
 //!   client has read nothing for the request timeout while an answer waits to be written.
 //!
+//! The server knows nothing of the service's drain either: a graceful stop waits until every
+//! connection has closed, and an idle keep-alive connection (a browser keeps one open after each
+//! page) closes only when its keep-alive timer fires, so every drain would last `keep_alive_s` or
+//! the whole shutdown timeout. [`ConnectionDrain`] ends them instead. Once the drain starts,
+//! every answer is marked `Connection: close`, and the server closes its connection once it is
+//! written. Once the server stops accepting, a connection that is idle (no request being received
+//! or served, its last answer handed over whole and flushed to the socket, no byte of a next
+//! request received) reads the end of the stream, so the server closes it; an idle connection
+//! waiting for its next request is woken for that. Bytes that are already there when an idle
+//! connection is looked at are read, and that request is answered (and closed) like any other: a
+//! request is either read and answered, or not read at all. An answer is never cut: the server
+//! writes an answer's body after the handler returns, sometimes without polling it (an empty
+//! one), so "handed over whole" is known from the body being dropped ([`HeldBody`]), not from the
+//! handler's return; and only once the server's write buffer has been flushed is the socket's
+//! write side idle.
+//!
 //! And one thing the server answers by itself, outside the app: a request it cannot parse (400)
 //! or whose head is too large (431) gets a bare answer with an empty body, no request id, and
 //! nothing to hook into (the HTTP/1 dispatcher writes it straight to the socket, and ends the
@@ -28,10 +45,13 @@
 use std::cell::{Cell, RefCell};
 use std::future::{Future, Ready, ready};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use actix_http::HttpService;
@@ -48,8 +68,12 @@ use actix_web::{App, Error, HttpMessage, HttpRequest};
 use bytes::Bytes;
 use futures_util::stream::Stream;
 use pin_project_lite::pin_project;
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep_until};
+
+use super::Readiness;
 
 /// What the server allows one connection.
 #[derive(Debug, Clone, Copy)]
@@ -88,12 +112,80 @@ pub fn is_request_timeout(error: &PayloadError) -> bool {
     matches!(error, PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut)
 }
 
+/// How a drain ends a server's connections. From [`Readiness::start_draining`] on, every answer
+/// is its connection's last; from [`ConnectionDrain::close_idle`] on (the server stops accepting),
+/// idle connections close at once. In between, while the drain waits for calls whose client has
+/// gone, a kept-alive or new connection is still answered (503 `shutting_down`), then closed.
+#[derive(Clone, Default)]
+pub struct ConnectionDrain(Option<Arc<DrainState>>);
+
+struct DrainState {
+    readiness: Arc<Readiness>,
+    close_idle: AtomicBool,
+    /// Wakes the idle connections, which wait on their sockets, when `close_idle` is set.
+    closing_idle: Notify,
+}
+
+impl ConnectionDrain {
+    /// Connections drained with the service.
+    pub fn following(readiness: Arc<Readiness>) -> Self {
+        Self(Some(Arc::new(DrainState {
+            readiness,
+            close_idle: AtomicBool::new(false),
+            closing_idle: Notify::new(),
+        })))
+    }
+
+    /// Connections never drained: the metrics port serves scrapes until the process stops.
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    /// Closes every connection that is idle now, and each one as it becomes idle.
+    pub fn close_idle(&self) {
+        if let Some(state) = &self.0 {
+            state.close_idle.store(true, Ordering::SeqCst);
+            state.closing_idle.notify_waiters();
+        }
+    }
+
+    /// Whether an answer given now is its connection's last.
+    fn answers_close(&self) -> bool {
+        self.0.as_ref().is_some_and(|state| {
+            state.readiness.is_draining() || state.close_idle.load(Ordering::SeqCst)
+        })
+    }
+
+    fn closes_idle(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|state| state.close_idle.load(Ordering::SeqCst))
+    }
+
+    /// Resolves once idle connections are to close (at once if they are); `None` when they never
+    /// are.
+    fn idle_closing(&self) -> Option<Pin<Box<dyn Future<Output = ()>>>> {
+        let state = self.0.clone()?;
+        Some(Box::pin(async move {
+            let closing = state.closing_idle.notified();
+            let mut closing = std::pin::pin!(closing);
+            // Registered before the flag is read, so a close starting in between is not missed.
+            closing.as_mut().enable();
+            if !state.close_idle.load(Ordering::SeqCst) {
+                closing.await;
+            }
+        }))
+    }
+}
+
 /// The HTTP/1 service for one worker: `app` behind the bounded socket and the server's own
-/// timeouts. It replaces what `HttpServer` assembles, which offers no way to wrap the socket.
+/// timeouts, its connections ended by `drain`. It replaces what `HttpServer` assembles, which
+/// offers no way to wrap the socket.
 pub fn http1<T, B>(
     app: App<T>,
     limits: ConnectionLimits,
     local_addr: SocketAddr,
+    drain: ConnectionDrain,
 ) -> impl ServiceFactory<
     TcpStream,
     Config = (),
@@ -114,7 +206,7 @@ where
     let timeout = limits.client_request_timeout;
     fn_service(move |io: TcpStream| {
         let peer = io.peer_addr().ok();
-        ready(Ok((ClientStream::new(io, timeout), peer)))
+        ready(Ok((ClientStream::new(io, timeout, drain.clone()), peer)))
     })
     .and_then(
         HttpService::<ClientStream, _, _>::build()
@@ -146,6 +238,13 @@ pub struct RequestClock {
     timer: RefCell<Timer>,
     /// The client closed its side of the connection, or the connection broke.
     client_left: Cell<bool>,
+    drain: ConnectionDrain,
+    /// Answers returned by the app whose body the server still holds ([`HeldBody`]): not yet
+    /// handed over whole.
+    answers_unwritten: Cell<usize>,
+    /// An answer marked `Connection: close` went out: the server ends the connection after it by
+    /// itself (lingering first, when the request's body was not read), so it is never idle again.
+    closing: Cell<bool>,
 }
 
 #[derive(Clone, Copy)]
@@ -160,13 +259,24 @@ enum Phase {
 }
 
 impl RequestClock {
-    fn new(timeout: Duration) -> Self {
+    fn new(timeout: Duration, drain: ConnectionDrain) -> Self {
         Self {
             timeout,
             phase: Cell::new(Phase::Idle),
             timer: RefCell::default(),
             client_left: Cell::new(false),
+            drain,
+            answers_unwritten: Cell::new(0),
+            closing: Cell::new(false),
         }
+    }
+
+    /// Nothing of a request is being received or served, and every answer has been handed to the
+    /// server whole (it may still be in the server's write buffer: the socket knows that).
+    fn between_requests(&self) -> bool {
+        matches!(self.phase.get(), Phase::Idle)
+            && self.answers_unwritten.get() == 0
+            && !self.closing.get()
     }
 
     /// Bytes arrived from the client: between requests, they start the next one.
@@ -236,29 +346,99 @@ impl Timer {
     }
 }
 
+/// An idle connection's wake-up when idle connections are to close: the server waits on its
+/// socket, which says nothing of the drain.
+#[derive(Default)]
+struct DrainWatch {
+    closing: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    /// The task last registered. One wake-up is shared by every connection of every worker,
+    /// behind one lock: a connection registers again only when its task changes.
+    registered: Option<Waker>,
+}
+
+impl DrainWatch {
+    /// Whether idle connections are to close; if not, the task is woken when they are.
+    fn closing(&mut self, drain: &ConnectionDrain, cx: &mut Context<'_>) -> bool {
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|task| task.will_wake(cx.waker()))
+        {
+            return false;
+        }
+        if self.closing.is_none() {
+            self.closing = drain.idle_closing();
+        }
+        let Some(closing) = &mut self.closing else {
+            return false;
+        };
+        if closing.as_mut().poll(cx).is_ready() {
+            self.closing = None;
+            return true;
+        }
+        self.registered = Some(cx.waker().clone());
+        false
+    }
+}
+
 /// A client's socket as the HTTP server reads and writes it. Once a request's headers are late,
 /// reads see the end of the stream, so the server closes the connection; once the client has
 /// read nothing for the request timeout while an answer waits, writes fail. The server's own bare
-/// answer to a request it could not read goes out in the envelope instead.
+/// answer to a request it could not read goes out in the envelope instead. Once the drain closes
+/// idle connections, an idle connection's reads see the end of the stream too.
 pub struct ClientStream {
     io: TcpStream,
     clock: Rc<RequestClock>,
     /// Set while a write is blocked: when it must have made progress.
     write_deadline: Option<Instant>,
     write_timer: Timer,
+    /// Bytes were written (or offered) since the last completed flush.
+    unflushed: bool,
+    drain_watch: DrainWatch,
     /// The envelope being written in place of the server's bare refusal.
     refusal: Option<EnvelopedRefusal>,
 }
 
 impl ClientStream {
-    fn new(io: TcpStream, timeout: Duration) -> Self {
+    fn new(io: TcpStream, timeout: Duration, drain: ConnectionDrain) -> Self {
         Self {
             io,
-            clock: Rc::new(RequestClock::new(timeout)),
+            clock: Rc::new(RequestClock::new(timeout, drain)),
             write_deadline: None,
             write_timer: Timer::default(),
+            unflushed: false,
+            drain_watch: DrainWatch::default(),
             refusal: None,
         }
+    }
+
+    /// Idle: between requests, and everything written has been flushed.
+    fn idle(&self) -> bool {
+        !self.unflushed && self.clock.between_requests()
+    }
+
+    /// The socket has nothing to read. An idle connection ends here once the drain closes idle
+    /// connections: the end of the stream, nothing of a next request read, and the server closes
+    /// the connection. Until then an idle one waits for its next request, or for that close.
+    fn nothing_to_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.idle() {
+            return Poll::Pending;
+        }
+        let closing =
+            self.clock.drain.closes_idle() || self.drain_watch.closing(&self.clock.drain, cx);
+        if closing && !self.bytes_waiting() {
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+
+    /// Whether the client has sent bytes that the runtime has not seen yet. The runtime reads a
+    /// socket only once it has seen it readable, and the close can wake a connection before it
+    /// has looked: a request already sent is then read (the runtime wakes the connection when it
+    /// sees it), not cut off unread.
+    fn bytes_waiting(&self) -> bool {
+        let mut byte = [MaybeUninit::uninit()];
+        matches!(SockRef::from(&self.io).peek(&mut byte), Ok(n) if n > 0)
     }
 
     /// Writes `buf`, or, when it ends with the server's bare refusal, what comes before it and
@@ -268,6 +448,7 @@ impl ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.unflushed |= !buf.is_empty();
         if self.refusal.is_none() {
             match bare_refusal(buf) {
                 None => {
@@ -338,9 +519,14 @@ impl AsyncRead for ClientStream {
         }
         let filled = buf.filled().len();
         let room = buf.remaining() > 0;
-        if let Err(error) = ready!(Pin::new(&mut this.io).poll_read(cx, buf)) {
-            this.clock.client_left.set(true);
-            return Poll::Ready(Err(error));
+        // Read before the drain is looked at: a request already here is answered, not cut off.
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending => return this.nothing_to_read(cx),
+            Poll::Ready(Err(error)) => {
+                this.clock.client_left.set(true);
+                return Poll::Ready(Err(error));
+            }
+            Poll::Ready(Ok(())) => {}
         }
         let read = &buf.filled()[filled..];
         if !read.is_empty() {
@@ -368,6 +554,7 @@ impl AsyncWrite for ClientStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.unflushed |= bufs.iter().any(|buf| !buf.is_empty());
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.watch_write(cx, polled)
     }
@@ -379,7 +566,16 @@ impl AsyncWrite for ClientStream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_flush(cx);
-        this.watch_write(cx, polled)
+        let flushed = ready!(this.watch_write(cx, polled));
+        if flushed.is_ok() {
+            this.unflushed = false;
+            // The last answer is out while idle connections are to close: the server reads again
+            // only when woken, and that read ends the connection.
+            if this.idle() && this.clock.drain.closes_idle() {
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Ready(flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -527,15 +723,20 @@ impl BareRefusal<'_> {
     }
 }
 
-/// The middleware: wrap it outermost, so it sees every answer, errors included.
+/// The middleware: wrap it outermost, so it sees every answer, errors included, and its body is
+/// the one the server writes.
 pub struct RequestBodyBound {
     timeout: Duration,
+    drain: ConnectionDrain,
 }
 
 impl RequestBodyBound {
-    pub fn new(client_request_timeout: Duration) -> Self {
+    /// `drain` as given to [`http1`]: once the drain has started, every answer closes its
+    /// connection.
+    pub fn new(client_request_timeout: Duration, drain: ConnectionDrain) -> Self {
         Self {
             timeout: client_request_timeout,
+            drain,
         }
     }
 }
@@ -555,6 +756,7 @@ where
         ready(Ok(RequestBodyBoundService {
             service,
             timeout: self.timeout,
+            drain: self.drain.clone(),
         }))
     }
 }
@@ -562,6 +764,7 @@ where
 pub struct RequestBodyBoundService<S> {
     service: S,
     timeout: Duration,
+    drain: ConnectionDrain,
 }
 
 impl<S, B> Service<ServiceRequest> for RequestBodyBoundService<S>
@@ -580,7 +783,7 @@ where
         // without `http1`.
         let clock = match req.conn_data::<Rc<RequestClock>>() {
             Some(clock) => clock.clone(),
-            None => Rc::new(RequestClock::new(self.timeout)),
+            None => Rc::new(RequestClock::new(self.timeout, self.drain.clone())),
         };
         let deadline = clock.request_started();
         let payload = req.take_payload();
@@ -609,7 +812,8 @@ where
 }
 
 pin_project! {
-    /// The inner service's answer, marked and holding the payload when the body was not read.
+    /// The inner service's answer, marked `Connection: close` and holding the payload when the
+    /// body was not read, marked when the service drains, and counted until it is handed over.
     pub struct BoundedAnswer<F> {
         #[pin]
         answer: F,
@@ -629,24 +833,30 @@ where
         let this = self.project();
         let answer = ready!(this.answer.poll(cx));
         this.clock.request_answered();
-        let Some(unread) = this.body.take().filter(|body| !body.complete.get()) else {
-            return Poll::Ready(
-                answer.map(|answer| answer.map_body(|_, body| HeldBody::new(body))),
-            );
-        };
+        let unread = this.body.take().filter(|body| !body.complete.get());
+        // While the service drains, every answer is its connection's last: the client's next
+        // request opens a fresh connection, which a load balancer sends to another instance.
+        let close = unread.is_some() || this.clock.drain.answers_close();
+        if close {
+            this.clock.closing.set(true);
+        }
+        let clock = this.clock;
         Poll::Ready(match answer {
             Ok(mut answer) => {
-                close_after(answer.response_mut().head_mut());
-                Ok(answer.map_body(|_, body| HeldBody::holding(body, unread)))
+                if close {
+                    close_after(answer.response_mut().head_mut());
+                }
+                Ok(answer.map_body(|_, body| HeldBody::new(body, unread, clock)))
             }
             // The error's answer is built here, holding the payload, rather than further out
-            // where the payload would already be gone.
-            Err(error) => {
+            // where the payload would already be gone (and the head no longer ours to mark).
+            Err(error) if close => {
                 let mut answer = error.error_response();
                 close_after(answer.head_mut());
-                let answer = answer.map_body(|_, body| HeldBody::holding(body, unread).boxed());
+                let answer = answer.map_body(|_, body| HeldBody::new(body, unread, clock).boxed());
                 Err(InternalError::from_response(error, answer).into())
             }
+            Err(error) => Err(error),
         })
     }
 }
@@ -701,23 +911,23 @@ fn timed_out() -> PayloadError {
 }
 
 pin_project! {
-    /// An answer, holding the request's unread payload (if any) until it has been written out.
+    /// An answer, holding the request's unread payload (if any) until it has been written out,
+    /// and counted on its connection as not yet handed over until the server drops it: after its
+    /// last byte, or at once for an empty body, which the server never polls.
     pub struct HeldBody<B> {
         #[pin]
         body: B,
         held: Option<Rc<RequestBody>>,
+        unwritten: UnwrittenAnswer,
     }
 }
 
 impl<B> HeldBody<B> {
-    fn new(body: B) -> Self {
-        Self { body, held: None }
-    }
-
-    fn holding(body: B, payload: Rc<RequestBody>) -> Self {
+    fn new(body: B, held: Option<Rc<RequestBody>>, clock: &Rc<RequestClock>) -> Self {
         Self {
             body,
-            held: Some(payload),
+            held,
+            unwritten: UnwrittenAnswer::new(clock),
         }
     }
 }
@@ -737,11 +947,28 @@ impl<B: MessageBody> MessageBody for HeldBody<B> {
     }
 
     fn try_into_bytes(self) -> Result<Bytes, Self> {
-        // An answer that holds a payload must stay a body until it is written.
-        match self.held {
-            None => self.body.try_into_bytes().map_err(HeldBody::new),
-            Some(_) => Err(self),
-        }
+        // An answer stays a body until it is written: as bytes it would hold no payload, and
+        // its connection would take it as handed over before the server had it.
+        Err(self)
+    }
+}
+
+/// One answer on its connection's count of answers not yet handed over whole.
+struct UnwrittenAnswer(Rc<RequestClock>);
+
+impl UnwrittenAnswer {
+    fn new(clock: &Rc<RequestClock>) -> Self {
+        clock
+            .answers_unwritten
+            .set(clock.answers_unwritten.get() + 1);
+        Self(clock.clone())
+    }
+}
+
+impl Drop for UnwrittenAnswer {
+    fn drop(&mut self) {
+        let unwritten = &self.0.answers_unwritten;
+        unwritten.set(unwritten.get().saturating_sub(1));
     }
 }
 
@@ -837,5 +1064,126 @@ mod tests {
             linger(Duration::from_millis(300)),
             Duration::from_millis(300)
         );
+    }
+
+    /// A limit far above what a busy machine needs, for what must happen.
+    const EVENTUALLY: Duration = Duration::from_secs(30);
+
+    /// Everything until `needle` has arrived; `None` if the connection closes first.
+    async fn read_until(stream: &mut tokio::net::TcpStream, needle: &[u8]) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let read = async {
+            while !received
+                .windows(needle.len())
+                .any(|window| window == needle)
+            {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => received.extend_from_slice(&buffer[..n]),
+                }
+            }
+            true
+        };
+        let arrived = tokio::time::timeout(EVENTUALLY, read)
+            .await
+            .expect("the server sent it, or closed");
+        arrived.then_some(received)
+    }
+
+    /// Everything until the server closes the connection.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut received = Vec::new();
+        let read = stream.read_to_end(&mut received);
+        tokio::time::timeout(EVENTUALLY, read)
+            .await
+            .expect("the connection closed")
+            .expect("a clean close");
+        received
+    }
+
+    async fn request(port: u16, path: &str) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+    }
+
+    /// An answer whose body is still streaming has been returned by the app, its write buffer
+    /// flushed, and its socket has nothing to read: it is still not idle, and closing idle
+    /// connections must not cut it.
+    #[tokio::test]
+    async fn closing_idle_connections_leaves_an_answer_that_is_still_streaming_whole() {
+        use actix_web::{HttpResponse, web};
+        use futures_util::StreamExt;
+
+        let drain = ConnectionDrain::following(Arc::new(Readiness::default()));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local_addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            client_request_timeout: Duration::from_secs(3600),
+            keep_alive: Duration::from_secs(3600),
+        };
+        let server_drain = drain.clone();
+        let server = actix_web::dev::Server::build()
+            .workers(1)
+            .disable_signals()
+            .listen("test", listener, move || {
+                let released = released.clone();
+                let stream = move || {
+                    let mut released = released.clone();
+                    async move {
+                        let rest = async move {
+                            let _ = released.wait_for(|released| *released).await;
+                            Ok::<_, Error>(Bytes::from_static(b"second"))
+                        };
+                        let first = ready(Ok::<_, Error>(Bytes::from_static(b"first")));
+                        HttpResponse::Ok().streaming(
+                            futures_util::stream::once(first)
+                                .chain(futures_util::stream::once(rest)),
+                        )
+                    }
+                };
+                let app = App::new()
+                    .wrap(RequestBodyBound::new(
+                        limits.client_request_timeout,
+                        server_drain.clone(),
+                    ))
+                    .route("/stream", web::get().to(stream));
+                http1(app, limits, local_addr, server_drain.clone())
+            })
+            .unwrap()
+            .run();
+        let server_handle = server.handle();
+        tokio::spawn(server);
+        let port = local_addr.port();
+
+        let mut streaming = request(port, "/stream").await;
+        let first = read_until(&mut streaming, b"first")
+            .await
+            .expect("the stream's first part");
+        // Answered (404, no body) and idle.
+        let mut idle = request(port, "/elsewhere").await;
+        read_until(&mut idle, b"\r\n\r\n").await.expect("an answer");
+
+        drain.close_idle();
+        // The idle connection is closed, woken by the same call that would wake the streaming
+        // one, had it been taken for idle: by now it has had its chance to be closed.
+        assert_eq!(read_to_close(&mut idle).await, b"");
+        release.send_replace(true);
+        let rest = read_to_close(&mut streaming).await;
+        let answer = [first, rest].concat();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.contains("second") && answer.ends_with("\r\n0\r\n\r\n"),
+            "the stream was cut: {answer:?}"
+        );
+        server_handle.stop(false).await;
     }
 }

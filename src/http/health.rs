@@ -63,8 +63,8 @@ pub struct Readiness {
     /// Set at SIGTERM: the load balancer is told to stop sending traffic (`/readyz` 503), while
     /// what still arrives is served, for `drain_delay_s`.
     leaving: AtomicBool,
-    /// Set when the listener closes: what is still in flight finishes; new requests on open
-    /// connections get 503 `shutting_down`.
+    /// Set when the drain delay is over: what is still in flight finishes; requests that still
+    /// arrive get 503 `shutting_down`, and their connections close after it.
     draining: AtomicBool,
     /// Wakes what must end when a drain starts (event streams), so they do not hold it open.
     drain_started: Notify,

@@ -15,7 +15,7 @@ use actix_web::{App, HttpResponse, web};
 use super::routes::Served;
 use crate::checkout::CheckoutContext;
 use crate::http;
-use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
+use crate::http::connection::{self, ConnectionDrain, ConnectionLimits, RequestBodyBound};
 use crate::idempotency::MemoryStore;
 use crate::rate_limit::RateLimits;
 use crate::status;
@@ -75,8 +75,10 @@ fn metrics_service(
     InitError = (),
 > {
     let app = App::new()
+        // Scrapes are served through the service's drain, until the process stops.
         .wrap(RequestBodyBound::new(
             METRICS_CONNECTION_LIMITS.client_request_timeout,
+            ConnectionDrain::never(),
         ))
         .app_data(web::Data::new(scrape))
         .configure(|app| {
@@ -85,7 +87,12 @@ fn metrics_service(
             });
         })
         .default_service(web::to(http::not_found));
-    connection::http1(app, METRICS_CONNECTION_LIMITS, local_addr)
+    connection::http1(
+        app,
+        METRICS_CONNECTION_LIMITS,
+        local_addr,
+        ConnectionDrain::never(),
+    )
 }
 
 pub(super) async fn render_metrics(scrape: web::Data<MetricsScrape>) -> HttpResponse {

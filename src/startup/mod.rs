@@ -26,7 +26,7 @@ use crate::browser::cors;
 use crate::call_budget::CallBudget;
 use crate::checkout::CheckoutContext;
 use crate::config::AppConfig;
-use crate::http::connection::{self, ConnectionLimits, RequestBodyBound};
+use crate::http::connection::{self, ConnectionDrain, ConnectionLimits, RequestBodyBound};
 use crate::http::{self, Readiness};
 use crate::proof::{ProofClient, ProofEndpoint};
 use crate::rate_limit::RateLimits;
@@ -56,6 +56,7 @@ pub struct Application {
 #[derive(Clone)]
 pub struct ApplicationHandle {
     readiness: Arc<Readiness>,
+    connections: ConnectionDrain,
     server: ServerHandle,
     drain_delay: Duration,
     shutdown_timeout: Duration,
@@ -63,8 +64,9 @@ pub struct ApplicationHandle {
 
 impl ApplicationHandle {
     /// Marks the instance not ready and keeps serving for `server.drain_delay_s`, so a load
-    /// balancer sees `/readyz` fail and moves traffic away before anything is refused; then stops
-    /// accepting and waits for requests in flight (up to the configured shutdown timeout).
+    /// balancer sees `/readyz` fail and moves traffic away before anything is refused; then
+    /// answers each request with the end of its connection; then stops accepting, closes idle
+    /// connections and waits for requests in flight (up to the configured shutdown timeout).
     pub async fn drain(&self) {
         self.readiness.start_leaving();
         if !self.drain_delay.is_zero() {
@@ -74,6 +76,7 @@ impl ApplicationHandle {
             );
             tokio::time::sleep(self.drain_delay).await;
         }
+        // From here on every answer closes its connection (`http::connection`).
         self.readiness.start_draining();
         // Checkouts whose client has gone may still be at Proof, in tasks no connection holds
         // open: stopping the server would end them with their workers, before their answers are
@@ -86,6 +89,9 @@ impl ApplicationHandle {
                 "calls to Proof whose clients had gone still running after shutdown_timeout_s: stopping anyway"
             );
         }
+        // The stop waits until every connection has closed: an idle one would hold it until its
+        // keep-alive ran out, so idle ones close now, and busy ones once they are answered.
+        self.connections.close_idle();
         self.server.stop(true).await;
     }
 }
@@ -188,6 +194,9 @@ impl Application {
             connection::max_connections_per_worker(endpoint.max_connections(), workers);
         let proof_budget_gauges = served_metrics.map(|metrics| metrics.outbound_budget("proof"));
         let worker_traces = traces.clone();
+        // How the drain ends connections: see `ApplicationHandle::drain`.
+        let drain = ConnectionDrain::following(readiness.clone());
+        let connections = drain.clone();
         let worker_service = move || {
             // Built on the worker's own thread: its calls to the shared Redis stay on it.
             if let Some(link) = context.rate_limits.shared_link() {
@@ -207,7 +216,10 @@ impl Application {
                 .wrap(from_fn(cors::browser_headers))
                 .wrap(TracingLogger::<BffRootSpan>::new())
                 .wrap(RequestIdMiddleware)
-                .wrap(RequestBodyBound::new(limits.client_request_timeout))
+                .wrap(RequestBodyBound::new(
+                    limits.client_request_timeout,
+                    drain.clone(),
+                ))
                 .app_data(browser.clone())
                 .app_data(context.clone())
                 .app_data(checkout_context.clone())
@@ -247,7 +259,7 @@ impl Application {
                     });
                 })
                 .default_service(web::to(http::not_found));
-            connection::http1(app, limits, local_addr)
+            connection::http1(app, limits, local_addr, drain.clone())
         };
         let server = Server::build()
             .workers(workers)
@@ -264,6 +276,7 @@ impl Application {
             .transpose()?;
         let handle = ApplicationHandle {
             readiness: readiness.clone(),
+            connections,
             server: server.handle(),
             drain_delay: config.server.drain_delay,
             shutdown_timeout: config.server.shutdown_timeout,

@@ -1164,62 +1164,60 @@ async fn draining_lets_a_checkout_already_in_flight_complete() {
 
 #[tokio::test]
 async fn while_draining_readyz_and_start_checkout_answer_503_shutting_down_on_an_open_connection() {
-    // A drain that could last a minute: it ends when the test drops its connection, not on a
-    // timeout that a slow machine might reach first.
-    let app = spawn_app_with(|s| s.server.shutdown_timeout_s = 60).await;
+    // A drain that could last an hour: it ends when the connections have closed, not on a
+    // timeout that a slow machine might reach first; requests that have an hour to arrive.
+    let app = spawn_app_with(|s| {
+        s.server.shutdown_timeout_s = 3600;
+        s.server.client_request_timeout_ms = 3_600_000;
+    })
+    .await;
     app.proof_must_not_be_called().await;
-    let readyz = RawRequest::new(app.port, "GET", "/readyz").head();
-    // Once the drain starts the listener accepts nothing new, so only a connection opened
-    // before it can still be answered.
-    let mut connection = RawConnection::open(app.port).await;
-    let ready = connection.exchange(readyz.as_bytes()).await;
-    assert_eq!(ready.status, 200, "ready before the drain");
+    let readyz = RawRequest::new(app.port, "GET", "/readyz")
+        .head()
+        .into_bytes();
+    let checkout = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
+        .with_body(checkout_body().to_string().as_bytes());
+    // Once the drain starts the listener accepts nothing new and idle connections are closed, so
+    // only a request already arriving when it starts can still be answered: each request's first
+    // bytes go out before the drain, the rest once it is under way.
+    let mut started = Vec::new();
+    for request in [&readyz, &checkout] {
+        let mut connection = RawConnection::open(app.port).await;
+        let ready = connection.exchange(&readyz).await;
+        assert_eq!(ready.status, 200, "ready before the drain");
+        connection.send_part(&request[..10]).await;
+        started.push((connection, &request[10..]));
+    }
 
     let drain = app.start_drain();
-    let closed = "the drain closed a connection that was open when it began, without answering";
-    let mut not_ready = None;
-    let started = tokio::time::Instant::now();
-    while not_ready.is_none() {
-        assert!(
-            started.elapsed() < EVENTUALLY,
-            "/readyz still 200 {EVENTUALLY:?} after the drain started"
-        );
+    eventually_async("the drain stopped accepting connections", || {
+        std::net::TcpStream::connect(("127.0.0.1", app.port)).is_err()
+    })
+    .await;
+    let closed = "the drain closed a connection whose request had begun, without answering";
+    for (route, (mut connection, rest)) in ["/readyz", "/start-checkout"].into_iter().zip(started) {
         let (status, headers, body) = connection
-            .try_exchange(readyz.as_bytes())
+            .try_exchange(rest)
             .await
             .map(raw_parts)
             .expect(closed);
-        if status == 200 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        } else {
-            not_ready = Some((status, headers, body));
+        let answer = check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
+        if route == "/start-checkout" {
+            assert_cors_granted(&answer.headers);
         }
+        assert_eq!(
+            answer.headers.get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..]),
+            "{route}: a draining instance closes the connection after its 503"
+        );
+        assert!(
+            connection.try_exchange(&readyz).await.is_none(),
+            "{route}: the connection stayed open after the 503 that said it closes"
+        );
     }
-    let (status, headers, body) = not_ready.expect("a 503 once the drain starts");
-    check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
-
-    let checkout = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
-        .with_body(checkout_body().to_string().as_bytes());
-    let (status, headers, body) = connection
-        .try_exchange(&checkout)
-        .await
-        .map(raw_parts)
-        .expect(closed);
-    let answer = check_envelope(status, headers, body, 503, "unavailable", "shutting_down");
-    assert_cors_granted(&answer.headers);
-    assert_eq!(
-        answer.headers.get("connection").map(|v| v.as_bytes()),
-        Some(&b"close"[..]),
-        "a draining instance closes the connection after its 503"
-    );
-    assert!(
-        connection.try_exchange(readyz.as_bytes()).await.is_none(),
-        "the connection stayed open after the 503 that said it closes"
-    );
     app.assert_proof_not_called().await;
 
-    drop(connection);
-    tokio::time::timeout(Duration::from_secs(30), drain)
+    tokio::time::timeout(EVENTUALLY, drain)
         .await
         .expect("the drain ends once no connection is left")
         .unwrap();

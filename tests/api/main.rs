@@ -4,6 +4,7 @@ mod budgets;
 mod checkout;
 mod client_ip;
 mod connections;
+mod drain;
 mod dropped_clients;
 mod errors;
 mod events;
