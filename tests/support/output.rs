@@ -99,6 +99,19 @@ impl CapturedOutput {
         self.bytes().len()
     }
 
+    /// The JSON events of the complete lines that contain `needle`: only those are parsed, so a
+    /// test looking for its own request's lines in a long capture (every test's, at trace level)
+    /// does not parse every line of it each time.
+    pub fn json_events_containing(&self, needle: &str) -> Vec<serde_json::Value> {
+        let bytes = self.bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        text.split_inclusive('\n')
+            .filter_map(|line| line.strip_suffix('\n'))
+            .filter(|line| line.contains(needle))
+            .filter_map(|line| serde_json::from_str(line.trim_end_matches('\r')).ok())
+            .collect()
+    }
+
     /// The JSON log events written so far, one a line; lines that are not JSON are left out.
     pub fn json_events(&self) -> Vec<serde_json::Value> {
         self.lines()
