@@ -525,7 +525,7 @@ async fn keys_expire_when_their_state_is_fresh_again() {
         );
     }
 
-    eventually_async("every key expired", || server.keys().is_empty()).await;
+    eventually_async("every key expired", async || server.keys().is_empty()).await;
     // Gone means fresh: the whole burst again.
     let allowance = limiter.check_user("grace").await.unwrap().expect("allowed");
     assert_eq!(parse_rate_limit(&allowance.rate_limit).1, 1);

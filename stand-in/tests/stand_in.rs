@@ -25,7 +25,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 #[path = "../../tests/support/eventually.rs"]
 mod eventually;
 
-use eventually::{EVENTUALLY, eventually_async};
+use eventually::{EVENTUALLY, eventually_async, within_async};
 
 const TOKEN: &str = "pk_test_stand_in_9c1e5b2d4f60a8e1";
 const ORIGIN: &str = "https://partner.example.com";
@@ -1326,7 +1326,7 @@ async fn the_websocket_sends_each_status_once_in_order_and_closes_after_the_term
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("the connection is released", || {
+    eventually_async("the connection is released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1417,7 +1417,7 @@ async fn the_websocket_answers_pings_with_pongs_and_a_close_with_a_close() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("the connection is released", || {
+    eventually_async("the connection is released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1452,7 +1452,7 @@ async fn the_connection_counter_counts_accepted_websockets_only() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("both connections are released", || {
+    eventually_async("both connections are released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1516,7 +1516,10 @@ async fn websockets_beyond_max_websockets_are_refused_with_503() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("the place is freed", || controls.open_websockets() == 0).await;
+    eventually_async("the place is freed", async || {
+        controls.open_websockets() == 0
+    })
+    .await;
     local(async {
         let (_, mut second) = app.ws(&second_id).await.expect("upgraded");
         assert_eq!(next_update(&mut second).await["status"], "pending");
@@ -1552,7 +1555,7 @@ async fn ping(
         .await
         .unwrap();
     let controls = app.controls.clone();
-    eventually_async("the stand-in receives the ping", || {
+    eventually_async("the stand-in receives the ping", async || {
         controls.websocket_pings() == count
     })
     .await;
@@ -1618,7 +1621,7 @@ async fn a_silent_websocket_sends_nothing_and_answers_no_ping_until_the_client_g
     let controls = app.controls.clone();
     eventually_async(
         "the connection is released once the client has gone",
-        || controls.open_websockets() == 0,
+        async || controls.open_websockets() == 0,
     )
     .await;
     assert_eq!(app.controls.websocket_connections(), 1);
@@ -1647,7 +1650,7 @@ async fn a_garbage_websocket_sends_frames_that_are_not_events_and_still_answers_
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("the connection is released", || {
+    eventually_async("the connection is released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1680,7 +1683,7 @@ async fn an_oversized_frame_websocket_sends_all_50_mib_to_a_client_that_takes_th
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("the connection is released", || {
+    eventually_async("the connection is released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1703,7 +1706,7 @@ async fn a_close_at_once_websocket_closes_normally_before_any_frame() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("the connection is released", || {
+    eventually_async("the connection is released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1769,14 +1772,14 @@ async fn connections_keep_their_fault_and_switching_back_to_none_restores_the_st
         next_pong(&mut garbage).await;
         assert_nothing_arrives(&mut garbage, "a garbage connection after the switch").await;
         let controls = app.controls.clone();
-        eventually_async("only the faulty connections are open", || {
+        eventually_async("only the faulty connections are open", async || {
             controls.open_websockets() == 2
         })
         .await;
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("the faulty connections are released", || {
+    eventually_async("the faulty connections are released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1827,7 +1830,7 @@ async fn hundreds_of_websockets_held_open_at_once_are_each_served() {
             assert_closed_normally(socket).await;
         }
         let controls = app.controls.clone();
-        eventually_async("only the silent connections are open", || {
+        eventually_async("only the silent connections are open", async || {
             controls.open_websockets() == EACH
         })
         .await;
@@ -1835,7 +1838,7 @@ async fn hundreds_of_websockets_held_open_at_once_are_each_served() {
     })
     .await;
     let controls = app.controls.clone();
-    eventually_async("every connection is released", || {
+    eventually_async("every connection is released", async || {
         controls.open_websockets() == 0
     })
     .await;
@@ -1860,19 +1863,15 @@ async fn spawn_with_webhook() -> (StandIn, MockServer) {
 
 /// The webhooks received so far, once there are at least `count`.
 async fn webhooks(partner: &MockServer, count: usize) -> Vec<wiremock::Request> {
-    let started = Instant::now();
-    loop {
+    let received = async || {
         let received = partner.received_requests().await.expect("recording");
-        if received.len() >= count {
-            return received;
-        }
-        assert!(
-            started.elapsed() < EVENTUALLY,
-            "{} of {count} webhooks within {EVENTUALLY:?}",
-            received.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        (received.len() >= count).then_some(received)
+    };
+    if let Some(received) = within_async(EVENTUALLY, received).await {
+        return received;
     }
+    let received = partner.received_requests().await.expect("recording").len();
+    panic!("{received} of {count} webhooks within {EVENTUALLY:?}")
 }
 
 /// The poll answer without `partner_user_id`, byte for byte.

@@ -59,7 +59,7 @@ async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Option<Vec<
 
 /// Returns once the drain is past its delay and its holds: the listener refuses new connections.
 async fn until_no_longer_accepting(app: &TestApp) {
-    eventually_async("the drain stopped accepting connections", || {
+    eventually_async("the drain stopped accepting connections", async || {
         std::net::TcpStream::connect(("127.0.0.1", app.port)).is_err()
     })
     .await;
@@ -103,7 +103,7 @@ async fn a_request_in_flight_when_the_drain_starts_gets_its_whole_answer_with_co
     let checkout = RawRequest::checkout(app.port, APP_ORIGIN, Some(&session_token()))
         .with_body(checkout_body().to_string().as_bytes());
     connection.write_all(&checkout).await.unwrap();
-    eventually_async("the checkout reached Proof", || proof.requests() == 1).await;
+    eventually_async("the checkout reached Proof", async || proof.requests() == 1).await;
 
     let drain = app.start_drain();
     // The drain is under way and cannot end while Proof holds the answer.

@@ -7,7 +7,7 @@
 //! chooses: while Proof holds the request (`AnswerWhenReleased`), while the partner's app is still
 //! asked for the session, or before the body has arrived.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proof_bff::config::{RateLimitBackend, SessionSourceName, Settings};
 use reqwest::RequestBuilder;
@@ -79,32 +79,22 @@ async fn checkout_at_proof(
     let request =
         raw_checkout(app, request_id, key).with_body(checkout_body().to_string().as_bytes());
     let connection = connection_with(app, &request).await;
-    let deadline = Instant::now() + EVENTUALLY;
-    while proof.requests() == before {
-        assert!(
-            Instant::now() < deadline,
-            "the checkout never reached Proof"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async("the checkout reached Proof", async || {
+        proof.requests() != before
+    })
+    .await;
     connection
 }
 
 /// The one `request completed` line of the request with this id, once it is written, and its
 /// span's fields; it must be the end of a request whose client went away.
 async fn client_closed_line(request_id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + EVENTUALLY;
-    let lines = loop {
+    let what = format!("{request_id}: a request completed line after its client went away");
+    let lines = eventually_async(&what, async || {
         let lines = log_events_with_message(request_id, "request completed");
-        if !lines.is_empty() {
-            break lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{request_id}: no request completed line {EVENTUALLY:?} after its client went away"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
     assert_eq!(lines.len(), 1, "logged once: {lines:?}");
     let line = &lines[0];
     assert_eq!(line["level"], "INFO", "{line}");
@@ -117,17 +107,10 @@ async fn client_closed_line(request_id: &str) -> serde_json::Value {
 
 /// Waits until any app in this process logged `message` for the request with this id.
 async fn wait_for_log(request_id: &str, message: &str) -> serde_json::Value {
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        if let Some(line) = log_events_with_message(request_id, message).pop() {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{request_id}: never logged: {message}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(&format!("{request_id}: logged {message}"), async || {
+        log_events_with_message(request_id, message).pop()
+    })
+    .await
 }
 
 /// The request ended once, as a client gone before anything was sent to Proof: logged with what
@@ -237,20 +220,16 @@ async fn a_drain_waits_for_the_call_of_a_checkout_whose_client_left_and_its_answ
     // On connections of their own: one idling in a client's pool would hold the drain open by
     // itself, whatever the drain does about the call.
     for app in [&leaving, &replacement] {
-        let deadline = Instant::now() + EVENTUALLY;
-        loop {
+        eventually_async("ready", async || {
             let client = reqwest::Client::builder()
                 .no_proxy()
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap();
             let ready = client.get(app.url("/readyz")).send().await;
-            if ready.is_ok_and(|answer| answer.status() == 200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            ready.is_ok_and(|answer| answer.status() == 200)
+        })
+        .await;
     }
     let request_id = "dropped-then-drained";
     let connection = checkout_at_proof(&leaving, &proof, request_id, Some(KEY)).await;
@@ -269,17 +248,7 @@ async fn a_drain_waits_for_the_call_of_a_checkout_whose_client_left_and_its_answ
             .ok()?;
         (answer.status() == 503).then_some(answer)
     };
-    let deadline = Instant::now() + EVENTUALLY;
-    let first = loop {
-        if let Some(answer) = told_to_go().await {
-            break answer;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the leaving instance never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let first = eventually_async("the leaving instance drained", async || told_to_go().await).await;
     expect_error(first, 503, "unavailable", "shutting_down").await;
     for probe in 0..20 {
         assert!(
@@ -371,11 +340,10 @@ async fn a_client_that_leaves_before_its_body_arrives_is_499_before_proof() {
     let half = raw_checkout(&app, request_id, None).with_body_cut_short(body.as_bytes(), 10);
     let connection = connection_with(&app, &half).await;
     // The request has started (its head is in) before the client goes.
-    let deadline = Instant::now() + EVENTUALLY;
-    while sample(&scrape(&app).await, IN_FLIGHT) != Some(1.0) {
-        assert!(Instant::now() < deadline, "the request never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the request started", async || {
+        sample(&scrape(&app).await, IN_FLIGHT) == Some(1.0)
+    })
+    .await;
     drop(connection);
     assert_left_before_proof(&app, request_id).await;
 }
@@ -408,16 +376,14 @@ async fn a_client_that_leaves_during_a_slow_session_check_is_499_before_proof() 
         .header("X-Request-Id", request_id)
         .with_body(checkout_body().to_string().as_bytes());
     let connection = connection_with(&app, &request).await;
-    let deadline = Instant::now() + EVENTUALLY;
-    while partner
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the session was never asked for");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the session was asked for", async || {
+        !partner
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
     drop(connection);
     assert_left_before_proof(&app, request_id).await;
 }
@@ -438,11 +404,10 @@ async fn a_status_read_whose_client_left_at_proof_is_499_at_proof() {
         .header("X-Request-Id", request_id)
         .head();
     let connection = connection_with(&app, request.as_bytes()).await;
-    let deadline = Instant::now() + EVENTUALLY;
-    while app.proof_requests().await.is_empty() {
-        assert!(Instant::now() < deadline, "the read never reached Proof");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the read reached Proof", async || {
+        !app.proof_requests().await.is_empty()
+    })
+    .await;
     drop(connection);
 
     let span = client_closed_line(request_id).await;

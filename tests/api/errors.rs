@@ -1137,7 +1137,7 @@ async fn draining_lets_a_checkout_already_in_flight_complete() {
     let drain = app.start_drain();
     // The drain has stopped accepting once a new connection is refused: from then on it only
     // waits for what is in flight, and it cannot end while Proof holds the answer.
-    eventually_async("the drain stopped accepting connections", || {
+    eventually_async("the drain stopped accepting connections", async || {
         std::net::TcpStream::connect(("127.0.0.1", app.port)).is_err()
     })
     .await;
@@ -1190,7 +1190,7 @@ async fn while_draining_readyz_and_start_checkout_answer_503_shutting_down_on_an
     }
 
     let drain = app.start_drain();
-    eventually_async("the drain stopped accepting connections", || {
+    eventually_async("the drain stopped accepting connections", async || {
         std::net::TcpStream::connect(("127.0.0.1", app.port)).is_err()
     })
     .await;

@@ -178,18 +178,11 @@ async fn over_the_per_user_stream_limit_is_429_before_the_stream_starts() {
 
     // Closing the first frees its place.
     drop(open);
-    let deadline = tokio::time::Instant::now() + EVENTUALLY;
-    loop {
+    eventually_async("the place came back", async || {
         let again = events_request(&app, None).send().await.unwrap();
-        if again.status() == 200 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        again.status() == 200
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -262,14 +255,10 @@ async fn a_webhook_wakes_the_watcher_which_confirms_with_proof_before_any_browse
     )
     .await;
     assert_eq!(forged.status(), 204);
-    let deadline = tokio::time::Instant::now() + EVENTUALLY;
-    while transaction_reads(&app).await == reads_before {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Proof was never asked"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("Proof was asked", async || {
+        transaction_reads(&app).await != reads_before
+    })
+    .await;
 
     // A real change: confirmed, then pushed.
     proof_reports(&app, "processing", None, 2).await;
@@ -297,7 +286,7 @@ async fn a_webhook_wakes_the_watcher_which_confirms_with_proof_before_any_browse
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
-    eventually_async("the repeated hint's request completed line", || {
+    eventually_async("the repeated hint's request completed line", async || {
         log_events_with_message(repeated, "request completed").pop()
     })
     .await;
@@ -364,14 +353,10 @@ async fn without_a_websocket_proof_is_polled_at_the_configured_cadence_not_faste
     read_until(&mut stream, "pending").await;
 
     // The ownership check, then three polls a second apart.
-    let deadline = opened + EVENTUALLY;
-    while transaction_reads(&app).await < 4 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the watcher is not polling"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async("the watcher polled three times", async || {
+        transaction_reads(&app).await >= 4
+    })
+    .await;
     let elapsed = opened.elapsed();
     assert!(
         elapsed >= Duration::from_millis(2900),

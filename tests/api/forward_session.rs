@@ -728,17 +728,10 @@ async fn forward_budget_series(app: &TestApp, name: &str) -> (Option<f64>, Strin
 
 /// Waits until the series shows `value`, however long that takes up to a generous bound.
 async fn until_forward_budget_shows(app: &TestApp, name: &str, value: f64) {
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (shown, text) = forward_budget_series(app, name).await;
-        if shown == Some(value) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "{name} never showed {value}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let shown = async || forward_budget_series(app, name).await.0 == Some(value);
+    if within_async(EVENTUALLY, shown).await.is_none() {
+        let (_, text) = forward_budget_series(app, name).await;
+        panic!("{name} never showed {value}:\n{text}");
     }
 }
 
@@ -773,14 +766,12 @@ async fn three_hundred_sessions_are_asked_about_at_once_by_default() {
         checkouts.spawn(request.send());
     }
 
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
-    while partner.requests() < SESSIONS {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "the app saw only {} of {SESSIONS} sessions' calls at once",
-            partner.requests()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if within_async(EVENTUALLY, async || partner.requests() >= SESSIONS)
+        .await
+        .is_none()
+    {
+        let seen = partner.requests();
+        panic!("the app saw only {seen} of {SESSIONS} sessions' calls at once");
     }
     partner.release();
     while let Some(answer) = checkouts.join_next().await {

@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
-pub use crate::support::eventually::{EVENTUALLY, eventually_async};
+pub use crate::support::eventually::{EVENTUALLY, eventually_async, within_async};
 pub use crate::support::free_port;
 pub use crate::support::output::CapturedOutput;
 pub use crate::support::raw_http::{RawConnection, RawRequest, RawResponse};
@@ -300,14 +300,16 @@ impl TestApp {
     /// Polls `/readyz` until it answers 200 (a shared backend connected, a key set fetched).
     /// Generous: the machine may be busy; nothing here measures speed.
     pub async fn wait_until_ready(&self) {
-        for _ in 0..1200 {
+        let ready = async || {
             let response = self.client.get(self.url("/readyz")).send().await.unwrap();
-            if response.status() == 200 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            response.status() == 200
+        };
+        if within_async(std::time::Duration::from_secs(60), ready)
+            .await
+            .is_none()
+        {
+            panic!("/readyz did not turn 200 within 60 s");
         }
-        panic!("/readyz did not turn 200 within 60 s");
     }
 
     /// Starts a graceful drain, as SIGTERM would.
@@ -496,12 +498,7 @@ pub async fn send_until_proof_has_it(
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
     let before = proof.requests();
     let in_flight = tokio::spawn(request.send());
-    for _ in 0..6000 {
-        if proof.requests() > before {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let _ = within_async(EVENTUALLY, async || proof.requests() > before).await;
     assert_eq!(proof.requests(), before + 1, "the request reached Proof");
     in_flight
 }

@@ -1,8 +1,6 @@
 //! Double-submit protection over HTTP: `Idempotency-Key` replays, 409 and 422, the dedupe window,
 //! with the in-memory store and with replicas sharing a real `redis-server`.
 
-use std::time::{Duration, Instant};
-
 use proof_bff::config::{RateLimitBackend, Settings};
 use reqwest::RequestBuilder;
 use secrecy::SecretString;
@@ -256,19 +254,12 @@ async fn a_kept_answer_expires_after_the_ttl() {
     app.proof_answers(widget_session_answer()).await;
     send(with_key(app.checkout(), KEY).json(&checkout_body())).await;
 
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
+    eventually_async("a retry no longer replayed", async || {
         let retry = send(with_key(app.checkout(), KEY).json(&checkout_body())).await;
         assert_eq!(retry.status, 200);
-        if !retry.replayed {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still replayed after {EVENTUALLY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        !retry.replayed
+    })
+    .await;
     assert_eq!(app.proof_requests().await.len(), 2, "Proof is asked again");
 }
 
@@ -334,14 +325,12 @@ async fn without_a_dedupe_window_identical_checkouts_each_reach_proof() {
 
 /// Waits until any app in this process logged `message`.
 async fn wait_for_log(message: &str) {
-    let deadline = Instant::now() + EVENTUALLY;
-    while !log_events()
-        .iter()
-        .any(|event| event["fields"]["message"] == message)
-    {
-        assert!(Instant::now() < deadline, "never logged: {message}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(&format!("logged: {message}"), async || {
+        log_events()
+            .iter()
+            .any(|event| event["fields"]["message"] == message)
+    })
+    .await;
 }
 
 // --- Replicas sharing Redis ---
@@ -443,15 +432,13 @@ async fn replicas_share_the_dedupe_window_and_kept_answers_expire_in_redis() {
 
     send(with_key(a.checkout(), KEY).json(&checkout_body())).await;
     assert_eq!(a.proof_requests().await.len(), 2);
-    let deadline = Instant::now() + EVENTUALLY;
-    while redis
-        .keys()
-        .iter()
-        .any(|key| key.starts_with("proof-bff:idempotency:"))
-    {
-        assert!(Instant::now() < deadline, "the kept answer never expired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_async("the kept answer expired", async || {
+        !redis
+            .keys()
+            .iter()
+            .any(|key| key.starts_with("proof-bff:idempotency:"))
+    })
+    .await;
     let retry = send(with_key(b.checkout(), KEY).json(&checkout_body())).await;
     assert_eq!((retry.status, retry.replayed), (200, false));
     assert_eq!(a.proof_requests().await.len(), 3);
@@ -497,15 +484,13 @@ async fn a_claim_that_timed_out_on_our_side_leaves_no_lock_behind() {
         .with_body_cut_short(body.as_bytes(), 0);
     let mut connection = RawConnection::open(app.port).await;
     connection.send_part(&request).await;
-    let deadline = Instant::now() + EVENTUALLY;
-    while !redis
-        .keys()
-        .iter()
-        .any(|key| key.starts_with("proof-bff:per_user:"))
-    {
-        assert!(Instant::now() < deadline, "the user was never checked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the user was checked", async || {
+        redis
+            .keys()
+            .iter()
+            .any(|key| key.starts_with("proof-bff:per_user:"))
+    })
+    .await;
     let sets_before = sets_run(&redis);
     // Then Redis freezes, and the claim is the first call that finds it so.
     redis.pause();
@@ -515,21 +500,14 @@ async fn a_claim_that_timed_out_on_our_side_leaves_no_lock_behind() {
     assert!(refused.text().contains("rate_limit_backend"), "{refused:?}");
 
     // Once Redis has run the claim's SET, the key is free again.
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
+    eventually_async("the timed-out claim's lock was let go", async || {
         let locked = redis
             .keys()
             .iter()
             .any(|key| key.starts_with("proof-bff:idempotency:"));
-        if sets_run(&redis) > sets_before && !locked {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the timed-out claim's lock is still held after {EVENTUALLY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        sets_run(&redis) > sets_before && !locked
+    })
+    .await;
     let retry = send(with_key(app.checkout(), KEY).json(&checkout_body())).await;
     assert_eq!((retry.status, retry.replayed), (200, false));
     let replay = send(with_key(app.checkout(), KEY).json(&checkout_body())).await;

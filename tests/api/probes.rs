@@ -1,8 +1,6 @@
 //! The health probes as load balancers and orchestrators send them, `HEAD` included, read off a
 //! raw connection so that a body sent where none belongs would show.
 
-use std::time::Duration;
-
 use crate::helpers::*;
 
 /// `method path` as a load balancer's probe sends it.
@@ -62,16 +60,14 @@ async fn head_on_readyz_answers_503_without_a_body_while_draining() {
     );
 
     let _drain = app.start_drain();
-    let mut draining = None;
-    for _ in 0..200 {
-        let head = connection.exchange(&probe(&app, "HEAD", "/readyz")).await;
-        if head.status != 200 {
-            draining = Some(head);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let head = draining.expect("HEAD /readyz leaves 200 once the drain starts");
+    let head = eventually_async(
+        "HEAD /readyz leaves 200 once the drain starts",
+        async || {
+            let head = connection.exchange(&probe(&app, "HEAD", "/readyz")).await;
+            (head.status != 200).then_some(head)
+        },
+    )
+    .await;
     assert_eq!(head.status, 503, "{head:?}");
     let get = connection.exchange(&probe(&app, "GET", "/readyz")).await;
     assert_eq!(get.status, 503, "{get:?}");

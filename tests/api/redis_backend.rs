@@ -88,17 +88,16 @@ impl Replica {
 
     /// Polls `/readyz` until it answers `status`, for at most [`EVENTUALLY`].
     async fn wait_for_readyz(&self, status: u16) -> serde_json::Value {
-        let deadline = Instant::now() + EVENTUALLY;
-        loop {
+        let answers = async || {
             let (now, body) = self.readyz().await;
-            if now == status {
-                return body;
+            (now == status).then_some(body)
+        };
+        match within_async(EVENTUALLY, answers).await {
+            Some(body) => body,
+            None => {
+                let (now, body) = self.readyz().await;
+                panic!("/readyz still answers {now} {body} after {EVENTUALLY:?}, not {status}")
             }
-            assert!(
-                Instant::now() < deadline,
-                "/readyz still answers {now} {body} after {EVENTUALLY:?}, not {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -457,16 +456,15 @@ async fn with_deny_a_stopped_redis_refuses_checkouts_and_readiness_until_it_is_b
 
     redis.restart();
     app.wait_for_readyz(200).await;
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
+    eventually_async("checkouts accepted again", async || {
         let status = app.checkout_as(&token).send().await.unwrap().status();
         if status == 200 {
-            break;
+            return true;
         }
         assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "checkouts still refused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        false
+    })
+    .await;
     assert_eq!(proof_calls(&proof).await, 2);
 }
 

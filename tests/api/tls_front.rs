@@ -16,6 +16,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::helpers::within_async;
+
 pub const CA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
 const SERVER_CERT: &[u8] = include_bytes!("../fixtures/tls/server.pem");
 const SERVER_KEY: &[u8] = include_bytes!("../fixtures/tls/server_key.pem");
@@ -89,12 +91,8 @@ impl TlsFront {
     /// Waits until a client has refused the certificate (generously: the service's first call
     /// may come late on a busy machine), and checks that none accepted it.
     pub async fn wait_until_only_refused(&self) {
-        for _ in 0..1200 {
-            if self.handshakes_failed() > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let refused = async || self.handshakes_failed() > 0;
+        let _ = within_async(std::time::Duration::from_secs(60), refused).await;
         assert!(
             self.handshakes_failed() > 0,
             "no client refused the certificate within 60 s"

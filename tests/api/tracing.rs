@@ -7,8 +7,6 @@
 //! so the tests poll the receiver with a generous limit, and prove an absence only beside a
 //! positive control that went through the same queue after it.
 
-use std::time::Duration;
-
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -90,7 +88,7 @@ impl Receiver {
 
     /// The spans of `trace_id` (hex), once both the server span and the client span have arrived.
     async fn trace(&self, trace_id: &str) -> Vec<Span> {
-        for _ in 0..1200 {
+        let arrived = async || {
             let spans: Vec<Span> = self
                 .spans()
                 .await
@@ -101,13 +99,12 @@ impl Receiver {
                 })
                 .filter(|span| hex(&span.trace_id) == trace_id)
                 .collect();
-            if kind(&spans, SpanKind::Server).is_some() && kind(&spans, SpanKind::Client).is_some()
-            {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the spans of trace {trace_id} never reached the receiver");
+            let both = kind(&spans, SpanKind::Server).is_some()
+                && kind(&spans, SpanKind::Client).is_some();
+            both.then_some(spans)
+        };
+        let what = format!("the spans of trace {trace_id} reached the receiver");
+        eventually_async(&what, arrived).await
     }
 }
 

@@ -31,26 +31,15 @@ impl<T> Outcome for Option<T> {
     }
 }
 
-/// One look: `Some` once it is settled, with the value or, past `limit`, nothing.
-fn look<O: Outcome>(
-    started: Instant,
-    limit: Duration,
-    probe: &mut impl FnMut() -> O,
-) -> Option<Option<O::Value>> {
-    match probe().happened() {
-        Some(value) => Some(Some(value)),
-        None => (started.elapsed() > limit).then_some(None),
-    }
-}
-
 /// Polls `probe` until it answers, for at most `limit`; `None` when it never did.
 pub fn within<O: Outcome>(limit: Duration, mut probe: impl FnMut() -> O) -> Option<O::Value> {
     let started = Instant::now();
     loop {
-        if let Some(settled) = look(started, limit, &mut probe) {
-            return settled;
+        match probe().happened() {
+            Some(value) => return Some(value),
+            None if started.elapsed() > limit => return None,
+            None => std::thread::sleep(POLL),
         }
-        std::thread::sleep(POLL);
     }
 }
 
@@ -59,22 +48,24 @@ pub fn eventually<O: Outcome>(what: &str, probe: impl FnMut() -> O) -> O::Value 
     within(EVENTUALLY, probe).unwrap_or_else(|| panic!("{what}: not within {EVENTUALLY:?}"))
 }
 
-/// As [`within`], in an async test: waits without holding up the runtime's thread.
+/// As [`within`], in an async test, with a probe that may await (a request, a scrape, a read of
+/// what a stand-in received): waits without holding up the runtime's thread.
 pub async fn within_async<O: Outcome>(
     limit: Duration,
-    mut probe: impl FnMut() -> O,
+    mut probe: impl AsyncFnMut() -> O,
 ) -> Option<O::Value> {
     let started = Instant::now();
     loop {
-        if let Some(settled) = look(started, limit, &mut probe) {
-            return settled;
+        match probe().await.happened() {
+            Some(value) => return Some(value),
+            None if started.elapsed() > limit => return None,
+            None => tokio::time::sleep(POLL).await,
         }
-        tokio::time::sleep(POLL).await;
     }
 }
 
-/// As [`eventually`], in an async test.
-pub async fn eventually_async<O: Outcome>(what: &str, probe: impl FnMut() -> O) -> O::Value {
+/// As [`eventually`], in an async test: `probe` is an async closure.
+pub async fn eventually_async<O: Outcome>(what: &str, probe: impl AsyncFnMut() -> O) -> O::Value {
     within_async(EVENTUALLY, probe)
         .await
         .unwrap_or_else(|| panic!("{what}: not within {EVENTUALLY:?}"))
