@@ -51,16 +51,17 @@ fn main() -> ExitCode {
     let listen = config.server.listen.clone();
     let served = actix_web::rt::System::new().block_on(async move {
         // In sandbox mode the stand-in for Proof serves first, so the service's upstream is up.
-        let stand_in = match sandbox_plan {
+        let (stand_in, application) = match sandbox_plan {
             Some(plan) => {
                 let stand_in = ProofStandIn::start(plan.stand_in, plan.stand_in_listener)?;
                 let base_url = stand_in.base_url();
                 actix_web::rt::spawn(stand_in.into_server());
-                Some((base_url, plan.session))
+                // On the socket the plan bound, whose port the page's origins name.
+                let application = Application::build_with_listener(config, plan.listener)?;
+                (Some((base_url, plan.session)), application)
             }
-            None => None,
+            None => (None, Application::build(config)?),
         };
-        let application = Application::build(config)?;
         tracing::info!(listen = %listen, port = application.port(), "proof-bff listening");
         if let Some((stand_in_url, session)) = stand_in {
             let page = sandbox::page_origin(&listen, application.port());

@@ -14,7 +14,6 @@ use std::path::Path;
 use std::process::Command;
 
 use support::eventually::EVENTUALLY;
-use support::free_port;
 use support::output::BoundAddresses;
 use support::process::{Process, bff};
 
@@ -80,64 +79,52 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    /// The demo page's origin (the one allowed `Origin`) follows the configured port, so the
-    /// sandbox gets a port that was free a moment ago; when another process took it in between,
-    /// it exits and is started again on another.
+    /// Started on port 0: the demo page's origin (the one allowed `Origin`) names the port it
+    /// bound, read from its `sockets bound` line.
     fn start() -> Self {
-        for _ in 0..5 {
-            let port = free_port();
-            let mut command = bff();
-            command
-                .arg("--sandbox")
-                .env("PROOF_BFF__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-                .env("PROOF_BFF__METRICS__LISTEN", "127.0.0.1:0")
-                .env(
-                    "PROOF_BFF__STATUS__WEBHOOK_PATH",
-                    format!("/{WEBHOOK_SEGMENT}"),
-                )
-                .env("PROOF_BFF__LOG__FORMAT", "json");
-            // The sandbox's limits (a burst of 5 checkouts) would answer nearly every generated
-            // checkout with 429 after the first few, and the body's rules, the idempotency key
-            // and Proof's answers would go untested. 429 stays documented: it is a real answer,
-            // and the rate limit tests hold it.
-            for key in [
-                "PER_USER_BURST",
-                "PER_USER_PER_MINUTE",
-                "PER_IP_BURST",
-                "PER_IP_PER_MINUTE",
-                "STATUS_PER_USER_PER_MINUTE",
-            ] {
-                command.env(format!("PROOF_BFF__RATE_LIMIT__{key}"), "1000000");
-            }
-            let mut process = Process::spawn(command);
-            match process.bound_addresses_or_exit() {
-                Ok(bound) => {
-                    assert_eq!(bound.listen.port(), port);
-                    let curl = process
-                        .stdout
-                        .wait_for_line(|line| line.trim_start().starts_with("curl -s"), EVENTUALLY);
-                    let session_cookie = curl
-                        .split('\'')
-                        .find_map(|part| part.strip_prefix("Cookie: "))
-                        .unwrap_or_else(|| panic!("no Cookie header in {curl}"))
-                        .to_owned();
-                    return Self {
-                        _process: process,
-                        bound,
-                        session_cookie,
-                    };
-                }
-                Err(status) => {
-                    process.wait_for_exit(EVENTUALLY);
-                    let stderr = process.stderr.text();
-                    assert!(
-                        stderr.contains("in use"),
-                        "proof-bff exited during start-up with {status:?}\nstderr: {stderr}"
-                    );
-                }
-            }
+        let mut command = bff();
+        command
+            .arg("--sandbox")
+            .env("PROOF_BFF__SERVER__LISTEN", "127.0.0.1:0")
+            .env("PROOF_BFF__METRICS__LISTEN", "127.0.0.1:0")
+            .env(
+                "PROOF_BFF__STATUS__WEBHOOK_PATH",
+                format!("/{WEBHOOK_SEGMENT}"),
+            )
+            .env("PROOF_BFF__LOG__FORMAT", "json");
+        // The sandbox's limits (a burst of 5 checkouts) would answer nearly every generated
+        // checkout with 429 after the first few, and the body's rules, the idempotency key
+        // and Proof's answers would go untested. 429 stays documented: it is a real answer,
+        // and the rate limit tests hold it.
+        for key in [
+            "PER_USER_BURST",
+            "PER_USER_PER_MINUTE",
+            "PER_IP_BURST",
+            "PER_IP_PER_MINUTE",
+            "STATUS_PER_USER_PER_MINUTE",
+        ] {
+            command.env(format!("PROOF_BFF__RATE_LIMIT__{key}"), "1000000");
         }
-        panic!("no free port for the sandbox after five tries");
+        let mut process = Process::spawn(command);
+        let bound = process.bound_addresses();
+        assert_ne!(
+            bound.listen.port(),
+            0,
+            "the port bound, not the one asked for"
+        );
+        let curl = process
+            .stdout
+            .wait_for_line(|line| line.trim_start().starts_with("curl -s"), EVENTUALLY);
+        let session_cookie = curl
+            .split('\'')
+            .find_map(|part| part.strip_prefix("Cookie: "))
+            .unwrap_or_else(|| panic!("no Cookie header in {curl}"))
+            .to_owned();
+        Self {
+            _process: process,
+            bound,
+            session_cookie,
+        }
     }
 
     fn origin(&self) -> String {

@@ -3,11 +3,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::Locator;
-use support::eventually::EVENTUALLY;
-use support::free_port;
+use support::eventually::{EVENTUALLY, eventually_async};
 use support::process::{Process, bff};
 
 /// A running binary, killed on drop, with what it prints captured.
@@ -17,45 +16,21 @@ struct Service {
 }
 
 impl Service {
-    /// Starts the binary and reads the port it bound from its log. Outside sandbox mode it binds
-    /// port 0. In sandbox mode the demo page's origin (and so the allowed `Origin`) is derived
-    /// from the configured port before anything is bound, so it gets a port that was free a
-    /// moment ago; when another process took it in between, the binary exits and the test starts
-    /// it again on another one, so a test never talks to a service it did not start.
+    /// Starts the binary on port 0 and reads the port it bound from its log (in sandbox mode too:
+    /// the demo page's origins name the port it bound).
     fn start(args: &[&str], env: &[(&str, String)]) -> Self {
-        let sandbox = args.contains(&"--sandbox");
-        for _ in 0..5 {
-            let asked = if sandbox { free_port() } else { 0 };
-            let mut command = bff();
-            command
-                .args(args)
-                .env("PROOF_BFF__SERVER__LISTEN", format!("127.0.0.1:{asked}"))
-                .env("PROOF_BFF__LOG__FORMAT", "json");
-            for (key, value) in env {
-                command.env(key, value);
-            }
-            let mut process = Process::spawn(command);
-            match process.bound_addresses_or_exit() {
-                Ok(bound) => {
-                    let port = bound.listen.port();
-                    assert!(
-                        asked == 0 || port == asked,
-                        "asked for {asked}, bound {port}"
-                    );
-                    return Self { process, port };
-                }
-                Err(status) => {
-                    // Its stderr read to the end.
-                    process.wait_for_exit(EVENTUALLY);
-                    let stderr = process.stderr.text();
-                    assert!(
-                        stderr.contains("in use"),
-                        "proof-bff exited during start-up with {status:?}\nstderr: {stderr}"
-                    );
-                }
-            }
+        let mut command = bff();
+        command
+            .args(args)
+            .env("PROOF_BFF__SERVER__LISTEN", "127.0.0.1:0")
+            .env("PROOF_BFF__LOG__FORMAT", "json");
+        for (key, value) in env {
+            command.env(key, value);
         }
-        panic!("no free port for the sandbox after five tries");
+        let mut process = Process::spawn(command);
+        let port = process.bound_addresses().listen.port();
+        assert_ne!(port, 0, "the port bound, not the one asked for");
+        Self { process, port }
     }
 
     /// Waits for a printed line that satisfies `wanted`.
@@ -69,19 +44,11 @@ impl Service {
 
     async fn wait_until_healthy(&self) {
         let client = reqwest::Client::new();
-        let started = Instant::now();
-        while started.elapsed() < EVENTUALLY {
-            if let Ok(response) = client
-                .get(format!("{}/healthz", self.address()))
-                .send()
-                .await
-                && response.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the service never became healthy");
+        eventually_async("the service is healthy", async || {
+            let answer = client.get(format!("{}/healthz", self.address())).send();
+            answer.await.is_ok_and(|response| response.status() == 200)
+        })
+        .await;
     }
 
     /// Listening TCP sockets this process owns, from /proc.

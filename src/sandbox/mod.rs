@@ -15,7 +15,6 @@ use secrecy::{ExposeSecret, SecretString};
 pub use routes::{demo_css, demo_js, demo_page, login};
 
 use crate::config::{ConfigError, ListenAddress, PresetValue, SessionSourceName, Settings};
-use crate::http::ServerSettings;
 use crate::session::{DevSession, JwtAlgorithm};
 use proof_stand_in::StandInConfig;
 
@@ -42,16 +41,27 @@ pub fn preset() -> Vec<(String, PresetValue)> {
 }
 
 /// What `--sandbox` needs to start the stand-in: its configuration and its bound (not yet
-/// serving) socket, and the dev session signer.
+/// serving) socket, and the dev session signer; and the service's own bound socket, whose port the
+/// demo page's origins name.
 pub struct SandboxPlan {
     pub stand_in: StandInConfig,
     pub stand_in_listener: TcpListener,
     pub session: DevSession,
+    pub listener: TcpListener,
 }
 
 /// Points the settings at a stand-in on a fresh loopback port, and fills in what a newcomer has
 /// not set: a token, a dev session key, and browser origins covering the demo page.
 pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigError> {
+    // Bound first, so the page's origins name the port it really has (`server.listen` may ask
+    // for port 0).
+    let listen = settings.server.listen_address()?;
+    let listener = TcpListener::bind(listen.bind_target())
+        .map_err(|e| ConfigError(format!("sandbox: cannot bind server.listen {listen}: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| ConfigError(format!("sandbox: {e}")))?
+        .port();
     let stand_in_listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| ConfigError(format!("sandbox: cannot bind a loopback port: {e}")))?;
     let stand_in_port = stand_in_listener
@@ -69,7 +79,7 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
         .client_token()?
         .unwrap_or_else(|| SecretString::from(""));
 
-    let page_origins = page_origins(&settings.server)?;
+    let page_origins = page_origins(port);
     if settings.browser.allowed_origins.is_empty() {
         settings.browser.allowed_origins = page_origins.clone();
     }
@@ -96,7 +106,6 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
     // With a webhook receiver configured, the stand-in calls it as Proof would.
     let webhook_path = settings.status.webhook_path.trim();
     if !webhook_path.is_empty() {
-        let port = settings.server.listen_address()?.port();
         stand_in.webhook_url = Some(format!("http://127.0.0.1:{port}{webhook_path}"));
     }
     Ok((
@@ -105,17 +114,17 @@ pub fn plan(mut settings: Settings) -> Result<(Settings, SandboxPlan), ConfigErr
             stand_in,
             stand_in_listener,
             session,
+            listener,
         },
     ))
 }
 
-/// The origins the demo page is served from: the listen port on 127.0.0.1 and localhost.
-fn page_origins(server: &ServerSettings) -> Result<Vec<String>, ConfigError> {
-    let port = server.listen_address()?.port();
-    Ok(vec![
+/// The origins the demo page is served from: the bound port on 127.0.0.1 and localhost.
+fn page_origins(port: u16) -> Vec<String> {
+    vec![
         format!("http://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
-    ])
+    ]
 }
 
 fn random_hex(bytes: usize) -> String {
