@@ -890,7 +890,7 @@ async fn a_401_or_403_from_proof_is_502_upstream_misconfigured_logged_as_an_erro
             "{status} is not retried"
         );
 
-        let errors: Vec<_> = log_events()
+        let errors: Vec<_> = log_events_mentioning(proof_request_id)
             .into_iter()
             .filter(|event| event["level"] == "ERROR")
             .filter(|event| event.to_string().contains(proof_request_id))

@@ -64,20 +64,25 @@ pub fn log_events() -> Vec<serde_json::Value> {
 /// Every app in the test process writes to the same capture, so events are told apart by the
 /// request id the root span carries.
 pub fn log_events_for(request_id: &str) -> Vec<serde_json::Value> {
-    // A line of this request holds the id as a JSON string; ids of plain characters are written
-    // as they are, so only the lines holding that text need parsing.
-    let plain = request_id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    let events = if plain {
-        logs().json_events_containing(&format!("\"{request_id}\""))
-    } else {
-        log_events()
-    };
-    events
+    log_events_mentioning(request_id)
         .into_iter()
         .filter(|event| event["span"]["request_id"] == request_id)
         .collect()
+}
+
+/// At least the JSON log events that hold `text` in one of their strings (callers check the field
+/// they mean). Text of printable ASCII without quotes or backslashes is written into a line as it
+/// is, so only the lines holding it are parsed: late in a run the capture holds every test's lines
+/// at trace level, and parsing all of it takes seconds.
+pub fn log_events_mentioning(text: &str) -> Vec<serde_json::Value> {
+    let written_as_is = text
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if written_as_is {
+        logs().json_events_containing(text)
+    } else {
+        log_events()
+    }
 }
 
 /// The log events for one request whose message is exactly `message`.

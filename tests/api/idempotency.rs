@@ -326,7 +326,7 @@ async fn without_a_dedupe_window_identical_checkouts_each_reach_proof() {
 /// Waits until any app in this process logged `message`.
 async fn wait_for_log(message: &str) {
     eventually_async(&format!("logged: {message}"), async || {
-        log_events()
+        log_events_mentioning(message)
             .iter()
             .any(|event| event["fields"]["message"] == message)
     })

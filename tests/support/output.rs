@@ -102,12 +102,23 @@ impl CapturedOutput {
     /// The JSON events of the complete lines that contain `needle`: only those are parsed, so a
     /// test looking for its own request's lines in a long capture (every test's, at trace level)
     /// does not parse every line of it each time.
+    ///
+    /// The lock is held only to find and copy those lines: every service writing its log waits on
+    /// it, and a worker kept waiting would stall the requests the test is timing.
     pub fn json_events_containing(&self, needle: &str) -> Vec<serde_json::Value> {
-        let bytes = self.bytes();
-        let text = String::from_utf8_lossy(&bytes);
-        text.split_inclusive('\n')
-            .filter_map(|line| line.strip_suffix('\n'))
-            .filter(|line| line.contains(needle))
+        let matching: Vec<String> = {
+            let bytes = self.bytes();
+            // Borrowed, not copied, when the capture is valid UTF-8 (as a log is).
+            let text = String::from_utf8_lossy(&bytes);
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            complete
+                .split('\n')
+                .filter(|line| line.contains(needle))
+                .map(str::to_owned)
+                .collect()
+        };
+        matching
+            .iter()
             .filter_map(|line| serde_json::from_str(line.trim_end_matches('\r')).ok())
             .collect()
     }
