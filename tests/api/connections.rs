@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proof_bff::config::Settings;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
@@ -30,26 +30,6 @@ async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(("127.0.0.1", app.port))
         .await
         .expect("connect to the service")
-}
-
-/// Everything the server sends until it closes the connection (end of stream or reset), or
-/// `None` if it is still open after `limit`.
-async fn read_until_closed(
-    stream: &mut (impl AsyncRead + Unpin),
-    limit: Duration,
-) -> Option<Vec<u8>> {
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 16384];
-    let read_all = async {
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(limit, read_all).await.ok()?;
-    Some(received)
 }
 
 /// Reads until one response head has arrived; `None` if the connection closes first or nothing

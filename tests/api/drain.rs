@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use proof_bff::config::Settings;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
@@ -40,23 +40,6 @@ async fn idle_kept_alive(app: &TestApp) -> TcpStream {
     connection.into_stream()
 }
 
-/// Everything the service sends until it closes the connection (end of stream or reset), or
-/// `None` if it is still open after [`EVENTUALLY`].
-async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Option<Vec<u8>> {
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 16384];
-    let read_all = async {
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(EVENTUALLY, read_all).await.ok()?;
-    Some(received)
-}
-
 /// Returns once the drain is past its delay and its holds: the listener refuses new connections.
 async fn until_no_longer_accepting(app: &TestApp) {
     eventually_async("the drain stopped accepting connections", async || {
@@ -78,7 +61,7 @@ async fn an_idle_keep_alive_connection_is_closed_when_the_drain_starts_and_holds
     let mut idle = idle_kept_alive(&app).await;
 
     let drain = app.start_drain();
-    let received = read_until_closed(&mut idle)
+    let received = read_until_closed(&mut idle, EVENTUALLY)
         .await
         .expect("the idle connection still open: the drain waits for its keep-alive to run out");
     assert!(
@@ -114,7 +97,7 @@ async fn a_request_in_flight_when_the_drain_starts_gets_its_whole_answer_with_co
     );
 
     proof.release();
-    let received = read_until_closed(&mut connection)
+    let received = read_until_closed(&mut connection, EVENTUALLY)
         .await
         .expect("the connection stayed open after the answer given while draining");
     let answer = RawResponse::parse(&received).expect("an answer before the close");
@@ -205,7 +188,7 @@ async fn a_large_answer_to_a_slow_reader_is_written_whole_when_the_drain_starts_
     let drain = app.start_drain();
     until_no_longer_accepting(&app).await;
 
-    let rest = read_until_closed(&mut connection)
+    let rest = read_until_closed(&mut connection, EVENTUALLY)
         .await
         .expect("the connection stayed open after its answer, while draining");
     let received = [&first[..read], &rest].concat();

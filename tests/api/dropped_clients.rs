@@ -179,6 +179,19 @@ async fn a_keyed_checkout_whose_client_left_at_proof_is_finished_and_its_answer_
     left_at_proof_then_retried(&app, &app, &proof, "dropped-keyed-memory").await;
 }
 
+/// Two replicas sharing `redis`, both calling the held `proof`.
+async fn two_replicas_on_redis(proof: &RawUpstream, redis: &RedisServer) -> (TestApp, TestApp) {
+    let configure = |s: &mut Settings| {
+        proof_holding_answers(s, proof);
+        use_redis(s, redis);
+    };
+    let first = spawn_app_with(configure).await;
+    let mut settings = base_settings(&first.proof);
+    configure(&mut settings);
+    let second = spawn_with_config(settings.validate().unwrap(), MockServer::start().await).await;
+    (first, second)
+}
+
 #[tokio::test]
 async fn with_redis_the_retry_on_another_replica_gets_the_answer_of_the_checkout_whose_client_left()
 {
@@ -187,14 +200,7 @@ async fn with_redis_the_retry_on_another_replica_gets_the_answer_of_the_checkout
     };
     let proof =
         RawUpstream::start([RawBehaviour::AnswerWhenReleased(200, WIDGET_SESSION_BODY)]).await;
-    let configure = |s: &mut Settings| {
-        proof_holding_answers(s, &proof);
-        use_redis(s, &redis);
-    };
-    let first = spawn_app_with(configure).await;
-    let mut settings = base_settings(&first.proof);
-    configure(&mut settings);
-    let second = spawn_with_config(settings.validate().unwrap(), MockServer::start().await).await;
+    let (first, second) = two_replicas_on_redis(&proof, &redis).await;
     left_at_proof_then_retried(&first, &second, &proof, "dropped-keyed-redis").await;
 }
 
@@ -208,15 +214,7 @@ async fn a_drain_waits_for_the_call_of_a_checkout_whose_client_left_and_its_answ
     };
     let proof =
         RawUpstream::start([RawBehaviour::AnswerWhenReleased(200, WIDGET_SESSION_BODY)]).await;
-    let configure = |s: &mut Settings| {
-        proof_holding_answers(s, &proof);
-        use_redis(s, &redis);
-    };
-    let leaving = spawn_app_with(configure).await;
-    let mut settings = base_settings(&leaving.proof);
-    configure(&mut settings);
-    let replacement =
-        spawn_with_config(settings.validate().unwrap(), MockServer::start().await).await;
+    let (leaving, replacement) = two_replicas_on_redis(&proof, &redis).await;
     // On connections of their own: one idling in a client's pool would hold the drain open by
     // itself, whatever the drain does about the call.
     for app in [&leaving, &replacement] {

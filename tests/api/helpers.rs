@@ -24,7 +24,7 @@ use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 pub use crate::support::eventually::{EVENTUALLY, eventually_async, within_async};
 pub use crate::support::free_port;
 pub use crate::support::output::CapturedOutput;
-pub use crate::support::raw_http::{RawConnection, RawRequest, RawResponse};
+pub use crate::support::raw_http::{RawConnection, RawRequest, RawResponse, read_until_closed};
 
 pub const CLIENT_TOKEN: &str = "pk_test_7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4";
 pub const JWT_SECRET: &str = "hs256-test-secret-that-is-long-enough-0123456789";
