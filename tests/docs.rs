@@ -235,10 +235,14 @@ fn broken_links(file: &Path) -> Vec<String> {
     broken
 }
 
-/// README.md, BENCHMARKS.md and every markdown file in docs/.
+/// README.md, BENCHMARKS.md, the Kubernetes manifests' README and every markdown file in docs/.
 fn documents() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("README.md"), root.join("BENCHMARKS.md")];
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("BENCHMARKS.md"),
+        root.join("deploy/kubernetes/README.md"),
+    ];
     let mut docs: Vec<PathBuf> = fs::read_dir(root.join("docs"))
         .expect("docs/ exists")
         .map(|entry| entry.expect("docs/ is readable").path())
