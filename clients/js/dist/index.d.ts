@@ -140,7 +140,7 @@ export interface StartCheckoutOptions {
     idempotencyKey?: string;
     /** Abandons the call, its waits included; the promise rejects with the signal's reason. */
     signal?: AbortSignal;
-    /** Most `409 request_in_progress` answers to wait out (default 30). */
+    /** Most `409 request_in_progress` answers to wait out (default 60). */
     maxWaits?: number;
     /** Most time, in milliseconds, spent waiting them out in total (default 60000). */
     maxWaitMs?: number;

@@ -59,7 +59,9 @@ export function toWidgetOptions(params, host) {
 export function isTerminalStatus(status) {
     return TERMINAL_STATUSES.includes(status);
 }
-const CHECKOUT_DEFAULTS = { maxWaits: 30, maxWaitMs: 60_000, networkRetries: 2 };
+// The service holds a key while the first request is at Proof, for at most `proof.deadline_ms` (15 s
+// by default; 2 s more with Redis): a minute covers it with room to spare.
+const CHECKOUT_DEFAULTS = { maxWaits: 60, maxWaitMs: 60_000, networkRetries: 2 };
 /** The first resend after a failed connection waits this long, then twice as long each time. */
 const NETWORK_RETRY_BASE_MS = 500;
 function abortReason(signal) {

@@ -204,7 +204,7 @@ export interface StartCheckoutOptions {
   idempotencyKey?: string;
   /** Abandons the call, its waits included; the promise rejects with the signal's reason. */
   signal?: AbortSignal;
-  /** Most `409 request_in_progress` answers to wait out (default 30). */
+  /** Most `409 request_in_progress` answers to wait out (default 60). */
   maxWaits?: number;
   /** Most time, in milliseconds, spent waiting them out in total (default 60000). */
   maxWaitMs?: number;
@@ -298,7 +298,9 @@ export function isTerminalStatus(status: string): status is TerminalStatus {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
 
-const CHECKOUT_DEFAULTS = { maxWaits: 30, maxWaitMs: 60_000, networkRetries: 2 };
+// The service holds a key while the first request is at Proof, for at most `proof.deadline_ms` (15 s
+// by default; 2 s more with Redis): a minute covers it with room to spare.
+const CHECKOUT_DEFAULTS = { maxWaits: 60, maxWaitMs: 60_000, networkRetries: 2 };
 /** The first resend after a failed connection waits this long, then twice as long each time. */
 const NETWORK_RETRY_BASE_MS = 500;
 
