@@ -14,6 +14,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY stand-in ./stand-in
+# The browser client, compiled, which the sandbox's demo page serves.
+COPY clients/js/dist ./clients/js/dist
 # The crate registry and the target directory are build caches: a rebuild after a code change
 # recompiles only proof-bff, without placeholder sources that must mirror the manifest's targets.
 # The binary is copied out because cache mounts are not part of the image.

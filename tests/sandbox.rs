@@ -200,6 +200,7 @@ secret = "a-production-secret-that-is-long-enough-0123"
     for (method, route) in [
         (reqwest::Method::GET, "/"),
         (reqwest::Method::GET, "/sandbox/demo.js"),
+        (reqwest::Method::GET, "/sandbox/client.js"),
         (reqwest::Method::GET, "/sandbox/demo.css"),
         (reqwest::Method::POST, "/sandbox/login"),
     ] {
@@ -297,20 +298,12 @@ async fn the_dev_login_sets_a_session_cookie_that_starts_a_checkout() {
     }
 }
 
-#[tokio::test]
-async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browser() {
-    let Some(browser) = support::browser::launch().await else {
-        return;
-    };
-    let service = Service::start(&["--sandbox"], &[]);
-    service.wait_for_line(|line| line.contains("demo page:"));
-    service.wait_until_healthy().await;
-
-    let page = browser.client.clone();
-    page.goto(&format!("{}/", service.address())).await.unwrap();
+/// Signs the page in as `user`.
+async fn sign_in(browser: &support::browser::Browser, user: &str) {
+    let page = &browser.client;
     let user_id = page.find(Locator::Id("user-id")).await.unwrap();
     user_id.clear().await.unwrap();
-    user_id.send_keys("browser-user").await.unwrap();
+    user_id.send_keys(user).await.unwrap();
     page.find(Locator::Id("login"))
         .await
         .unwrap()
@@ -319,9 +312,42 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
         .unwrap();
     browser
         .wait_for_text("#login-status", |text| {
-            text.contains("Signed in as browser-user")
+            text.contains(&format!("Signed in as {user}"))
         })
         .await;
+}
+
+/// The page's list of settled calls, one line each.
+async fn settled_calls(browser: &support::browser::Browser, at_least: usize) -> Vec<String> {
+    browser
+        .wait_for_text_within("#calls", Duration::from_secs(120), |text| {
+            text.lines().count() >= at_least
+        })
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browser() {
+    let Some(browser) = support::browser::launch().await else {
+        return;
+    };
+    // Two checkouts at once per user, one more a minute: the page runs into the per-user limit.
+    let service = Service::start(
+        &["--sandbox"],
+        &[
+            ("PROOF_BFF__RATE_LIMIT__PER_USER_BURST", "2".to_owned()),
+            ("PROOF_BFF__RATE_LIMIT__PER_USER_PER_MINUTE", "1".to_owned()),
+        ],
+    );
+    service.wait_for_line(|line| line.contains("demo page:"));
+    service.wait_until_healthy().await;
+
+    let page = browser.client.clone();
+    page.goto(&format!("{}/", service.address())).await.unwrap();
+    sign_in(&browser, "browser-user").await;
 
     let amount = page.find(Locator::Id("amount")).await.unwrap();
     amount.clear().await.unwrap();
@@ -379,6 +405,112 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
         .wait_for_text("#error", |text| !text.is_empty())
         .await;
     assert!(error.contains("provider_error"), "{error}");
+
+    // Over the per-user limit: the client's typed error, with the wait the service asked for.
+    // Submitted until refused, so a slow run that earned another checkout still gets there.
+    amount.clear().await.unwrap();
+    amount.send_keys("7").await.unwrap();
+    let mut refused = None;
+    for submitted in 3..=6 {
+        page.find(Locator::Id("start-checkout"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let calls = settled_calls(&browser, submitted).await;
+        if let Some(line) = calls.iter().find(|line| line.contains(": 429 ")) {
+            refused = Some(line.clone());
+            break;
+        }
+    }
+    let refused = refused.expect("a checkout over the per-user limit is refused");
+    assert!(refused.contains("rate_limited / per_user"), "{refused}");
+    let status = browser
+        .wait_for_text("#result-status", |text| text.starts_with("429"))
+        .await;
+    let retry_after: u64 = status
+        .split("retry after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("a retry-after in {status:?}"));
+    assert!((1..=60).contains(&retry_after), "{status}");
+    let error = browser
+        .wait_for_text("#error", |text| !text.is_empty())
+        .await;
+    assert!(error.contains("\"per_user\""), "{error}");
+    browser.close().await;
+}
+
+/// A double submit of one checkout while the first is still at Proof: the page sends both with
+/// the same Idempotency-Key, the client waits out the service's 409s and resolves with the first
+/// answer, replayed. The slow test value answers after 30 s, so the service is told to wait for it.
+#[tokio::test]
+async fn a_double_submit_waits_out_409_and_gets_the_first_answer_replayed_in_a_real_browser() {
+    let Some(browser) = support::browser::launch().await else {
+        return;
+    };
+    let lots = "1000".to_owned();
+    let service = Service::start(
+        &["--sandbox"],
+        &[
+            ("PROOF_BFF__PROOF__REQUEST_TIMEOUT_MS", "60000".to_owned()),
+            ("PROOF_BFF__PROOF__DEADLINE_MS", "60000".to_owned()),
+            // Each wait is one more request: the limits do not stand in the way here.
+            ("PROOF_BFF__RATE_LIMIT__PER_USER_BURST", lots.clone()),
+            ("PROOF_BFF__RATE_LIMIT__PER_USER_PER_MINUTE", lots.clone()),
+            ("PROOF_BFF__RATE_LIMIT__PER_IP_BURST", lots.clone()),
+            ("PROOF_BFF__RATE_LIMIT__PER_IP_PER_MINUTE", lots),
+        ],
+    );
+    service.wait_for_line(|line| line.contains("demo page:"));
+    service.wait_until_healthy().await;
+
+    let page = browser.client.clone();
+    page.goto(&format!("{}/", service.address())).await.unwrap();
+    sign_in(&browser, "double-clicker").await;
+    let amount = page.find(Locator::Id("amount")).await.unwrap();
+    amount.clear().await.unwrap();
+    amount.send_keys("5.04").await.unwrap();
+    let button = page.find(Locator::Id("start-checkout")).await.unwrap();
+    button.click().await.unwrap();
+    button.click().await.unwrap();
+
+    let calls = settled_calls(&browser, 2).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let first = calls
+        .iter()
+        .find(|line| line.contains(": 200 first answer"))
+        .unwrap_or_else(|| panic!("one first answer: {calls:?}"));
+    let replay = calls
+        .iter()
+        .find(|line| line.contains(": 200 replayed after waiting out "))
+        .unwrap_or_else(|| panic!("one replay: {calls:?}"));
+    let waits: u32 = replay
+        .split("waiting out ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count of waits in {replay:?}"));
+    assert!(waits >= 1, "{replay}");
+    let transaction = |line: &str| line.rsplit(", ").next().unwrap_or_default().to_owned();
+    assert_eq!(transaction(first), transaction(replay), "{calls:?}");
+    assert!(!transaction(first).is_empty(), "{calls:?}");
+
+    // The page shows the replay as it shows any answer, and follows its transaction.
+    let result = browser
+        .wait_for_text("#result", |text| !text.is_empty())
+        .await;
+    let params: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(params["amount"], "5.04");
+    assert_eq!(
+        params["merchant_transaction_id"],
+        transaction(first).as_str()
+    );
+    browser
+        .wait_for_text("#tx-status", |text| text == "Status: completed")
+        .await;
     browser.close().await;
 }
 

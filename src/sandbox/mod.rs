@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
 
-pub use routes::{demo_css, demo_js, demo_page, login};
+pub use routes::{demo_client, demo_css, demo_js, demo_page, login};
 
 use crate::config::{ConfigError, ListenAddress, PresetValue, SessionSourceName, Settings};
 use crate::session::{DevSession, JwtAlgorithm};

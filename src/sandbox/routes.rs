@@ -15,6 +15,9 @@ use crate::session::DevSession;
 const PAGE: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/demo.js");
 const STYLE: &str = include_str!("assets/demo.css");
+/// The browser client partners use (`clients/js`), as compiled and committed there: the demo page
+/// runs exactly what a partner installs.
+const CLIENT: &str = include_str!("../../clients/js/dist/index.js");
 
 /// Only our own script and style, no inline code, no framing.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -35,6 +38,13 @@ pub async fn demo_js() -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(SCRIPT)
+}
+
+pub async fn demo_client() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(CLIENT)
 }
 
 pub async fn demo_css() -> HttpResponse {

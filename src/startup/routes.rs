@@ -42,7 +42,7 @@ pub struct Route {
 pub const WEBHOOK_PATH: &str = "/{webhook_path}";
 
 /// Every route, in the order they are matched.
-pub static ROUTES: [Route; 15] = [
+pub static ROUTES: [Route; 16] = [
     Route {
         method: Method::POST,
         path: "/start-checkout",
@@ -115,6 +115,12 @@ pub static ROUTES: [Route; 15] = [
         path: "/sandbox/demo.js",
         served: Served::Sandbox,
         to: |route| route.to(sandbox::demo_js),
+    },
+    Route {
+        method: Method::GET,
+        path: "/sandbox/client.js",
+        served: Served::Sandbox,
+        to: |route| route.to(sandbox::demo_client),
     },
     Route {
         method: Method::GET,

@@ -111,6 +111,17 @@ impl Browser {
 
     /// Waits until the element's text satisfies `ready`, and returns it.
     pub async fn wait_for_text(&self, css: &str, ready: impl Fn(&str) -> bool) -> String {
+        self.wait_for_text_within(css, Duration::from_secs(30), ready)
+            .await
+    }
+
+    /// As `wait_for_text`, for what the page only shows after a slow answer.
+    pub async fn wait_for_text_within(
+        &self,
+        css: &str,
+        limit: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
         let started = Instant::now();
         loop {
             let text = match self.client.find(fantoccini::Locator::Css(css)).await {
@@ -120,7 +131,7 @@ impl Browser {
             if ready(&text) {
                 return text;
             }
-            if started.elapsed() > Duration::from_secs(30) {
+            if started.elapsed() > limit {
                 panic!("{css} never became ready; last text: {text:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
