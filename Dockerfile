@@ -7,10 +7,6 @@
 # Build stage: compile the release binaries, proof-bff and the stand-in for Proof.
 FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 WORKDIR /src
-# The commit `proof-bff --version` reports: the build context has no .git to read it from, so pass
-# it in, e.g. `docker build --build-arg PROOF_BFF_COMMIT="$(git rev-parse HEAD)" .`; without it
-# the version says the commit is unknown.
-ARG PROOF_BFF_COMMIT=""
 # Everything the manifest names: cargo reads every declared target (the benchmark and the build
 # script included) and the workspace member (the stand-in for Proof that --sandbox starts), even to
 # build only the binary. `.ci/run` builds from exactly these paths, so a missing one fails CI.
@@ -18,6 +14,11 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY stand-in ./stand-in
+# The commit `proof-bff --version` reports: the build context has no .git to read it from, so pass
+# it in, e.g. `docker build --build-arg PROOF_BFF_COMMIT="$(git rev-parse HEAD)" .`; without it
+# the version says the commit is unknown. Declared here, after the copies, so a new commit id
+# leaves their layers cached.
+ARG PROOF_BFF_COMMIT=""
 # The crate registry and the target directory are build caches: a rebuild after a code change
 # recompiles only proof-bff, without placeholder sources that must mirror the manifest's targets.
 # The binaries are copied out because cache mounts are not part of the image. Both are built: the
