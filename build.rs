@@ -7,9 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=PROOF_BFF_COMMIT");
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    // Absolute paths: a copy of the sources built into the same target directory (as CI checks
+    // the Dockerfile's build stage) shares this script's last run. Its paths are gone once the copy
+    // is, so the checkout's next build runs the script again instead of keeping the copy's answer.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("build.rs").display()
+    );
+    println!("cargo:rerun-if-env-changed=PROOF_BFF_COMMIT");
     let (commit, modified) = match std::env::var("PROOF_BFF_COMMIT") {
         Ok(given) if !given.trim().is_empty() => {
             let given = given.trim().to_ascii_lowercase();
