@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod browser;
+pub mod build_info;
 pub mod call_budget;
 pub mod checkout;
 pub mod cli;

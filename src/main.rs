@@ -62,7 +62,13 @@ fn main() -> ExitCode {
             }
             None => (None, Application::build(config)?),
         };
-        tracing::info!(listen = %listen, port = application.port(), "proof-bff listening");
+        tracing::info!(
+            listen = %listen,
+            port = application.port(),
+            version = proof_bff::build_info::VERSION,
+            commit = proof_bff::build_info::COMMIT,
+            "proof-bff listening"
+        );
         if let Some((stand_in_url, session)) = stand_in {
             let page = sandbox::page_origin(&listen, application.port());
             println!("{}", sandbox::banner(&page, &stand_in_url, &session));

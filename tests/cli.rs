@@ -1185,6 +1185,53 @@ fn help_exits_zero_and_lists_check_config() {
     assert!(stdout.contains("--config"), "{stdout}");
 }
 
+/// `proof-bff --version`: `proof-bff <version> (commit <id>)`, with `, built from a modified tree`
+/// after the id when tracked files differed from the commit, or `(commit unknown)` without git.
+#[test]
+fn version_names_the_package_version_and_the_commit_built_from() {
+    let output = bff().arg("--version").output().unwrap();
+    assert_passes(&output);
+    let stdout = text(&output.stdout);
+    let line = stdout.trim_end();
+    let rest = line
+        .strip_prefix(&format!("proof-bff {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected --version output: {stdout:?}"));
+    let commit = rest
+        .strip_suffix(", built from a modified tree")
+        .unwrap_or(rest);
+    assert!(
+        commit == "unknown"
+            || ((7..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{stdout:?}"
+    );
+
+    // Built from this checkout (not from a commit given at build time), it names the commit
+    // checked out: the one the binary under test was just built from.
+    if option_env!("PROOF_BFF_COMMIT").is_some_and(|given| !given.trim().is_empty()) {
+        return;
+    }
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(manifest_dir)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| text(&output.stdout).trim().to_owned())
+    };
+    // As build.rs: only a checkout of this repository itself, not sources inside another one.
+    let own_checkout = git(&["rev-parse", "--show-toplevel"])
+        .is_some_and(|top| Path::new(&top).canonicalize().ok() == manifest_dir.canonicalize().ok());
+    if !own_checkout {
+        eprintln!("SKIPPED: not a git checkout, the commit cannot be compared");
+        return;
+    }
+    let head = git(&["rev-parse", "HEAD"]).expect("git rev-parse HEAD");
+    assert_eq!(commit, head, "{stdout:?}");
+}
+
 /// Stands in for any secret an operator could mistype into a config.
 const PLANTED_SECRET: &str = "S3CRET";
 

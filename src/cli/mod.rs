@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "proof-bff",
-    version,
+    version = crate::build_info::VERSION_LINE,
     about = "Creates Proof widget sessions for your web app, server-side"
 )]
 pub struct Cli {

@@ -72,6 +72,7 @@ struct ClientLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
+    commit: &'static str,
 }
 
 fn duration_histogram() -> Histogram {
@@ -265,10 +266,15 @@ impl Metrics {
             log_lines_dropped.clone(),
         );
         let build_info = Family::<VersionLabel, Gauge>::default();
-        registry.register("build_info", "The running version", build_info.clone());
+        registry.register(
+            "build_info",
+            "The running version and the commit it was built from",
+            build_info.clone(),
+        );
         build_info
             .get_or_create(&VersionLabel {
-                version: env!("CARGO_PKG_VERSION"),
+                version: crate::build_info::VERSION,
+                commit: crate::build_info::COMMIT,
             })
             .set(1);
         Self {
@@ -458,6 +464,10 @@ mod tests {
         assert!(text.contains("proof_bff_rate_limited_total{kind=\"per_user\"} 1"));
         assert!(text.contains("proof_bff_upstream_retries_total{endpoint=\"/widget/session\"} 1"));
         assert!(text.contains("proof_bff_requests_in_flight 0"));
-        assert!(text.contains("proof_bff_build_info{version="));
+        assert!(text.contains(&format!(
+            "proof_bff_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            crate::build_info::VERSION,
+            crate::build_info::COMMIT
+        )));
     }
 }
