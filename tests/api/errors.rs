@@ -1430,3 +1430,60 @@ async fn logs_never_contain_secrets_the_users_email_or_the_session_token() {
         );
     }
 }
+
+// The log level of a failure that is Proof's, not ours
+
+#[tokio::test]
+async fn a_failure_at_proof_is_logged_as_warnings_with_its_cause_and_never_at_error_level() {
+    // An error-level line pages the partner's on-call: it is kept for what they must fix (a
+    // refused client_token, tested above), not for Proof's bad minute, which the service answers
+    // and reports at warn.
+    let app = spawn_app_with(|s| s.proof.max_attempts = 1).await;
+    app.proof_answers(proof_answer(
+        502,
+        proof_error("upstream_error", "provider_error").to_string(),
+        "application/json",
+    ))
+    .await;
+    let unreachable = spawn_app_with(|s| s.proof.base_url = refused_base_url()).await;
+
+    for (app, code, cause) in [
+        (&app, "provider_error", "Proof answered with a server error"),
+        (&unreachable, "upstream_unavailable", ""),
+    ] {
+        let response = app.checkout().send_with_valid_body().await;
+        let answer = expect_error(response, 502, "upstream_error", code).await;
+        let request_id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+        let completed =
+            eventually_async(&format!("{code}: its request completed line"), async || {
+                let lines = log_events_with_message(&request_id, "request completed");
+                (!lines.is_empty()).then_some(lines)
+            })
+            .await;
+        assert_eq!(completed.len(), 1, "{code}: {completed:?}");
+        assert_eq!(completed[0]["level"], "WARN", "{code}: {}", completed[0]);
+
+        let events = log_events_for(&request_id);
+        let errors: Vec<_> = events
+            .iter()
+            .filter(|event| event["level"] == "ERROR")
+            .collect();
+        assert!(errors.is_empty(), "{code}: error-level lines: {errors:?}");
+        assert!(
+            events
+                .iter()
+                .filter(|event| event["level"] == "WARN")
+                .count()
+                >= 2,
+            "{code}: the cause is logged at warn beside the completed line: {events:?}"
+        );
+        if !cause.is_empty() {
+            assert!(
+                events
+                    .iter()
+                    .any(|event| event["fields"]["message"] == cause),
+                "{code}: no {cause:?} line: {events:?}"
+            );
+        }
+    }
+}
