@@ -317,6 +317,36 @@ async fn sign_in(browser: &support::browser::Browser, user: &str) {
         .await;
 }
 
+/// A sandbox started with `env`, its demo page open in the browser and signed in as `user`.
+async fn demo_page_signed_in(
+    browser: &support::browser::Browser,
+    env: &[(&str, String)],
+    user: &str,
+) -> Service {
+    let service = Service::start(&["--sandbox"], env);
+    service.wait_for_line(|line| line.contains("demo page:"));
+    service.wait_until_healthy().await;
+    browser
+        .client
+        .goto(&format!("{}/", service.address()))
+        .await
+        .unwrap();
+    sign_in(browser, user).await;
+    service
+}
+
+/// Enters `amount` on the page and clicks "Start checkout" `clicks` times.
+async fn start_checkout_on_page(browser: &support::browser::Browser, amount: &str, clicks: usize) {
+    let page = &browser.client;
+    let field = page.find(Locator::Id("amount")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(amount).await.unwrap();
+    let button = page.find(Locator::Id("start-checkout")).await.unwrap();
+    for _ in 0..clicks {
+        button.click().await.unwrap();
+    }
+}
+
 /// The page's list of settled calls, one line each.
 async fn settled_calls(browser: &support::browser::Browser, at_least: usize) -> Vec<String> {
     browser
@@ -335,29 +365,16 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
         return;
     };
     // Two checkouts at once per user, one more a minute: the page runs into the per-user limit.
-    let service = Service::start(
-        &["--sandbox"],
+    let _service = demo_page_signed_in(
+        &browser,
         &[
             ("PROOF_BFF__RATE_LIMIT__PER_USER_BURST", "2".to_owned()),
             ("PROOF_BFF__RATE_LIMIT__PER_USER_PER_MINUTE", "1".to_owned()),
         ],
-    );
-    service.wait_for_line(|line| line.contains("demo page:"));
-    service.wait_until_healthy().await;
-
-    let page = browser.client.clone();
-    page.goto(&format!("{}/", service.address())).await.unwrap();
-    sign_in(&browser, "browser-user").await;
-
-    let amount = page.find(Locator::Id("amount")).await.unwrap();
-    amount.clear().await.unwrap();
-    amount.send_keys("42.50").await.unwrap();
-    page.find(Locator::Id("start-checkout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        "browser-user",
+    )
+    .await;
+    start_checkout_on_page(&browser, "42.50", 1).await;
     let status = browser
         .wait_for_text("#result-status", |text| text.starts_with("200"))
         .await;
@@ -390,14 +407,7 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
     assert_eq!(status, "Status: completed");
 
     // A test value: the stand-in fails every attempt and the page shows the envelope.
-    amount.clear().await.unwrap();
-    amount.send_keys("2.02").await.unwrap();
-    page.find(Locator::Id("start-checkout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    start_checkout_on_page(&browser, "2.02", 1).await;
     browser
         .wait_for_text("#result-status", |text| text.starts_with("502"))
         .await;
@@ -408,16 +418,9 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
 
     // Over the per-user limit: the client's typed error, with the wait the service asked for.
     // Submitted until refused, so a slow run that earned another checkout still gets there.
-    amount.clear().await.unwrap();
-    amount.send_keys("7").await.unwrap();
     let mut refused = None;
     for submitted in 3..=6 {
-        page.find(Locator::Id("start-checkout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        start_checkout_on_page(&browser, "7", 1).await;
         let calls = settled_calls(&browser, submitted).await;
         if let Some(line) = calls.iter().find(|line| line.contains(": 429 ")) {
             refused = Some(line.clone());
@@ -452,8 +455,8 @@ async fn a_double_submit_waits_out_409_and_gets_the_first_answer_replayed_in_a_r
         return;
     };
     let lots = "1000".to_owned();
-    let service = Service::start(
-        &["--sandbox"],
+    let _service = demo_page_signed_in(
+        &browser,
         &[
             ("PROOF_BFF__PROOF__REQUEST_TIMEOUT_MS", "60000".to_owned()),
             ("PROOF_BFF__PROOF__DEADLINE_MS", "60000".to_owned()),
@@ -463,19 +466,10 @@ async fn a_double_submit_waits_out_409_and_gets_the_first_answer_replayed_in_a_r
             ("PROOF_BFF__RATE_LIMIT__PER_IP_BURST", lots.clone()),
             ("PROOF_BFF__RATE_LIMIT__PER_IP_PER_MINUTE", lots),
         ],
-    );
-    service.wait_for_line(|line| line.contains("demo page:"));
-    service.wait_until_healthy().await;
-
-    let page = browser.client.clone();
-    page.goto(&format!("{}/", service.address())).await.unwrap();
-    sign_in(&browser, "double-clicker").await;
-    let amount = page.find(Locator::Id("amount")).await.unwrap();
-    amount.clear().await.unwrap();
-    amount.send_keys("5.04").await.unwrap();
-    let button = page.find(Locator::Id("start-checkout")).await.unwrap();
-    button.click().await.unwrap();
-    button.click().await.unwrap();
+        "double-clicker",
+    )
+    .await;
+    start_checkout_on_page(&browser, "5.04", 2).await;
 
     let calls = settled_calls(&browser, 2).await;
     assert_eq!(calls.len(), 2, "{calls:?}");
