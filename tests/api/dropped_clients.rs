@@ -9,9 +9,8 @@
 
 use std::time::Duration;
 
-use proof_bff::config::{RateLimitBackend, SessionSourceName, Settings};
+use proof_bff::config::{SessionSourceName, Settings};
 use reqwest::RequestBuilder;
-use secrecy::SecretString;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wiremock::matchers::{method, path};
@@ -28,21 +27,8 @@ const CLIENT_CLOSED_CHECKOUTS: &str =
     "proof_bff_requests_total{route=\"/start-checkout\",status=\"499\",code=\"client_closed\"}";
 const IN_FLIGHT: &str = "proof_bff_requests_in_flight";
 
-/// Proof at `proof` (which holds its answers until released), with a deadline no machine reaches.
-fn proof_holding_answers(s: &mut Settings, proof: &RawUpstream) {
-    s.proof.base_url = proof.base_url.clone();
-    s.proof.request_timeout_ms = 60_000;
-    s.proof.deadline_ms = 60_000;
-}
-
 fn with_metrics(s: &mut Settings) {
     s.metrics.listen = "127.0.0.1:0".into();
-}
-
-fn use_redis(s: &mut Settings, redis: &RedisServer) {
-    s.rate_limit.backend = RateLimitBackend::Redis;
-    s.rate_limit.redis_url = SecretString::from(redis.url());
-    s.rate_limit.redis_timeout_ms = 5000;
 }
 
 /// A whole checkout as the partner's page sends it, under `request_id`, with `key` if given.

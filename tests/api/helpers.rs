@@ -425,6 +425,20 @@ pub enum RawBehaviour {
     AnswerWhenReleased(u16, &'static str),
 }
 
+/// Proof at `proof` (which holds its answers until released), with a deadline no machine reaches.
+pub fn proof_holding_answers(s: &mut Settings, proof: &RawUpstream) {
+    s.proof.base_url = proof.base_url.clone();
+    s.proof.request_timeout_ms = 60_000;
+    s.proof.deadline_ms = 60_000;
+}
+
+/// Rate limits and idempotency keys in `redis`, with a timeout no busy test machine runs into.
+pub fn use_redis(s: &mut Settings, redis: &crate::redis_support::RedisServer) {
+    s.rate_limit.backend = proof_bff::config::RateLimitBackend::Redis;
+    s.rate_limit.redis_url = SecretString::from(redis.url());
+    s.rate_limit.redis_timeout_ms = 5000;
+}
+
 /// An upstream on a loopback port, written on raw sockets for the failures an HTTP server
 /// library will not produce. It follows a script, one entry per request in arrival order (the
 /// last entry repeats), and counts the connections it accepted and the complete requests it read.

@@ -1,9 +1,8 @@
 //! Double-submit protection over HTTP: `Idempotency-Key` replays, 409 and 422, the dedupe window,
 //! with the in-memory store and with replicas sharing a real `redis-server`.
 
-use proof_bff::config::{RateLimitBackend, Settings};
+use proof_bff::config::Settings;
 use reqwest::RequestBuilder;
-use secrecy::SecretString;
 use wiremock::MockServer;
 
 use crate::errors::expect_error;
@@ -49,13 +48,6 @@ async fn answer(response: reqwest::Response) -> Answer {
 
 async fn send(request: RequestBuilder) -> Answer {
     answer(request.send().await.expect("the service answers")).await
-}
-
-/// Proof at `proof` (which holds its answers until released), with a deadline no machine reaches.
-fn proof_holding_answers(s: &mut Settings, proof: &RawUpstream) {
-    s.proof.base_url = proof.base_url.clone();
-    s.proof.request_timeout_ms = 60_000;
-    s.proof.deadline_ms = 60_000;
 }
 
 /// `request` is refused with 409 `request_in_progress` and `Retry-After: 1`.
@@ -334,12 +326,6 @@ async fn wait_for_log(message: &str) {
 }
 
 // --- Replicas sharing Redis ---
-
-fn use_redis(settings: &mut Settings, redis: &RedisServer) {
-    settings.rate_limit.backend = RateLimitBackend::Redis;
-    settings.rate_limit.redis_url = SecretString::from(redis.url());
-    settings.rate_limit.redis_timeout_ms = 5000;
-}
 
 /// Two instances sharing `redis` and one Proof: the first's wiremock, unless `customise` names
 /// another.
