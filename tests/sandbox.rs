@@ -347,6 +347,11 @@ async fn start_checkout_on_page(browser: &support::browser::Browser, amount: &st
     }
 }
 
+/// The number written right after `marker` in `text`, as the page writes counts and waits.
+fn number_after(text: &str, marker: &str) -> Option<u64> {
+    text.split(marker).nth(1)?.split(' ').next()?.parse().ok()
+}
+
 /// The page's list of settled calls, one line each.
 async fn settled_calls(browser: &support::browser::Browser, at_least: usize) -> Vec<String> {
     browser
@@ -432,11 +437,7 @@ async fn the_demo_page_signs_in_and_shows_the_widget_parameters_in_a_real_browse
     let status = browser
         .wait_for_text("#result-status", |text| text.starts_with("429"))
         .await;
-    let retry_after: u64 = status
-        .split("retry after ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|seconds| seconds.parse().ok())
+    let retry_after = number_after(&status, "retry after ")
         .unwrap_or_else(|| panic!("a retry-after in {status:?}"));
     assert!((1..=60).contains(&retry_after), "{status}");
     let error = browser
@@ -481,11 +482,7 @@ async fn a_double_submit_waits_out_409_and_gets_the_first_answer_replayed_in_a_r
         .iter()
         .find(|line| line.contains(": 200 replayed after waiting out "))
         .unwrap_or_else(|| panic!("one replay: {calls:?}"));
-    let waits: u32 = replay
-        .split("waiting out ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
+    let waits = number_after(replay, "waiting out ")
         .unwrap_or_else(|| panic!("a count of waits in {replay:?}"));
     assert!(waits >= 1, "{replay}");
     let transaction = |line: &str| line.rsplit(", ").next().unwrap_or_default().to_owned();
